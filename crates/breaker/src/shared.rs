@@ -1,0 +1,595 @@
+//! The breaker's shared state machine: a plain synchronous type, apart from the `Service`.
+//!
+//! The state, its generation, and the half-open probe and success counts sit in one
+//! `AtomicU64`, so admitting a call while closed is one atomic load, and a probe permit is one
+//! compare-and-swap. Transitions are rare: they take a mutex (never held across an `.await`)
+//! to serialise their bookkeeping, then publish the new word. Every transition bumps the
+//! generation, so outcomes and permits of an earlier state are recognised and ignored.
+//!
+//! Counters live in cache-padded shards; each service clone writes its own, so clones on
+//! different threads never contend on a counter or a reference count.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::classify::Outcome;
+use crate::config::{Config, TripPolicy};
+use crate::error::BreakerOpen;
+use crate::hook::DynHook;
+use crate::window::{SlidingWindow, FAILED, SLOW};
+
+/// A breaker's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum State {
+    /// Calls pass; outcomes are counted against the trip policy.
+    Closed,
+    /// Calls are rejected until the open period ends.
+    Open,
+    /// A bounded number of probes pass; their outcomes close or reopen the breaker.
+    HalfOpen,
+    /// Rejects every call until [`BreakerHandle::reset`](crate::BreakerHandle::reset).
+    ForcedOpen,
+    /// Admits every call and records metrics, but never trips, until
+    /// [`BreakerHandle::reset`](crate::BreakerHandle::reset).
+    Disabled,
+}
+
+impl State {
+    /// The state's name in snake case (`"closed"`, `"half_open"`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+            Self::ForcedOpen => "forced_open",
+            Self::Disabled => "disabled",
+        }
+    }
+
+    const fn code(self) -> u64 {
+        match self {
+            Self::Closed => 0,
+            Self::Open => 1,
+            Self::HalfOpen => 2,
+            Self::ForcedOpen => 3,
+            Self::Disabled => 4,
+        }
+    }
+
+    const fn from_code(code: u64) -> Self {
+        match code {
+            0 => Self::Closed,
+            1 => Self::Open,
+            2 => Self::HalfOpen,
+            3 => Self::ForcedOpen,
+            _ => Self::Disabled,
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A snapshot of a breaker's counters; every count covers all clones since the breaker was
+/// built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// The state when the snapshot was taken.
+    pub state: State,
+    /// Calls classified as successes.
+    pub successes: u64,
+    /// Calls classified as failures.
+    pub failures: u64,
+    /// Calls classified as [`Outcome::Ignore`].
+    pub ignored: u64,
+    /// Calls rejected without reaching the inner service.
+    pub rejected: u64,
+    /// Calls at least as slow as the slow-call threshold (only with a slow-call policy).
+    pub slow: u64,
+    /// Failures in a row while closed.
+    pub consecutive_failures: u32,
+    /// State changes so far.
+    pub transitions: u64,
+    /// How long the breaker has been in `state`.
+    pub time_in_state: Duration,
+}
+
+// Layout of the state word.
+const STATE_MASK: u64 = 0xff;
+const PROBE_ONE: u64 = 1 << 8;
+const PROBE_MASK: u64 = 0xff << 8;
+const SUCCESS_ONE: u64 = 1 << 16;
+const SUCCESS_MASK: u64 = 0xffff << 16;
+const GEN_SHIFT: u32 = 32;
+
+const fn state_of(word: u64) -> State {
+    State::from_code(word & STATE_MASK)
+}
+const fn gen_of(word: u64) -> u32 {
+    (word >> GEN_SHIFT) as u32
+}
+const fn probes_of(word: u64) -> u32 {
+    ((word & PROBE_MASK) >> 8) as u32
+}
+const fn successes_of(word: u64) -> u32 {
+    ((word & SUCCESS_MASK) >> 16) as u32
+}
+const fn pack(gen: u32, state: State) -> u64 {
+    (gen as u64) << GEN_SHIFT | state.code()
+}
+
+/// What `poll_ready` reserved for the next call.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// Admitted while closed, in generation `gen`.
+    Closed(u32),
+    /// Admitted while disabled.
+    Disabled,
+    /// A half-open probe permit, returned when dropped unused.
+    Probe(ProbeGuard),
+}
+
+/// A half-open probe permit; dropping it unused gives the permit back.
+#[derive(Debug)]
+pub(crate) struct ProbeGuard {
+    shard: Arc<Shard>,
+    gen: u32,
+    armed: bool,
+}
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shard.core.release_probe(self.gen);
+        }
+    }
+}
+
+struct Log {
+    entered: u64,
+    reopens: u32,
+}
+
+/// The state machine shared by every clone of one breaker.
+pub(crate) struct Core {
+    word: AtomicU64,
+    consecutive_failures: AtomicU32,
+    /// When open: the time the first probe may pass. When half-open: the time in-flight
+    /// probes are given up on. In nanoseconds since `base`.
+    deadline: AtomicU64,
+    base: Instant,
+    config: Config,
+    /// The rate policies' window, or `None` for consecutive failures.
+    window: Option<SlidingWindow>,
+    /// The slow-call threshold, when slow calls are measured.
+    slow_call: Option<Duration>,
+    log: Mutex<Log>,
+    transitions: AtomicU64,
+    hook: Option<DynHook>,
+}
+
+impl fmt::Debug for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Core")
+            .field("state", &self.state())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    fn new(config: Config, hook: Option<DynHook>) -> Self {
+        let (window, slow_call) = match config.policy {
+            TripPolicy::ConsecutiveFailures { .. } => (None, None),
+            TripPolicy::FailureRate { window, .. } => (Some(SlidingWindow::new(window)), None),
+            TripPolicy::SlowCallRate {
+                window, slow_call, ..
+            } => (Some(SlidingWindow::new(window)), Some(slow_call)),
+        };
+        Self {
+            word: AtomicU64::new(pack(0, State::Closed)),
+            consecutive_failures: AtomicU32::new(0),
+            deadline: AtomicU64::new(0),
+            base: Instant::now(),
+            config,
+            window,
+            slow_call,
+            log: Mutex::new(Log {
+                entered: 0,
+                reopens: 0,
+            }),
+            transitions: AtomicU64::new(0),
+            hook,
+        }
+    }
+
+    /// Nanoseconds since the breaker was built, read through `tokio::time` so a paused clock
+    /// drives it.
+    fn now(&self) -> u64 {
+        nanos(Instant::now().saturating_duration_since(self.base))
+    }
+
+    pub(crate) fn state(&self) -> State {
+        state_of(self.word.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn measures_duration(&self) -> bool {
+        self.slow_call.is_some()
+    }
+
+    /// Moves from the state of `expected` (same generation) to `to`; false if another thread
+    /// moved first.
+    fn transition_from(&self, expected: u64, to: State, now: u64) -> bool {
+        self.transition(Some(expected), to, now)
+    }
+
+    /// Moves to `to` from whatever state the breaker is in (the handle's manual controls).
+    pub(crate) fn force(&self, to: State) {
+        let now = self.now();
+        self.transition(None, to, now);
+    }
+
+    fn transition(&self, expected: Option<u64>, to: State, now: u64) -> bool {
+        let from = {
+            let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+            // Only transitions change the state and generation, and all of them hold the lock,
+            // so this check cannot go stale before the store below.
+            let current = self.word.load(Ordering::Acquire);
+            if let Some(expected) = expected {
+                if gen_of(current) != gen_of(expected) || state_of(current) != state_of(expected) {
+                    return false;
+                }
+            }
+            let from = state_of(current);
+            match to {
+                State::Open => {
+                    log.reopens = if from == State::HalfOpen {
+                        log.reopens.saturating_add(1)
+                    } else {
+                        0
+                    };
+                    let period = self.config.open_duration.period(log.reopens);
+                    self.deadline
+                        .store(now.saturating_add(nanos(period)), Ordering::Release);
+                }
+                State::HalfOpen => {
+                    self.deadline.store(
+                        now.saturating_add(nanos(self.config.probe_timeout)),
+                        Ordering::Release,
+                    );
+                }
+                State::Closed | State::ForcedOpen | State::Disabled => {
+                    self.consecutive_failures.store(0, Ordering::Relaxed);
+                    if let Some(window) = &self.window {
+                        window.reset();
+                    }
+                    if to == State::Closed {
+                        log.reopens = 0;
+                    }
+                }
+            }
+            log.entered = now;
+            // Probe and success counts start again at zero with the new generation; permits
+            // of the old one are recognised by their generation and ignored.
+            self.word
+                .store(pack(gen_of(current).wrapping_add(1), to), Ordering::Release);
+            self.transitions.fetch_add(1, Ordering::Relaxed);
+            from
+        };
+        tracing::info!(
+            target: "sluice_breaker",
+            from = from.as_str(),
+            to = to.as_str(),
+            "circuit breaker state changed"
+        );
+        if let Some(hook) = &self.hook {
+            hook.0.on_state_change(from, to);
+        }
+        true
+    }
+
+    fn release_probe(&self, gen: u32) {
+        let _ = self
+            .word
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                (gen_of(word) == gen && state_of(word) == State::HalfOpen && probes_of(word) > 0)
+                    .then(|| word - PROBE_ONE)
+            });
+    }
+
+    fn on_closed_outcome(&self, gen: u32, outcome: Outcome, slow: bool) {
+        let word = self.word.load(Ordering::Acquire);
+        if gen_of(word) != gen || state_of(word) != State::Closed {
+            return; // the call began in an earlier state
+        }
+        let failed = outcome == Outcome::Failure;
+        let consecutive = if failed {
+            self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            // Only write when there is something to clear: the common success path stays a
+            // read, so clones on other cores keep their cached copy.
+            if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+            }
+            0
+        };
+        let trips = match (self.config.policy, &self.window) {
+            (TripPolicy::ConsecutiveFailures { threshold }, _) => consecutive >= threshold,
+            (
+                TripPolicy::FailureRate {
+                    threshold,
+                    min_calls,
+                    ..
+                },
+                Some(window),
+            ) => self.rate_exceeded(window, failed, failed, slow, threshold, min_calls),
+            (
+                TripPolicy::SlowCallRate {
+                    threshold,
+                    min_calls,
+                    ..
+                },
+                Some(window),
+            ) => self.rate_exceeded(window, slow, failed, slow, threshold, min_calls),
+            _ => false,
+        };
+        if trips {
+            let now = self.now();
+            self.transition_from(word, State::Open, now);
+        }
+    }
+
+    /// Records the call in the window; when it was `bad`, checks the rate.
+    fn rate_exceeded(
+        &self,
+        window: &SlidingWindow,
+        bad: bool,
+        failed: bool,
+        slow: bool,
+        threshold: f64,
+        min_calls: u32,
+    ) -> bool {
+        let now = if window.needs_clock() { self.now() } else { 0 };
+        let bits = if failed { FAILED } else { 0 } | if slow { SLOW } else { 0 };
+        window.record(bits, now);
+        if !bad {
+            return false;
+        }
+        let tally = window.tally(now);
+        let bad_calls = match self.config.policy {
+            TripPolicy::SlowCallRate { .. } => tally.slow,
+            _ => tally.failed,
+        };
+        tally.calls >= u64::from(min_calls) && bad_calls as f64 >= threshold * tally.calls as f64
+    }
+
+    fn on_probe_outcome(&self, gen: u32, outcome: Outcome, slow: bool) {
+        let failed = outcome == Outcome::Failure
+            || (slow && matches!(self.config.policy, TripPolicy::SlowCallRate { .. }));
+        loop {
+            let word = self.word.load(Ordering::Acquire);
+            if gen_of(word) != gen || state_of(word) != State::HalfOpen {
+                return; // a probe of an earlier half-open period
+            }
+            if failed {
+                let now = self.now();
+                if self.transition_from(word, State::Open, now) {
+                    return;
+                }
+                continue;
+            }
+            let succeeded = outcome == Outcome::Success;
+            if succeeded && successes_of(word) + 1 >= self.config.half_open_successes {
+                let now = self.now();
+                if self.transition_from(word, State::Closed, now) {
+                    return;
+                }
+                continue;
+            }
+            let next = word - PROBE_ONE + if succeeded { SUCCESS_ONE } else { 0 };
+            if self
+                .word
+                .compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn time_in_state(&self) -> Duration {
+        let entered = self
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entered;
+        Duration::from_nanos(self.now().saturating_sub(entered))
+    }
+
+    pub(crate) fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn transitions(&self) -> u64 {
+        self.transitions.load(Ordering::Relaxed)
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Counters written by the clones that use one shard.
+#[derive(Debug, Default)]
+struct Counters {
+    successes: AtomicU64,
+    failures: AtomicU64,
+    ignored: AtomicU64,
+    rejected: AtomicU64,
+    slow: AtomicU64,
+}
+
+/// One clone's view of the breaker. Aligned to two cache lines so that neither its counters
+/// nor its `Arc` reference count share a line with another shard's.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct Shard {
+    pub(crate) core: Arc<Core>,
+    counters: Counters,
+}
+
+impl Shard {
+    /// Decides whether the next call may pass.
+    pub(crate) fn admit(self: &Arc<Self>) -> Result<Admission, BreakerOpen> {
+        let core = &self.core;
+        loop {
+            let word = core.word.load(Ordering::Acquire);
+            match state_of(word) {
+                State::Closed => return Ok(Admission::Closed(gen_of(word))),
+                State::Disabled => return Ok(Admission::Disabled),
+                State::ForcedOpen => return Err(self.reject(None)),
+                State::Open => {
+                    let now = core.now();
+                    let until = core.deadline.load(Ordering::Acquire);
+                    if now < until {
+                        return Err(self.reject(Some(Duration::from_nanos(until - now))));
+                    }
+                    // The open period is over: this call may be the first probe.
+                    core.transition_from(word, State::HalfOpen, now);
+                }
+                State::HalfOpen => {
+                    let now = core.now();
+                    if probes_of(word) < core.config.half_open_max_calls {
+                        // Push the give-up time out before taking the permit, so that nobody
+                        // who sees the permit taken reads an older give-up time.
+                        core.deadline.fetch_max(
+                            now.saturating_add(nanos(core.config.probe_timeout)),
+                            Ordering::AcqRel,
+                        );
+                        if core
+                            .word
+                            .compare_exchange(
+                                word,
+                                word + PROBE_ONE,
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                            )
+                            .is_ok()
+                        {
+                            return Ok(Admission::Probe(ProbeGuard {
+                                shard: Arc::clone(self),
+                                gen: gen_of(word),
+                                armed: true,
+                            }));
+                        }
+                    } else if now >= core.deadline.load(Ordering::Acquire) {
+                        // Every permit is held by a probe that has not answered in time: give
+                        // up on them as failed, so a hung probe cannot wedge the breaker.
+                        core.transition_from(word, State::Open, now);
+                    } else {
+                        return Err(self.reject(None));
+                    }
+                }
+            }
+        }
+    }
+
+    fn reject(&self, retry_after: Option<Duration>) -> BreakerOpen {
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        BreakerOpen::new(retry_after)
+    }
+
+    /// Records a finished call admitted by `admission`.
+    pub(crate) fn record(&self, admission: Admission, outcome: Outcome, elapsed: Option<Duration>) {
+        let slow = match (self.core.slow_call, elapsed) {
+            (Some(threshold), Some(elapsed)) => elapsed >= threshold,
+            _ => false,
+        };
+        let counter = match outcome {
+            Outcome::Success => &self.counters.successes,
+            Outcome::Failure => &self.counters.failures,
+            Outcome::Ignore => &self.counters.ignored,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if outcome == Outcome::Ignore {
+            if let Admission::Probe(mut guard) = admission {
+                guard.armed = false;
+                self.core.release_probe(guard.gen);
+            }
+            return;
+        }
+        if slow {
+            self.counters.slow.fetch_add(1, Ordering::Relaxed);
+        }
+        match admission {
+            Admission::Disabled => {}
+            Admission::Closed(gen) => self.core.on_closed_outcome(gen, outcome, slow),
+            Admission::Probe(mut guard) => {
+                guard.armed = false;
+                self.core.on_probe_outcome(guard.gen, outcome, slow);
+            }
+        }
+    }
+}
+
+/// All shards of one breaker, handed out round-robin to service clones.
+#[derive(Debug)]
+pub(crate) struct Shards {
+    pub(crate) core: Arc<Core>,
+    shards: Box<[Arc<Shard>]>,
+    next: AtomicUsize,
+}
+
+const SHARDS: usize = 8;
+
+impl Shards {
+    pub(crate) fn new(config: Config, hook: Option<DynHook>) -> Self {
+        let core = Arc::new(Core::new(config, hook));
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Arc::new(Shard {
+                        core: Arc::clone(&core),
+                        counters: Counters::default(),
+                    })
+                })
+                .collect(),
+            core,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn pick(&self) -> Arc<Shard> {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        Arc::clone(&self.shards[index])
+    }
+
+    pub(crate) fn metrics(&self) -> Metrics {
+        let sum = |pick: fn(&Counters) -> &AtomicU64| {
+            self.shards
+                .iter()
+                .map(|shard| pick(&shard.counters).load(Ordering::Relaxed))
+                .sum()
+        };
+        Metrics {
+            state: self.core.state(),
+            successes: sum(|c| &c.successes),
+            failures: sum(|c| &c.failures),
+            ignored: sum(|c| &c.ignored),
+            rejected: sum(|c| &c.rejected),
+            slow: sum(|c| &c.slow),
+            consecutive_failures: self.core.consecutive_failures(),
+            transitions: self.core.transitions(),
+            time_in_state: self.core.time_in_state(),
+        }
+    }
+}

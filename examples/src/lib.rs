@@ -1,0 +1,1 @@
+//! Nothing here: the examples live in `examples/`.
