@@ -11,12 +11,13 @@
 use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
 use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use failsafe::futures::CircuitBreaker as _;
-use futures::FutureExt;
 use tower::{service_fn, Layer, Service, ServiceExt};
 
 type Bare = tower::util::ServiceFn<fn(u64) -> Ready<Result<u64, Infallible>>>;
@@ -55,13 +56,24 @@ fn resilience() -> tower_resilience::circuitbreaker::CircuitBreakerLayer {
         .unwrap()
 }
 
-/// Polls a future that is ready at once (every service here answers synchronously).
+/// Polls a future that is ready at once (every service here answers synchronously) in
+/// place, as an executor does, without moving it.
+#[inline(always)]
 fn now<F: Future>(future: F) -> F::Output {
-    future.now_or_never().expect("ready at once")
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(future).poll(&mut cx) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("every future here is ready at once"),
+    }
 }
 
+#[inline(always)]
 fn call<S: Service<u64>>(service: &mut S, i: u64) -> Result<S::Response, S::Error> {
-    now(service.ready())?;
+    let mut cx = Context::from_waker(Waker::noop());
+    match service.poll_ready(&mut cx) {
+        Poll::Ready(ready) => ready?,
+        Poll::Pending => panic!("every service here is ready at once"),
+    }
     now(service.call(i))
 }
 
@@ -93,7 +105,8 @@ fn closed(c: &mut Criterion) {
         let mut i = 0;
         b.iter(|| {
             i += 1;
-            now(service.ready()).unwrap();
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(service.poll_ready(&mut cx).is_ready());
             black_box(now(breaker.call(service.call(black_box(i)))).unwrap())
         });
     });

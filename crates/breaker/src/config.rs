@@ -8,7 +8,7 @@ use crate::classify::ErrIsFailure;
 use crate::error::ConfigError;
 use crate::hook::{DynHook, OnStateChange};
 use crate::layer::CircuitBreakerLayer;
-use crate::shared::Shards;
+use crate::shared::Breaker;
 
 /// The most half-open probes in flight at once.
 pub const MAX_HALF_OPEN_CALLS: u32 = 255;
@@ -449,7 +449,7 @@ impl<C> Builder<C> {
                 field: "probe_timeout",
             });
         }
-        let shards = Arc::new(Shards::new(config, self.hook));
-        Ok(CircuitBreakerLayer::from_parts(shards, self.classifier))
+        let breaker = Arc::new(Breaker::new(config, self.hook));
+        Ok(CircuitBreakerLayer::from_parts(breaker, self.classifier))
     }
 }

@@ -1,24 +1,17 @@
 //! Future types.
 
 use std::future::Future;
+use std::mem;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use crate::classify::Classify;
+use crate::classify::{Classify, Outcome};
 use crate::error::{BoxError, BreakerOpen};
-use crate::shared::{Admission, Shard};
-use std::sync::Arc;
-
-/// What a call needs to report its outcome when it finishes.
-#[derive(Debug)]
-pub(crate) struct Recorder {
-    pub(crate) shard: Arc<Shard>,
-    pub(crate) admission: Admission,
-    pub(crate) started: Option<Instant>,
-}
+use crate::local;
+use crate::shared::Admission;
 
 pin_project! {
     /// Response future of [`CircuitBreaker`](crate::CircuitBreaker).
@@ -40,7 +33,10 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            recorder: Option<Recorder>,
+            // The breaker's id; see `local` for why not an `Arc`.
+            breaker: u64,
+            admission: Admission,
+            started: Option<Instant>,
         },
         Rejected {
             error: BreakerOpen,
@@ -49,11 +45,20 @@ pin_project! {
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn called(future: F, recorder: Recorder, classifier: C) -> Self {
+    #[inline]
+    pub(crate) fn called(
+        future: F,
+        breaker: u64,
+        admission: Admission,
+        started: Option<Instant>,
+        classifier: C,
+    ) -> Self {
         Self {
             kind: Kind::Called {
                 future,
-                recorder: Some(recorder),
+                breaker,
+                admission,
+                started,
             },
             classifier,
         }
@@ -75,19 +80,39 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         match this.kind.project() {
-            KindProj::Called { future, recorder } => {
+            KindProj::Called {
+                future,
+                breaker,
+                admission,
+                started,
+            } => {
                 let result = ready!(future.poll(cx));
-                if let Some(Recorder {
-                    shard,
-                    admission,
-                    started,
-                }) = recorder.take()
+                let outcome = this.classifier.classify(&result);
+                // A `None` from `local` means the breaker is gone: nobody can observe the
+                // outcome any more.
+                if let (Admission::Closed(gen), Outcome::Success, None) =
+                    (&*admission, outcome, *started)
                 {
-                    let outcome = this.classifier.classify(&result);
-                    shard.record(admission, outcome, started.map(|s| s.elapsed()));
+                    // The hot path, checked apart so that it moves no payload.
+                    let gen = *gen;
+                    *admission = Admission::Recorded;
+                    let _ = local::with_no_reentry(*breaker, |core, counters| {
+                        core.record_closed_success(counters, gen);
+                    });
+                    return Poll::Ready(result.map_err(Into::into));
+                }
+                match (mem::replace(admission, Admission::Recorded), outcome, *started) {
+                    (Admission::Recorded, ..) => {} // polled again after completion
+                    (admission, outcome, started) => {
+                        let elapsed = started.map(|started| started.elapsed());
+                        let _ = local::with(*breaker, |core, counters| {
+                            core.record(counters, admission, outcome, elapsed);
+                        });
+                    }
                 }
                 Poll::Ready(result.map_err(Into::into))
             }

@@ -1,45 +1,46 @@
 use std::sync::Arc;
 
-use crate::shared::{Metrics, Shards, State};
+use crate::shared::{Breaker, Metrics, State};
 
 /// Observes and steers one breaker from outside the service stack.
 ///
 /// Cheap to clone; every clone refers to the same breaker.
 #[derive(Debug, Clone)]
 pub struct BreakerHandle {
-    shards: Arc<Shards>,
+    breaker: Arc<Breaker>,
 }
 
 impl BreakerHandle {
-    pub(crate) fn new(shards: Arc<Shards>) -> Self {
-        Self { shards }
+    pub(crate) fn new(breaker: Arc<Breaker>) -> Self {
+        Self { breaker }
     }
 
     /// The current state, as last published (an open breaker whose period has ended still
     /// reads `Open` until the next call moves it to `HalfOpen`).
     pub fn state(&self) -> State {
-        self.shards.core.state()
+        self.breaker.core.state()
     }
 
-    /// A snapshot of the counters. Sums one cache line per shard; cheap enough to poll.
+    /// A snapshot of the counters: sums one set of counters per thread that used the
+    /// breaker; cheap enough to poll.
     pub fn metrics(&self) -> Metrics {
-        self.shards.metrics()
+        self.breaker.core.metrics()
     }
 
     /// Rejects every call until [`reset`](Self::reset), whatever the outcomes.
     pub fn force_open(&self) {
-        self.shards.core.force(State::ForcedOpen);
+        self.breaker.core.force(State::ForcedOpen);
     }
 
     /// Admits every call and keeps counting outcomes, without ever tripping, until
     /// [`reset`](Self::reset).
     pub fn disable(&self) {
-        self.shards.core.force(State::Disabled);
+        self.breaker.core.force(State::Disabled);
     }
 
     /// Closes the breaker and clears its failure counts and window; ends a forced or disabled
     /// state.
     pub fn reset(&self) {
-        self.shards.core.force(State::Closed);
+        self.breaker.core.force(State::Closed);
     }
 }

@@ -7,7 +7,7 @@ use crate::classify::ErrIsFailure;
 use crate::config::Builder;
 use crate::handle::BreakerHandle;
 use crate::service::CircuitBreaker;
-use crate::shared::Shards;
+use crate::shared::Breaker;
 
 /// Wraps services in one shared [`CircuitBreaker`].
 ///
@@ -15,7 +15,7 @@ use crate::shared::Shards;
 /// and obeys the same state. Build another layer for an independent breaker.
 #[derive(Clone)]
 pub struct CircuitBreakerLayer<C = ErrIsFailure> {
-    shards: Arc<Shards>,
+    breaker: Arc<Breaker>,
     classifier: C,
 }
 
@@ -40,17 +40,17 @@ impl Default for CircuitBreakerLayer {
 }
 
 impl<C> CircuitBreakerLayer<C> {
-    pub(crate) fn from_parts(shards: Arc<Shards>, classifier: C) -> Self {
-        Self { shards, classifier }
+    pub(crate) fn from_parts(breaker: Arc<Breaker>, classifier: C) -> Self {
+        Self { breaker, classifier }
     }
 
     /// A handle on this breaker's state, metrics and manual controls.
     pub fn handle(&self) -> BreakerHandle {
-        BreakerHandle::new(Arc::clone(&self.shards))
+        BreakerHandle::new(Arc::clone(&self.breaker))
     }
 
     pub(crate) fn into_service<S>(self, inner: S) -> CircuitBreaker<S, C> {
-        CircuitBreaker::from_parts(inner, self.classifier, self.shards)
+        CircuitBreaker::from_parts(inner, self.classifier, self.breaker)
     }
 }
 
@@ -65,7 +65,7 @@ impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
 impl<C> fmt::Debug for CircuitBreakerLayer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreakerLayer")
-            .field("state", &self.shards.core.state())
+            .field("state", &self.breaker.core.state())
             .finish_non_exhaustive()
     }
 }

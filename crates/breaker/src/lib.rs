@@ -81,8 +81,9 @@
 //! # Cost
 //!
 //! There is no background task and nothing is boxed or locked per call. Admitting a call
-//! while closed is one atomic load; recording it is one counter increment on a cache line
-//! owned by the clone (plus the window's atomics for rate policies). The clock is read only
+//! while closed is one atomic load; recording it is a plain increment of a counter owned by
+//! the current thread, with no atomic read-modify-write (plus the window's atomics for rate
+//! policies). The clock is read only
 //! when it matters: while open or half-open, and with a time window or slow-call policy.
 //! Time is read through [`tokio::time::Instant`], so tests can pause it.
 //!
@@ -105,6 +106,7 @@ pub mod future;
 mod handle;
 mod hook;
 mod layer;
+mod local;
 mod service;
 mod shared;
 mod window;

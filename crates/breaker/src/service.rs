@@ -1,4 +1,5 @@
 use std::fmt;
+use std::mem;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -7,10 +8,10 @@ use tower_service::Service;
 
 use crate::classify::{Classify, ErrIsFailure};
 use crate::error::{BoxError, BreakerOpen};
-use crate::future::{Recorder, ResponseFuture};
+use crate::future::ResponseFuture;
 use crate::handle::BreakerHandle;
 use crate::layer::CircuitBreakerLayer;
-use crate::shared::{Admission, Shard, Shards};
+use crate::shared::{Admission, Breaker};
 
 /// Rejects calls while the inner service is failing, and lets probes test its recovery.
 ///
@@ -18,11 +19,18 @@ use crate::shared::{Admission, Shard, Shards};
 pub struct CircuitBreaker<S, C = ErrIsFailure> {
     inner: S,
     classifier: C,
-    shards: Arc<Shards>,
-    /// This clone's counters (see `shared`).
-    shard: Arc<Shard>,
+    breaker: Arc<Breaker>,
     /// What `poll_ready` decided for the next `call`.
-    admission: Option<Result<Admission, BreakerOpen>>,
+    reserved: Reserved,
+}
+
+/// A decision of `poll_ready`. Admission while closed carries nothing, so that the common
+/// case stays a one-byte write and read; `call` reads the generation itself.
+#[derive(Debug)]
+enum Reserved {
+    Nothing,
+    Closed,
+    Decided(Result<Admission, BreakerOpen>),
 }
 
 impl<S> CircuitBreaker<S> {
@@ -33,19 +41,18 @@ impl<S> CircuitBreaker<S> {
 }
 
 impl<S, C> CircuitBreaker<S, C> {
-    pub(crate) fn from_parts(inner: S, classifier: C, shards: Arc<Shards>) -> Self {
+    pub(crate) fn from_parts(inner: S, classifier: C, breaker: Arc<Breaker>) -> Self {
         Self {
             inner,
             classifier,
-            shard: shards.pick(),
-            shards,
-            admission: None,
+            breaker,
+            reserved: Reserved::Nothing,
         }
     }
 
     /// A handle on this breaker's state, metrics and manual controls.
     pub fn handle(&self) -> BreakerHandle {
-        BreakerHandle::new(Arc::clone(&self.shards))
+        BreakerHandle::new(Arc::clone(&self.breaker))
     }
 
     /// The inner service.
@@ -74,9 +81,16 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, C>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        let admission = self.admission.get_or_insert_with(|| self.shard.admit());
-        if admission.is_err() {
+        if let Reserved::Nothing = self.reserved {
+            self.reserved = if self.breaker.core.is_closed() {
+                Reserved::Closed
+            } else {
+                Reserved::Decided(self.breaker.core.admit())
+            };
+        }
+        if let Reserved::Decided(Err(_)) = self.reserved {
             // Rejections come out of `call` as an error future, and the inner service is
             // not polled: it may be the thing that is failing.
             return Poll::Ready(Ok(()));
@@ -84,39 +98,57 @@ where
         match self.inner.poll_ready(cx) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(error)) => {
-                self.admission = None;
+                self.reserved = Reserved::Nothing;
                 Poll::Ready(Err(error.into()))
             }
             Poll::Pending => Poll::Pending,
         }
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let admission = self.admission.take().expect(
-            "CircuitBreaker::call without poll_ready: poll_ready must return Ready(Ok) first",
-        );
-        match admission {
-            Err(open) => ResponseFuture::rejected(open, self.classifier.clone()),
-            Ok(admission) => {
-                let started = self.shard.core.measures_duration().then(Instant::now);
-                let recorder = Recorder {
-                    shard: Arc::clone(&self.shard),
-                    admission,
-                    started,
-                };
-                ResponseFuture::called(self.inner.call(req), recorder, self.classifier.clone())
-            }
+        let core = &self.breaker.core;
+        // Admitted while closed: checked apart so the hot path moves no payload. Should the
+        // breaker have moved since `poll_ready`, the outcome is recorded against a
+        // generation that is no longer closed, and ignored.
+        if let Reserved::Closed = self.reserved {
+            self.reserved = Reserved::Nothing;
+            let started = core.measures_duration().then(Instant::now);
+            return ResponseFuture::called(
+                self.inner.call(req),
+                core.id(),
+                Admission::Closed(core.generation()),
+                started,
+                self.classifier.clone(),
+            );
         }
+        let admission = match mem::replace(&mut self.reserved, Reserved::Nothing) {
+            Reserved::Decided(Ok(admission)) => admission,
+            Reserved::Decided(Err(open)) => {
+                return ResponseFuture::rejected(open, self.classifier.clone())
+            }
+            Reserved::Nothing | Reserved::Closed => panic!(
+                "CircuitBreaker::call without poll_ready: poll_ready must return Ready(Ok) first"
+            ),
+        };
+        let started = core.measures_duration().then(Instant::now);
+        ResponseFuture::called(
+            self.inner.call(req),
+            core.id(),
+            admission,
+            started,
+            self.classifier.clone(),
+        )
     }
 }
 
 impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
     fn clone(&self) -> Self {
-        // A clone starts unready, with its own counter shard; it shares the breaker.
+        // A clone starts unready; it shares the breaker.
         Self::from_parts(
             self.inner.clone(),
             self.classifier.clone(),
-            Arc::clone(&self.shards),
+            Arc::clone(&self.breaker),
         )
     }
 }
@@ -125,7 +157,7 @@ impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreaker")
             .field("inner", &self.inner)
-            .field("state", &self.shards.core.state())
+            .field("state", &self.breaker.core.state())
             .finish_non_exhaustive()
     }
 }

@@ -6,11 +6,11 @@
 //! to serialise their bookkeeping, then publish the new word. Every transition bumps the
 //! generation, so outcomes and permits of an earlier state are recognised and ignored.
 //!
-//! Counters live in cache-padded shards; each service clone writes its own, so clones on
-//! different threads never contend on a counter or a reference count.
+//! Counters live per thread (see `local`), so recording an outcome needs no atomic
+//! read-modify-write at all.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use crate::classify::Outcome;
 use crate::config::{Config, TripPolicy};
 use crate::error::BreakerOpen;
 use crate::hook::DynHook;
+use crate::local::{self, Counters};
 use crate::window::{SlidingWindow, FAILED, SLOW};
 
 /// A breaker's state.
@@ -136,12 +137,14 @@ pub(crate) enum Admission {
     Disabled,
     /// A half-open probe permit, returned when dropped unused.
     Probe(ProbeGuard),
+    /// The outcome was recorded; nothing is left.
+    Recorded,
 }
 
 /// A half-open probe permit; dropping it unused gives the permit back.
 #[derive(Debug)]
 pub(crate) struct ProbeGuard {
-    shard: Arc<Shard>,
+    core: Arc<Core>,
     gen: u32,
     armed: bool,
 }
@@ -149,7 +152,7 @@ pub(crate) struct ProbeGuard {
 impl Drop for ProbeGuard {
     fn drop(&mut self) {
         if self.armed {
-            self.shard.core.release_probe(self.gen);
+            self.core.release_probe(self.gen);
         }
     }
 }
@@ -161,6 +164,7 @@ struct Log {
 
 /// The state machine shared by every clone of one breaker.
 pub(crate) struct Core {
+    id: u64,
     word: AtomicU64,
     consecutive_failures: AtomicU32,
     /// When open: the time the first probe may pass. When half-open: the time in-flight
@@ -175,6 +179,12 @@ pub(crate) struct Core {
     log: Mutex<Log>,
     transitions: AtomicU64,
     hook: Option<DynHook>,
+    /// Every thread's counters (see `local`).
+    threads: Mutex<Vec<Arc<Counters>>>,
+    /// Counts of threads that have exited, and of records made during thread teardown.
+    retired_counts: Counters,
+    /// Set when no layer, service or handle refers to the breaker any more.
+    retired: AtomicBool,
 }
 
 impl fmt::Debug for Core {
@@ -186,6 +196,8 @@ impl fmt::Debug for Core {
     }
 }
 
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
 impl Core {
     fn new(config: Config, hook: Option<DynHook>) -> Self {
         let (window, slow_call) = match config.policy {
@@ -196,6 +208,7 @@ impl Core {
             } => (Some(SlidingWindow::new(window)), Some(slow_call)),
         };
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             word: AtomicU64::new(pack(0, State::Closed)),
             consecutive_failures: AtomicU32::new(0),
             deadline: AtomicU64::new(0),
@@ -209,7 +222,35 @@ impl Core {
             }),
             transitions: AtomicU64::new(0),
             hook,
+            threads: Mutex::new(Vec::new()),
+            retired_counts: Counters::default(),
+            retired: AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
+    }
+
+    /// Counters for a thread that meets this breaker for the first time.
+    pub(crate) fn add_thread(&self) -> Arc<Counters> {
+        let counters = Arc::new(Counters::default());
+        let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+        // Fold in the counters of threads that have exited, so the list stays as long as
+        // the number of live threads.
+        threads.retain(|thread| {
+            let alive = Arc::strong_count(thread) > 1;
+            if !alive {
+                self.retired_counts.absorb(thread);
+            }
+            alive
+        });
+        threads.push(Arc::clone(&counters));
+        counters
     }
 
     /// Nanoseconds since the breaker was built, read through `tokio::time` so a paused clock
@@ -220,6 +261,16 @@ impl Core {
 
     pub(crate) fn state(&self) -> State {
         state_of(self.word.load(Ordering::Acquire))
+    }
+
+    #[inline]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state() == State::Closed
+    }
+
+    #[inline]
+    pub(crate) fn generation(&self) -> u32 {
+        gen_of(self.word.load(Ordering::Acquire))
     }
 
     pub(crate) fn measures_duration(&self) -> bool {
@@ -428,54 +479,52 @@ fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Counters written by the clones that use one shard.
-#[derive(Debug, Default)]
-struct Counters {
-    successes: AtomicU64,
-    failures: AtomicU64,
-    ignored: AtomicU64,
-    rejected: AtomicU64,
-    slow: AtomicU64,
+impl Counters {
+    fn absorb(&self, other: &Counters) {
+        for (mine, theirs) in self.fields().into_iter().zip(other.fields()) {
+            Counters::add_shared(mine, theirs.load(Ordering::Relaxed));
+        }
+    }
 }
 
-/// One clone's view of the breaker. Aligned to two cache lines so that neither its counters
-/// nor its `Arc` reference count share a line with another shard's.
-#[derive(Debug)]
-#[repr(align(128))]
-pub(crate) struct Shard {
-    pub(crate) core: Arc<Core>,
-    counters: Counters,
-}
-
-impl Shard {
+impl Core {
     /// Decides whether the next call may pass.
+    #[inline]
     pub(crate) fn admit(self: &Arc<Self>) -> Result<Admission, BreakerOpen> {
-        let core = &self.core;
+        let word = self.word.load(Ordering::Acquire);
+        if state_of(word) == State::Closed {
+            return Ok(Admission::Closed(gen_of(word)));
+        }
+        self.admit_slow()
+    }
+
+    #[inline(never)]
+    fn admit_slow(self: &Arc<Self>) -> Result<Admission, BreakerOpen> {
         loop {
-            let word = core.word.load(Ordering::Acquire);
+            let word = self.word.load(Ordering::Acquire);
             match state_of(word) {
                 State::Closed => return Ok(Admission::Closed(gen_of(word))),
                 State::Disabled => return Ok(Admission::Disabled),
                 State::ForcedOpen => return Err(self.reject(None)),
                 State::Open => {
-                    let now = core.now();
-                    let until = core.deadline.load(Ordering::Acquire);
+                    let now = self.now();
+                    let until = self.deadline.load(Ordering::Acquire);
                     if now < until {
                         return Err(self.reject(Some(Duration::from_nanos(until - now))));
                     }
                     // The open period is over: this call may be the first probe.
-                    core.transition_from(word, State::HalfOpen, now);
+                    self.transition_from(word, State::HalfOpen, now);
                 }
                 State::HalfOpen => {
-                    let now = core.now();
-                    if probes_of(word) < core.config.half_open_max_calls {
+                    let now = self.now();
+                    if probes_of(word) < self.config.half_open_max_calls {
                         // Push the give-up time out before taking the permit, so that nobody
                         // who sees the permit taken reads an older give-up time.
-                        core.deadline.fetch_max(
-                            now.saturating_add(nanos(core.config.probe_timeout)),
+                        self.deadline.fetch_max(
+                            now.saturating_add(nanos(self.config.probe_timeout)),
                             Ordering::AcqRel,
                         );
-                        if core
+                        if self
                             .word
                             .compare_exchange(
                                 word,
@@ -486,15 +535,15 @@ impl Shard {
                             .is_ok()
                         {
                             return Ok(Admission::Probe(ProbeGuard {
-                                shard: Arc::clone(self),
+                                core: Arc::clone(self),
                                 gen: gen_of(word),
                                 armed: true,
                             }));
                         }
-                    } else if now >= core.deadline.load(Ordering::Acquire) {
+                    } else if now >= self.deadline.load(Ordering::Acquire) {
                         // Every permit is held by a probe that has not answered in time: give
                         // up on them as failed, so a hung probe cannot wedge the breaker.
-                        core.transition_from(word, State::Open, now);
+                        self.transition_from(word, State::Open, now);
                     } else {
                         return Err(self.reject(None));
                     }
@@ -504,92 +553,118 @@ impl Shard {
     }
 
     fn reject(&self, retry_after: Option<Duration>) -> BreakerOpen {
-        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        if local::with(self.id, |_, counters| Counters::bump(&counters.rejected)).is_none() {
+            Counters::add_shared(&self.retired_counts.rejected, 1);
+        }
         BreakerOpen::new(retry_after)
     }
 
-    /// Records a finished call admitted by `admission`.
-    pub(crate) fn record(&self, admission: Admission, outcome: Outcome, elapsed: Option<Duration>) {
-        let slow = match (self.core.slow_call, elapsed) {
+    /// Records a success admitted while closed in generation `gen`: the hot path. Never
+    /// changes the state, so it never calls user code.
+    #[inline]
+    pub(crate) fn record_closed_success(&self, counters: &Counters, gen: u32) {
+        Counters::bump(&counters.successes);
+        let word = self.word.load(Ordering::Acquire);
+        if gen_of(word) != gen || state_of(word) != State::Closed {
+            return;
+        }
+        // Only write when there is something to clear: the common path stays a read, so
+        // other cores keep their cached copy.
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+        if let Some(window) = &self.window {
+            let now = if window.needs_clock() { self.now() } else { 0 };
+            window.record(0, now);
+        }
+    }
+
+    /// Records a finished call admitted by `admission`, in this thread's `counters`.
+    pub(crate) fn record(
+        &self,
+        counters: &Counters,
+        admission: Admission,
+        outcome: Outcome,
+        elapsed: Option<Duration>,
+    ) {
+        let slow = match (self.slow_call, elapsed) {
             (Some(threshold), Some(elapsed)) => elapsed >= threshold,
             _ => false,
         };
-        let counter = match outcome {
-            Outcome::Success => &self.counters.successes,
-            Outcome::Failure => &self.counters.failures,
-            Outcome::Ignore => &self.counters.ignored,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        Counters::bump(match outcome {
+            Outcome::Success => &counters.successes,
+            Outcome::Failure => &counters.failures,
+            Outcome::Ignore => &counters.ignored,
+        });
         if outcome == Outcome::Ignore {
             if let Admission::Probe(mut guard) = admission {
                 guard.armed = false;
-                self.core.release_probe(guard.gen);
+                self.release_probe(guard.gen);
             }
             return;
         }
         if slow {
-            self.counters.slow.fetch_add(1, Ordering::Relaxed);
+            Counters::bump(&counters.slow);
         }
         match admission {
-            Admission::Disabled => {}
-            Admission::Closed(gen) => self.core.on_closed_outcome(gen, outcome, slow),
+            Admission::Disabled | Admission::Recorded => {}
+            Admission::Closed(gen) => self.on_closed_outcome(gen, outcome, slow),
             Admission::Probe(mut guard) => {
                 guard.armed = false;
-                self.core.on_probe_outcome(guard.gen, outcome, slow);
+                self.on_probe_outcome(guard.gen, outcome, slow);
             }
         }
     }
-}
-
-/// All shards of one breaker, handed out round-robin to service clones.
-#[derive(Debug)]
-pub(crate) struct Shards {
-    pub(crate) core: Arc<Core>,
-    shards: Box<[Arc<Shard>]>,
-    next: AtomicUsize,
-}
-
-const SHARDS: usize = 8;
-
-impl Shards {
-    pub(crate) fn new(config: Config, hook: Option<DynHook>) -> Self {
-        let core = Arc::new(Core::new(config, hook));
-        Self {
-            shards: (0..SHARDS)
-                .map(|_| {
-                    Arc::new(Shard {
-                        core: Arc::clone(&core),
-                        counters: Counters::default(),
-                    })
-                })
-                .collect(),
-            core,
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    pub(crate) fn pick(&self) -> Arc<Shard> {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
-        Arc::clone(&self.shards[index])
-    }
 
     pub(crate) fn metrics(&self) -> Metrics {
-        let sum = |pick: fn(&Counters) -> &AtomicU64| {
-            self.shards
-                .iter()
-                .map(|shard| pick(&shard.counters).load(Ordering::Relaxed))
-                .sum()
+        let mut totals = [0u64; 5];
+        let mut add = |counters: &Counters| {
+            for (total, field) in totals.iter_mut().zip(counters.fields()) {
+                *total += field.load(Ordering::Relaxed);
+            }
         };
-        Metrics {
-            state: self.core.state(),
-            successes: sum(|c| &c.successes),
-            failures: sum(|c| &c.failures),
-            ignored: sum(|c| &c.ignored),
-            rejected: sum(|c| &c.rejected),
-            slow: sum(|c| &c.slow),
-            consecutive_failures: self.core.consecutive_failures(),
-            transitions: self.core.transitions(),
-            time_in_state: self.core.time_in_state(),
+        add(&self.retired_counts);
+        for thread in self
+            .threads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            add(thread);
         }
+        let [successes, failures, ignored, rejected, slow] = totals;
+        Metrics {
+            state: self.state(),
+            successes,
+            failures,
+            ignored,
+            rejected,
+            slow,
+            consecutive_failures: self.consecutive_failures(),
+            transitions: self.transitions(),
+            time_in_state: self.time_in_state(),
+        }
+    }
+}
+
+/// The owners' reference to a breaker: held by its layers, services and handles (not by
+/// response futures). When the last owner goes, threads drop their hold on the breaker.
+#[derive(Debug)]
+pub(crate) struct Breaker {
+    pub(crate) core: Arc<Core>,
+}
+
+impl Breaker {
+    pub(crate) fn new(config: Config, hook: Option<DynHook>) -> Self {
+        let core = Arc::new(Core::new(config, hook));
+        local::register(core.id, &core);
+        Self { core }
+    }
+}
+
+impl Drop for Breaker {
+    fn drop(&mut self) {
+        self.core.retired.store(true, Ordering::Relaxed);
+        local::unregister(self.core.id);
     }
 }
