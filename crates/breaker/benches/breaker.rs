@@ -12,8 +12,8 @@ use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
 use std::hint::black_box;
 use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -30,7 +30,9 @@ fn bare() -> Bare {
     service_fn((|x| ready(Ok(x))) as fn(u64) -> Ready<Result<u64, Infallible>>)
 }
 
-fn failing() -> tower::util::ServiceFn<fn(u64) -> Ready<Result<u64, &'static str>>> {
+type Failing = tower::util::ServiceFn<fn(u64) -> Ready<Result<u64, &'static str>>>;
+
+fn failing() -> Failing {
     service_fn((|_| ready(Err("down"))) as fn(u64) -> Ready<Result<u64, &'static str>>)
 }
 
@@ -80,7 +82,9 @@ fn call<S: Service<u64>>(service: &mut S, i: u64) -> Result<S::Response, S::Erro
 fn closed(c: &mut Criterion) {
     let mut group = c.benchmark_group("closed");
     group.throughput(Throughput::Elements(1));
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let _guard = runtime.enter();
 
     let mut service = bare();
@@ -124,7 +128,9 @@ fn closed(c: &mut Criterion) {
 fn open(c: &mut Criterion) {
     let mut group = c.benchmark_group("open");
     group.throughput(Throughput::Elements(1));
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let _guard = runtime.enter();
 
     let mut service = sluice().layer(failing());

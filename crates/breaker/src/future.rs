@@ -105,7 +105,11 @@ where
                     });
                     return Poll::Ready(result.map_err(Into::into));
                 }
-                match (mem::replace(admission, Admission::Recorded), outcome, *started) {
+                match (
+                    mem::replace(admission, Admission::Recorded),
+                    outcome,
+                    *started,
+                ) {
                     (Admission::Recorded, ..) => {} // polled again after completion
                     (admission, outcome, started) => {
                         let elapsed = started.map(|started| started.elapsed());

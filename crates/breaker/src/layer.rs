@@ -41,7 +41,10 @@ impl Default for CircuitBreakerLayer {
 
 impl<C> CircuitBreakerLayer<C> {
     pub(crate) fn from_parts(breaker: Arc<Breaker>, classifier: C) -> Self {
-        Self { breaker, classifier }
+        Self {
+            breaker,
+            classifier,
+        }
     }
 
     /// A handle on this breaker's state, metrics and manual controls.

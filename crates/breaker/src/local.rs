@@ -117,11 +117,7 @@ fn with_new_entry<R>(id: u64, f: impl FnOnce(&Core, &Counters) -> R) -> Option<R
             .and_then(|(_, core)| core.upgrade())
     }?;
     let counters = core.add_thread();
-    let entry = Rc::new(Entry {
-        id,
-        core,
-        counters,
-    });
+    let entry = Rc::new(Entry { id, core, counters });
     let result = f(&entry.core, &entry.counters);
     // During thread teardown the table is gone; the counters stay with the breaker anyway.
     let _ = ENTRIES.try_with(|entries| {

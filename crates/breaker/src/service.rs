@@ -30,7 +30,8 @@ pub struct CircuitBreaker<S, C = ErrIsFailure> {
 enum Reserved {
     Nothing,
     Closed,
-    Decided(Result<Admission, BreakerOpen>),
+    Admitted(Admission),
+    Rejected(BreakerOpen),
 }
 
 impl<S> CircuitBreaker<S> {
@@ -87,10 +88,13 @@ where
             self.reserved = if self.breaker.core.is_closed() {
                 Reserved::Closed
             } else {
-                Reserved::Decided(self.breaker.core.admit())
+                match self.breaker.core.admit() {
+                    Ok(admission) => Reserved::Admitted(admission),
+                    Err(open) => Reserved::Rejected(open),
+                }
             };
         }
-        if let Reserved::Decided(Err(_)) = self.reserved {
+        if let Reserved::Rejected(_) = self.reserved {
             // Rejections come out of `call` as an error future, and the inner service is
             // not polled: it may be the thing that is failing.
             return Poll::Ready(Ok(()));
@@ -122,12 +126,14 @@ where
                 self.classifier.clone(),
             );
         }
+        if let Reserved::Rejected(open) = &self.reserved {
+            let open = open.clone();
+            self.reserved = Reserved::Nothing;
+            return ResponseFuture::rejected(open, self.classifier.clone());
+        }
         let admission = match mem::replace(&mut self.reserved, Reserved::Nothing) {
-            Reserved::Decided(Ok(admission)) => admission,
-            Reserved::Decided(Err(open)) => {
-                return ResponseFuture::rejected(open, self.classifier.clone())
-            }
-            Reserved::Nothing | Reserved::Closed => panic!(
+            Reserved::Admitted(admission) => admission,
+            Reserved::Nothing | Reserved::Closed | Reserved::Rejected(_) => panic!(
                 "CircuitBreaker::call without poll_ready: poll_ready must return Ready(Ok) first"
             ),
         };

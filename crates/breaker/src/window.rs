@@ -128,7 +128,7 @@ impl CountWindow {
     }
 
     fn reset(&self) {
-        for slot in self.slots.iter() {
+        for slot in &self.slots {
             let old = slot.swap(0, Relaxed);
             self.apply(old, 0);
         }
@@ -187,7 +187,7 @@ impl TimeWindow {
             }
         };
         let mut tally = Tally::default();
-        for [calls, failed, slow] in self.buckets.iter() {
+        for [calls, failed, slow] in &self.buckets {
             tally.calls += count(calls);
             tally.failed += count(failed);
             tally.slow += count(slow);
@@ -198,7 +198,7 @@ impl TimeWindow {
     }
 
     fn reset(&self) {
-        for bucket in self.buckets.iter() {
+        for bucket in &self.buckets {
             for word in bucket {
                 word.store(0, Relaxed);
             }

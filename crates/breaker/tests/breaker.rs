@@ -555,3 +555,76 @@ async fn composes_with_tower_timeout_retry_and_load_shed() {
     );
     assert_eq!(handle.metrics().rejected, 4);
 }
+
+/// Counters live per thread: a snapshot must still see every call, from every thread,
+/// including threads that have exited.
+#[test]
+fn metrics_count_calls_from_every_thread() {
+    use tower::{Layer, ServiceExt};
+
+    let layer = CircuitBreakerLayer::builder()
+        .consecutive_failures(1_000_000)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    async fn answer(fail: bool) -> Result<(), &'static str> {
+        if fail {
+            Err("fail")
+        } else {
+            Ok(())
+        }
+    }
+    let service = layer.layer(tower::service_fn(answer));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let service = service.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    for i in 0..1_000 {
+                        let _ = service.clone().oneshot(i % 4 == 0).await;
+                    }
+                });
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    for _ in 0..1_000 {
+                        service.clone().oneshot(false).await.unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    let metrics = handle.metrics();
+    assert_eq!((metrics.successes, metrics.failures), (7_000, 1_000));
+    assert_eq!(metrics.state, State::Closed);
+}
+
+/// A response future may outlive every service, layer and handle of its breaker.
+#[tokio::test]
+async fn a_future_outliving_its_breaker_still_completes() {
+    let (mut service, mut handle) = mock::spawn_layer::<&str, &str, _>(layer(1));
+    assert_ready_ok!(service.poll_ready());
+    let response = service.call("req");
+    drop(service);
+    handle.next_request().await.unwrap().1.send_error("boom");
+    assert_eq!(response.await.unwrap_err().to_string(), "boom");
+}

@@ -17,9 +17,23 @@ const MS: u64 = 1_000_000;
 #[derive(Debug, Clone, Copy)]
 enum Policy {
     Consecutive(u32),
-    FailureCount { threshold: f64, n: u32, min: u32 },
-    FailureTime { threshold: f64, span_ms: u64, buckets: u32, min: u32 },
-    SlowCount { threshold: f64, slow_ms: u64, n: u32, min: u32 },
+    FailureCount {
+        threshold: f64,
+        n: u32,
+        min: u32,
+    },
+    FailureTime {
+        threshold: f64,
+        span_ms: u64,
+        buckets: u32,
+        min: u32,
+    },
+    SlowCount {
+        threshold: f64,
+        slow_ms: u64,
+        n: u32,
+        min: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -110,7 +124,9 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn build(config: &Config) -> CircuitBreakerLayer<fn(&Result<&'static str, &'static str>) -> Outcome> {
+type Classifier = fn(&Result<&'static str, &'static str>) -> Outcome;
+
+fn build(config: &Config) -> CircuitBreakerLayer<Classifier> {
     let policy = match config.policy {
         Policy::Consecutive(n) => TripPolicy::consecutive_failures(n),
         Policy::FailureCount { threshold, n, min } => {
@@ -148,7 +164,7 @@ fn build(config: &Config) -> CircuitBreakerLayer<fn(&Result<&'static str, &'stat
         None => builder.open_duration(open),
         Some(max) => builder.open_backoff(OpenDuration::backoff(open, Duration::from_millis(max))),
     };
-    let classify: fn(&Result<&'static str, &'static str>) -> Outcome = |result| match result {
+    let classify: Classifier = |result| match result {
         Ok("ignore") => Outcome::Ignore,
         Ok(_) => Outcome::Success,
         Err(_) => Outcome::Failure,
