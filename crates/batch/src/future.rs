@@ -1,0 +1,65 @@
+//! Future types.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::error::{BoxError, Closed};
+use crate::shared::Completion;
+
+/// Response future of [`Batcher`](crate::Batcher): resolves when the item's batch completes.
+///
+/// Dropping it does not withdraw the item, which is still delivered: fire-and-forget works.
+pub struct ResponseFuture {
+    kind: Kind,
+}
+
+enum Kind {
+    Waiting(Arc<Completion>),
+    Failed(Option<BoxError>),
+}
+
+impl ResponseFuture {
+    pub(crate) fn waiting(completion: Arc<Completion>) -> Self {
+        Self {
+            kind: Kind::Waiting(completion),
+        }
+    }
+
+    pub(crate) fn failed(error: BoxError) -> Self {
+        Self {
+            kind: Kind::Failed(Some(error)),
+        }
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<(), BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.kind {
+            Kind::Waiting(completion) => completion
+                .poll(cx)
+                .map(|outcome| outcome.map_err(|failure| failure.to_error())),
+            // Polled again after completion: the error has been handed out already.
+            Kind::Failed(error) => {
+                Poll::Ready(Err(error.take().unwrap_or_else(|| Box::new(Closed::new()))))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.kind {
+            Kind::Waiting(completion) if completion.is_complete() => "complete",
+            Kind::Waiting(_) => "waiting",
+            Kind::Failed(_) => "failed",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}

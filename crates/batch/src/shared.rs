@@ -1,0 +1,539 @@
+//! State shared by a batcher's services, handles and worker.
+//!
+//! Items are grouped into batches on the caller's side, under one mutex held for a few
+//! dozen nanoseconds, so that `call` knows the batch its item joined and the response future
+//! waits on that batch's [`Completion`] (one per batch, not a channel per item). The worker
+//! is woken only when a batch opens (to arm its timer) or fills up, not for every item.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::hash::Hash;
+use std::mem;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use futures_util::task::AtomicWaker;
+use tokio::time::Instant;
+
+use crate::batch::{Batch, FlushReason};
+use crate::config::Config;
+use crate::error::{BatchFailed, BoxError, Closed};
+use crate::stats::{Counts, Stats};
+
+/// Why items did not get through.
+#[derive(Debug, Clone)]
+pub(crate) enum Failure {
+    /// The inner service failed their batch.
+    Batch(Arc<BoxError>),
+    /// They never reached the inner service.
+    Closed(Option<Arc<BoxError>>),
+}
+
+impl Failure {
+    pub(crate) fn to_error(&self) -> BoxError {
+        match self {
+            Self::Batch(inner) => Box::new(BatchFailed::new(Arc::clone(inner))),
+            Self::Closed(None) => Box::new(Closed::new()),
+            Self::Closed(Some(cause)) => Box::new(Closed::because(Arc::clone(cause))),
+        }
+    }
+}
+
+/// The outcome of one batch, awaited by its items' futures and by flushes.
+#[derive(Default)]
+pub(crate) struct Completion {
+    outcome: OnceLock<Result<(), Failure>>,
+    waiters: Mutex<Vec<Waker>>,
+}
+
+impl fmt::Debug for Completion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completion")
+            .field("outcome", &self.outcome.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Completion {
+    pub(crate) fn complete(&self, outcome: Result<(), Failure>) {
+        if self.outcome.set(outcome).is_ok() {
+            let waiters = mem::take(&mut *lock(&self.waiters));
+            for waker in waiters {
+                waker.wake();
+            }
+        }
+    }
+
+    pub(crate) fn is_complete(&self) -> bool {
+        self.outcome.get().is_some()
+    }
+
+    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<Result<(), Failure>> {
+        if let Some(outcome) = self.outcome.get() {
+            return Poll::Ready(outcome.clone());
+        }
+        let mut waiters = lock(&self.waiters);
+        // Checked again under the lock: `complete` sets the outcome before it takes the lock.
+        if let Some(outcome) = self.outcome.get() {
+            return Poll::Ready(outcome.clone());
+        }
+        if !waiters.iter().any(|waker| waker.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing here leaves the state half-updated across a panic, so a poisoned lock is
+    // still consistent.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The batch of one key that is still filling up.
+struct Open<T> {
+    id: u64,
+    items: Vec<T>,
+    bytes: usize,
+    completion: Arc<Completion>,
+}
+
+/// A batch that is full, or due, and waits for the inner service.
+pub(crate) struct Sealed<T, K> {
+    id: u64,
+    pub(crate) batch: Batch<T, K>,
+    pub(crate) completion: Arc<Completion>,
+}
+
+pub(crate) struct State<T, K> {
+    open: HashMap<K, Open<T>>,
+    /// Open batches' deadlines in the order they opened, which is deadline order since every
+    /// batch waits the same `max_wait`. Entries of batches sealed early are skipped.
+    deadlines: VecDeque<(u64, K, Instant)>,
+    ready: VecDeque<Sealed<T, K>>,
+    in_flight_by_key: HashMap<K, usize>,
+    in_flight: usize,
+    /// Completions of the batches in the inner service, for flushes.
+    in_flight_completions: HashMap<u64, Arc<Completion>>,
+    next_id: u64,
+    /// Set when no new item is accepted, with the reason given to them.
+    closed: Option<Failure>,
+    counts: Counts,
+}
+
+pub(crate) struct Shared<T, K> {
+    pub(crate) config: Config<T, K>,
+    state: Mutex<State<T, K>>,
+    /// Items reserved by `poll_ready` or waiting for the inner service, against `capacity`.
+    slots: AtomicUsize,
+    producers: Mutex<Vec<Waker>>,
+    worker: AtomicWaker,
+    work: AtomicBool,
+    /// Mirrors `state.closed.is_some()`, so `poll_ready` need not lock.
+    closed_flag: AtomicBool,
+    /// Live service handles; the worker drains and ends when none is left.
+    pub(crate) services: AtomicUsize,
+    /// Completed when the worker has ended.
+    pub(crate) finished: Completion,
+}
+
+impl<T, K> fmt::Debug for Shared<T, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("slots", &self.slots)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, K> Shared<T, K> {
+    /// Takes a queue slot if one is free.
+    pub(crate) fn try_reserve(&self) -> bool {
+        let capacity = self.config.capacity;
+        self.slots
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < capacity).then_some(used + 1)
+            })
+            .is_ok()
+    }
+
+    /// Takes a queue slot, or registers to be woken when one frees up.
+    pub(crate) fn poll_reserve(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.try_reserve() {
+            return Poll::Ready(());
+        }
+        let mut producers = lock(&self.producers);
+        // Checked again after registering: `release` frees slots before it wakes producers.
+        if self.try_reserve() {
+            return Poll::Ready(());
+        }
+        if !producers.iter().any(|waker| waker.will_wake(cx.waker())) {
+            producers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Gives back `n` queue slots and wakes producers waiting for one.
+    pub(crate) fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.slots.fetch_sub(n, Ordering::AcqRel);
+        let producers = mem::take(&mut *lock(&self.producers));
+        for waker in producers {
+            waker.wake();
+        }
+    }
+
+    /// Why new items are refused, if they are.
+    pub(crate) fn closed(&self) -> Option<Failure> {
+        if !self.closed_flag.load(Ordering::Acquire) {
+            return None;
+        }
+        lock(&self.state).closed.clone()
+    }
+
+    /// Counts an item turned away because the queue was full.
+    pub(crate) fn count_dropped(&self) {
+        let mut state = lock(&self.state);
+        state.counts.submitted += 1;
+        state.counts.dropped += 1;
+    }
+
+    pub(crate) fn wake_worker(&self) {
+        self.work.store(true, Ordering::Release);
+        self.worker.wake();
+    }
+
+    /// Registers the worker's waker; true if work arrived since the worker last looked.
+    pub(crate) fn register_worker(&self, waker: &Waker) -> bool {
+        self.worker.register(waker);
+        self.work.swap(false, Ordering::AcqRel)
+    }
+
+    pub(crate) fn release_waiters(&self) {
+        let producers = mem::take(&mut *lock(&self.producers));
+        for waker in producers {
+            waker.wake();
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        lock(&self.state).counts.snapshot()
+    }
+}
+
+impl<T, K: Hash + Eq + Clone> Shared<T, K> {
+    pub(crate) fn new(config: Config<T, K>) -> Self {
+        Self {
+            config,
+            state: Mutex::new(State {
+                open: HashMap::new(),
+                deadlines: VecDeque::new(),
+                ready: VecDeque::new(),
+                in_flight_by_key: HashMap::new(),
+                in_flight: 0,
+                in_flight_completions: HashMap::new(),
+                next_id: 0,
+                closed: None,
+                counts: Counts::default(),
+            }),
+            slots: AtomicUsize::new(0),
+            producers: Mutex::new(Vec::new()),
+            worker: AtomicWaker::new(),
+            work: AtomicBool::new(false),
+            closed_flag: AtomicBool::new(false),
+            services: AtomicUsize::new(1),
+            finished: Completion::default(),
+        }
+    }
+
+    /// Adds an item (its slot already reserved) to its key's open batch.
+    pub(crate) fn submit(&self, item: T) -> Result<Arc<Completion>, Failure> {
+        // User code runs before the lock is taken.
+        let key = (self.config.key_fn)(&item);
+        let size = self.config.max_bytes.as_ref().map(|(_, size)| size(&item));
+        let now = Instant::now();
+        let mut wake_worker = false;
+        let completion = {
+            let mut state = lock(&self.state);
+            if let Some(failure) = &state.closed {
+                let failure = failure.clone();
+                drop(state);
+                self.release(1);
+                return Err(failure);
+            }
+            state.counts.submitted += 1;
+            state.counts.waiting += 1;
+            if let (Some(size), Some((limit, _))) = (size, &self.config.max_bytes) {
+                let full = state
+                    .open
+                    .get(&key)
+                    .is_some_and(|open| open.bytes.saturating_add(size) > *limit);
+                if full {
+                    state.seal(&key, FlushReason::Bytes);
+                    wake_worker = true;
+                }
+            }
+            let state = &mut *state;
+            let open = match state.open.get_mut(&key) {
+                Some(open) => open,
+                None => {
+                    // A new window: the worker must arm a timer for it.
+                    wake_worker = true;
+                    let id = state.next_id;
+                    state.next_id += 1;
+                    state
+                        .deadlines
+                        .push_back((id, key.clone(), now + self.config.max_wait));
+                    state.open.entry(key.clone()).or_insert(Open {
+                        id,
+                        items: Vec::with_capacity(self.config.max_items.min(1_024)),
+                        bytes: 0,
+                        completion: Arc::default(),
+                    })
+                }
+            };
+            open.items.push(item);
+            open.bytes = open.bytes.saturating_add(size.unwrap_or(0));
+            let completion = Arc::clone(&open.completion);
+            if open.items.len() >= self.config.max_items {
+                state.seal(&key, FlushReason::Size);
+                wake_worker = true;
+            }
+            completion
+        };
+        if wake_worker {
+            self.wake_worker();
+        }
+        Ok(completion)
+    }
+
+    /// Hands every open batch over (for a flush or shutdown) and returns the completions of
+    /// every batch not yet complete.
+    pub(crate) fn seal_all(&self, reason: FlushReason) -> Vec<Arc<Completion>> {
+        let pending = {
+            let mut state = lock(&self.state);
+            state.seal_open(reason);
+            state
+                .ready
+                .iter()
+                .map(|sealed| Arc::clone(&sealed.completion))
+                .chain(state.in_flight_completions.values().cloned())
+                .collect()
+        };
+        self.wake_worker();
+        pending
+    }
+
+    /// Stops accepting items; those already accepted are still delivered.
+    pub(crate) fn close(&self) {
+        {
+            let mut state = lock(&self.state);
+            if state.closed.is_none() {
+                state.closed = Some(Failure::Closed(None));
+                self.closed_flag.store(true, Ordering::Release);
+            }
+        }
+        // Producers waiting for a slot must learn that none will come.
+        self.release_waiters();
+    }
+
+    // ----- the worker's side -----
+
+    /// Hands over the batches whose window has passed; returns the next deadline.
+    pub(crate) fn seal_expired(&self, now: Instant) -> Option<Instant> {
+        let mut state = lock(&self.state);
+        while let Some((id, key, deadline)) = state.deadlines.front().cloned() {
+            let still_open = state.open.get(&key).is_some_and(|open| open.id == id);
+            if !still_open {
+                state.deadlines.pop_front();
+            } else if deadline <= now {
+                state.deadlines.pop_front();
+                state.seal(&key, FlushReason::Time);
+            } else {
+                return Some(deadline);
+            }
+        }
+        None
+    }
+
+    /// True if a sealed batch may go to the inner service now.
+    pub(crate) fn has_dispatchable(&self) -> bool {
+        lock(&self.state).dispatchable(&self.config).is_some()
+    }
+
+    /// Takes the oldest sealed batch that may go to the inner service now.
+    pub(crate) fn take_dispatchable(&self) -> Option<Sealed<T, K>> {
+        let sealed = {
+            let mut state = lock(&self.state);
+            let index = state.dispatchable(&self.config)?;
+            let sealed = state.ready.remove(index)?;
+            let n = sealed.batch.len() as u64;
+            state.counts.waiting -= n;
+            state.counts.in_flight += n;
+            state.counts.count_batch(sealed.batch.reason());
+            state.in_flight += 1;
+            *state
+                .in_flight_by_key
+                .entry(sealed.batch.key().clone())
+                .or_insert(0) += 1;
+            state
+                .in_flight_completions
+                .insert(sealed.id, Arc::clone(&sealed.completion));
+            sealed
+        };
+        self.release(sealed.batch.len());
+        Some(sealed)
+    }
+
+    /// Records the outcome of a batch the inner service finished.
+    pub(crate) fn finish(&self, done: Dispatched<K>, result: Result<(), BoxError>) {
+        let outcome = result.map_err(|error| Failure::Batch(Arc::new(error)));
+        {
+            let mut state = lock(&self.state);
+            let n = done.items as u64;
+            state.counts.in_flight -= n;
+            match outcome {
+                Ok(()) => state.counts.sent += n,
+                Err(_) => state.counts.failed += n,
+            }
+            state.in_flight -= 1;
+            if let Some(count) = state.in_flight_by_key.get_mut(&done.key) {
+                *count -= 1;
+                if *count == 0 {
+                    state.in_flight_by_key.remove(&done.key);
+                }
+            }
+            state.in_flight_completions.remove(&done.id);
+        }
+        if let Err(failure) = &outcome {
+            tracing::debug!(target: "sluice_batch", items = done.items, error = %failure.to_error(), "batch failed");
+        }
+        done.completion.complete(outcome);
+    }
+
+    /// Hands every open batch over, without waking the worker (the worker's own call).
+    pub(crate) fn seal_open(&self, reason: FlushReason) {
+        lock(&self.state).seal_open(reason);
+    }
+
+    /// Fails every item not yet in the inner service with `failure`, and refuses later items
+    /// with `refusal` (the inner service is gone or broken for good).
+    pub(crate) fn fail_waiting(&self, failure: Failure, refusal: Failure) {
+        let failed: Vec<Arc<Completion>> = {
+            let mut state = lock(&self.state);
+            // A plain shutdown gives way to the more telling reason.
+            if matches!(state.closed, None | Some(Failure::Closed(None))) {
+                state.closed = Some(refusal);
+                self.closed_flag.store(true, Ordering::Release);
+            }
+            state.seal_open(FlushReason::Shutdown);
+            let ready = mem::take(&mut state.ready);
+            let n: u64 = ready.iter().map(|sealed| sealed.batch.len() as u64).sum();
+            state.counts.waiting -= n;
+            state.counts.failed += n;
+            let released = n as usize;
+            drop(state);
+            self.release(released);
+            ready.into_iter().map(|sealed| sealed.completion).collect()
+        };
+        for completion in failed {
+            completion.complete(Err(failure.clone()));
+        }
+        self.release_waiters();
+    }
+
+    /// Fails the batches still in the inner service (the worker is being dropped).
+    pub(crate) fn fail_in_flight(&self, failure: &Failure) {
+        let in_flight: Vec<Arc<Completion>> = {
+            let mut state = lock(&self.state);
+            let n = state.counts.in_flight;
+            state.counts.in_flight = 0;
+            state.counts.failed += n;
+            state.in_flight = 0;
+            state.in_flight_by_key.clear();
+            state
+                .in_flight_completions
+                .drain()
+                .map(|(_, c)| c)
+                .collect()
+        };
+        for completion in in_flight {
+            completion.complete(Err(failure.clone()));
+        }
+    }
+
+    /// The worker is gone before its time: nothing queued can be delivered any more.
+    pub(crate) fn abandon(&self) {
+        let failure = Failure::Closed(None);
+        self.fail_waiting(failure.clone(), failure.clone());
+        self.fail_in_flight(&failure);
+        self.finished.complete(Ok(()));
+    }
+
+    /// True when nothing is open, sealed or in flight.
+    pub(crate) fn is_drained(&self) -> bool {
+        let state = lock(&self.state);
+        state.open.is_empty() && state.ready.is_empty() && state.in_flight == 0
+    }
+
+    /// True when no more items can arrive: closed, or no service handle left.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.services.load(Ordering::Acquire) == 0 || lock(&self.state).closed.is_some()
+    }
+}
+
+/// What the worker keeps about a batch while the inner service has it.
+#[derive(Debug)]
+pub(crate) struct Dispatched<K> {
+    pub(crate) id: u64,
+    pub(crate) key: K,
+    pub(crate) items: usize,
+    pub(crate) completion: Arc<Completion>,
+}
+
+impl<T, K> Sealed<T, K> {
+    pub(crate) fn dispatched(&self) -> Dispatched<K>
+    where
+        K: Clone,
+    {
+        Dispatched {
+            id: self.id,
+            key: self.batch.key().clone(),
+            items: self.batch.len(),
+            completion: Arc::clone(&self.completion),
+        }
+    }
+}
+
+impl<T, K: Hash + Eq + Clone> State<T, K> {
+    fn seal_open(&mut self, reason: FlushReason) {
+        let keys: Vec<K> = self.open.keys().cloned().collect();
+        for key in keys {
+            self.seal(&key, reason);
+        }
+    }
+
+    fn seal(&mut self, key: &K, reason: FlushReason) {
+        if let Some(open) = self.open.remove(key) {
+            self.ready.push_back(Sealed {
+                id: open.id,
+                batch: Batch::new(key.clone(), open.items, reason),
+                completion: open.completion,
+            });
+        }
+    }
+
+    fn dispatchable(&self, config: &Config<T, K>) -> Option<usize> {
+        if self.in_flight >= config.max_in_flight {
+            return None;
+        }
+        self.ready.iter().position(|sealed| {
+            self.in_flight_by_key
+                .get(sealed.batch.key())
+                .is_none_or(|&n| n < config.max_in_flight_per_key)
+        })
+    }
+}

@@ -1,0 +1,447 @@
+//! Behaviour of the batcher with a paused clock; the worker is driven by hand (`pair`).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_batch::{
+    Batch, BatchFailed, BatchLayer, Batcher, BoxError, Closed, ConfigError, FlushReason, Overflow,
+    QueueFull, Worker,
+};
+use tokio::time::{self, Instant};
+use tokio_test::task::{self, Spawn};
+use tokio_test::{assert_pending, assert_ready, assert_ready_err, assert_ready_ok};
+use tower::{service_fn, Service};
+use tower_test::mock;
+use tower_test::mock::Spawn as ServiceSpawn;
+
+/// What the recording inner service saw: key, items, reason, and when.
+type Seen<K> = Arc<Mutex<Vec<(K, Vec<u32>, FlushReason, Instant)>>>;
+
+type Recorder<K> = tower::util::ServiceFn<
+    Box<dyn FnMut(Batch<u32, K>) -> std::future::Ready<Result<(), BoxError>> + Send>,
+>;
+
+/// An inner service that answers at once: Ok, or an error when the batch holds a multiple
+/// of `fail_every` (0: never).
+fn recorder<K: Clone + Send + 'static>(fail_every: u32) -> (Recorder<K>, Seen<K>) {
+    let seen: Seen<K> = Arc::default();
+    let log = Arc::clone(&seen);
+    let f: Box<dyn FnMut(Batch<u32, K>) -> std::future::Ready<Result<(), BoxError>> + Send> =
+        Box::new(move |batch: Batch<u32, K>| {
+            let fails = fail_every != 0 && batch.items().iter().any(|i| i % fail_every == 0);
+            log.lock().unwrap().push((
+                batch.key().clone(),
+                batch.items().to_vec(),
+                batch.reason(),
+                Instant::now(),
+            ));
+            std::future::ready(if fails {
+                Err("inner failed".into())
+            } else {
+                Ok(())
+            })
+        });
+    (service_fn(f), seen)
+}
+
+fn submit<K>(
+    batcher: &mut ServiceSpawn<Batcher<u32, K>>,
+    item: u32,
+) -> Spawn<sluice_batch::future::ResponseFuture>
+where
+    K: std::hash::Hash + Eq + Clone,
+{
+    assert_ready_ok!(batcher.poll_ready());
+    task::spawn(batcher.call(item))
+}
+
+fn batches<K: Clone>(seen: &Seen<K>) -> Vec<(K, Vec<u32>, FlushReason)> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|(k, items, reason, _)| (k.clone(), items.clone(), *reason))
+        .collect()
+}
+
+fn layer() -> BatchLayer<u32> {
+    BatchLayer::builder()
+        .max_items(3)
+        .max_wait(Duration::from_millis(50))
+        .build()
+        .unwrap()
+}
+
+fn pair_spawned<S>(
+    layer: &BatchLayer<u32>,
+    service: S,
+) -> (ServiceSpawn<Batcher<u32>>, Spawn<Worker<S, u32>>)
+where
+    S: Service<Batch<u32>>,
+    S::Error: Into<BoxError>,
+{
+    let (batcher, worker) = layer.pair(service);
+    (ServiceSpawn::new(batcher), task::spawn(worker))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_leaves_exactly_max_wait_after_its_first_item() {
+    let (inner, seen) = recorder(0);
+    let (mut batcher, mut worker) = pair_spawned(&layer(), inner);
+    let start = Instant::now();
+    let mut first = submit(&mut batcher, 1);
+    assert_pending!(worker.poll());
+    time::advance(Duration::from_millis(20)).await;
+    let _second = submit(&mut batcher, 2);
+    time::advance(Duration::from_millis(29)).await;
+    assert_pending!(worker.poll());
+    assert!(seen.lock().unwrap().is_empty(), "not before 50 ms");
+    assert_pending!(first.poll());
+    time::advance(Duration::from_millis(1)).await;
+    assert!(worker.is_woken());
+    assert_pending!(worker.poll());
+    let log = seen.lock().unwrap().clone();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].1, [1, 2]);
+    assert_eq!(log[0].2, FlushReason::Time);
+    assert_eq!(log[0].3 - start, Duration::from_millis(50));
+    assert!(first.is_woken());
+    assert_ready_ok!(first.poll());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_batch_leaves_at_once_and_the_next_item_opens_a_new_window() {
+    let (inner, seen) = recorder(0);
+    let (mut batcher, mut worker) = pair_spawned(&layer(), inner);
+    let responses: Vec<_> = (0..4).map(|i| submit(&mut batcher, i)).collect();
+    assert_pending!(worker.poll());
+    assert_eq!(batches(&seen), [((), vec![0, 1, 2], FlushReason::Size)]);
+    time::advance(Duration::from_millis(50)).await;
+    assert_pending!(worker.poll());
+    assert_eq!(batches(&seen)[1], ((), vec![3], FlushReason::Time));
+    for mut response in responses {
+        assert_ready_ok!(response.poll());
+    }
+    let stats = batcher.get_ref().handle().stats();
+    assert_eq!((stats.submitted, stats.sent, stats.queued), (4, 4, 0));
+    assert_eq!((stats.batches.size, stats.batches.time), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_leaves_before_an_item_would_take_it_past_max_bytes() {
+    let layer = BatchLayer::builder()
+        .max_items(100)
+        .max_bytes(100, |item: &u32| *item as usize)
+        .build()
+        .unwrap();
+    let (inner, seen) = recorder(0);
+    let (batcher, worker) = layer.pair(inner);
+    let (mut batcher, mut worker) = (ServiceSpawn::new(batcher), task::spawn(worker));
+    for size in [40, 40, 40, 100, 150, 10] {
+        let _ = submit(&mut batcher, size);
+    }
+    assert_pending!(worker.poll());
+    assert_eq!(
+        batches(&seen),
+        [
+            ((), vec![40, 40], FlushReason::Bytes),
+            ((), vec![40], FlushReason::Bytes),
+            ((), vec![100], FlushReason::Bytes),
+            // An item larger than the cap on its own travels alone.
+            ((), vec![150], FlushReason::Bytes),
+        ]
+    );
+    let control = batcher.get_ref().handle();
+    let mut flush = task::spawn(control.flush());
+    assert_pending!(flush.poll());
+    assert_pending!(worker.poll());
+    assert!(flush.is_woken());
+    assert_ready!(flush.poll());
+    assert_eq!(batches(&seen)[4..], [((), vec![10], FlushReason::Flush)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn different_keys_never_share_a_batch_and_have_their_own_windows() {
+    let layer = BatchLayer::builder()
+        .max_items(10)
+        .max_wait(Duration::from_millis(50))
+        .key_fn(|item: &u32| item % 2)
+        .build()
+        .unwrap();
+    let (inner, seen) = recorder(0);
+    let (batcher, worker) = layer.pair(inner);
+    let (mut batcher, mut worker) = (ServiceSpawn::new(batcher), task::spawn(worker));
+    let _ = submit(&mut batcher, 0);
+    let _ = submit(&mut batcher, 2);
+    time::advance(Duration::from_millis(30)).await;
+    let _ = submit(&mut batcher, 1);
+    let _ = submit(&mut batcher, 4);
+    time::advance(Duration::from_millis(20)).await;
+    assert_pending!(worker.poll());
+    assert_eq!(batches(&seen), [(0, vec![0, 2, 4], FlushReason::Time)]);
+    time::advance(Duration::from_millis(30)).await;
+    assert_pending!(worker.poll());
+    assert_eq!(batches(&seen)[1], (1, vec![1], FlushReason::Time));
+}
+
+#[tokio::test(start_paused = true)]
+async fn flush_resolves_once_everything_before_it_is_delivered() {
+    let (inner, mut handle) = mock::pair::<Batch<u32>, ()>();
+    let (batcher, worker) = layer().pair(inner);
+    let control = batcher.handle();
+    let mut batcher = ServiceSpawn::new(batcher);
+    tokio::spawn(worker);
+    let mut first = submit(&mut batcher, 1);
+    let mut flush = task::spawn(control.flush());
+    assert_pending!(flush.poll());
+    let (batch, respond) = handle.next_request().await.unwrap();
+    assert_eq!(
+        (batch.items(), batch.reason()),
+        (&[1][..], FlushReason::Flush)
+    );
+    assert_pending!(flush.poll());
+    respond.send_response(());
+    tokio::task::yield_now().await;
+    assert_ready!(flush.poll());
+    assert_ready_ok!(first.poll());
+    // Nothing pending: a flush resolves at once.
+    assert_ready!(task::spawn(control.flush()).poll());
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_delivers_everything_then_refuses_new_items() {
+    let (inner, seen) = recorder(0);
+    let batcher = layer().spawn(inner);
+    let handle = batcher.handle();
+    let mut batcher = ServiceSpawn::new(batcher);
+    let responses: Vec<_> = (0..7).map(|i| submit(&mut batcher, i)).collect();
+    handle.shutdown(None).await.unwrap();
+    assert!(handle.is_finished());
+    assert_eq!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b.1.clone())
+            .collect::<Vec<_>>(),
+        (0..7).collect::<Vec<_>>()
+    );
+    for mut response in responses {
+        assert_ready_ok!(response.poll());
+    }
+    let error = assert_ready_err!(batcher.poll_ready());
+    assert!(error.is::<Closed>());
+    let stats = handle.stats();
+    assert_eq!((stats.submitted, stats.sent), (7, 7));
+    assert_eq!((stats.batches.size, stats.batches.shutdown), (2, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_every_service_delivers_what_is_queued() {
+    let (inner, seen) = recorder(0);
+    let batcher = layer().spawn(inner);
+    let handle = batcher.handle();
+    let mut batcher = ServiceSpawn::new(batcher);
+    let clone = batcher.get_ref().clone();
+    let _ = submit(&mut batcher, 1);
+    let _ = submit(&mut batcher, 2);
+    drop(batcher);
+    tokio::task::yield_now().await;
+    assert!(!handle.is_finished(), "a clone is still alive");
+    drop(clone);
+    // The worker delivers what is queued and ends by itself.
+    handle.finished().await;
+    assert_eq!(batches(&seen), [((), vec![1, 2], FlushReason::Shutdown)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_reports_what_is_left_at_its_deadline() {
+    let (inner, mut mock_handle) = mock::pair::<Batch<u32>, ()>();
+    let batcher = layer().spawn(inner);
+    let handle = batcher.handle();
+    let mut batcher = ServiceSpawn::new(batcher);
+    let _ = submit(&mut batcher, 1);
+    let error = handle
+        .shutdown(Some(Duration::from_secs(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.remaining, 1);
+    // The item is still delivered once the inner service answers.
+    mock_handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(());
+    handle.shutdown(None).await.unwrap();
+    assert_eq!(handle.stats().sent, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_applies_backpressure() {
+    let layer = BatchLayer::builder()
+        .max_items(10)
+        .capacity(2)
+        .build()
+        .unwrap();
+    let (inner, mut mock_handle) = mock::pair::<Batch<u32>, ()>();
+    mock_handle.allow(0);
+    let (batcher, worker) = layer.pair(inner);
+    let (mut batcher, mut worker) = (ServiceSpawn::new(batcher), task::spawn(worker));
+    let _ = submit(&mut batcher, 1);
+    let _ = submit(&mut batcher, 2);
+    assert_pending!(batcher.poll_ready());
+    time::advance(Duration::from_millis(50)).await;
+    assert_pending!(worker.poll());
+    assert!(
+        !batcher.is_woken(),
+        "the inner service is not ready: nothing left the queue"
+    );
+    mock_handle.allow(1);
+    assert_pending!(worker.poll());
+    assert!(batcher.is_woken());
+    assert_ready_ok!(batcher.poll_ready());
+    assert_eq!(batcher.get_ref().handle().stats().queue_len, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn drop_newest_turns_items_away_and_counts_them() {
+    let layer = BatchLayer::builder()
+        .max_items(10)
+        .capacity(2)
+        .overflow(Overflow::DropNewest)
+        .build()
+        .unwrap();
+    let (inner, mut mock_handle) = mock::pair::<Batch<u32>, ()>();
+    mock_handle.allow(0);
+    let (batcher, _worker) = layer.pair(inner);
+    let mut batcher = ServiceSpawn::new(batcher);
+    let _ = submit(&mut batcher, 1);
+    let _ = submit(&mut batcher, 2);
+    let mut third = submit(&mut batcher, 3);
+    let error = assert_ready_err!(third.poll());
+    assert!(error.is::<QueueFull>());
+    let stats = batcher.get_ref().handle().stats();
+    assert_eq!((stats.submitted, stats.dropped, stats.queued), (3, 1, 2));
+    assert_eq!(
+        stats.submitted,
+        stats.sent + stats.failed + stats.dropped + stats.queued
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_batch_does_not_poison_the_batcher() {
+    let (inner, _seen) = recorder(5);
+    let batcher = layer().spawn(inner);
+    let handle = batcher.handle();
+    let mut batcher = ServiceSpawn::new(batcher);
+    let mut failing = submit(&mut batcher, 5);
+    handle.flush().await;
+    let error = assert_ready_err!(failing.poll());
+    let failed = error.downcast_ref::<BatchFailed>().expect("a BatchFailed");
+    assert_eq!(failed.inner().to_string(), "inner failed");
+    let mut later = submit(&mut batcher, 6);
+    handle.flush().await;
+    assert_ready_ok!(later.poll());
+    let stats = handle.stats();
+    assert_eq!((stats.sent, stats.failed), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inner_poll_ready_error_fails_waiting_items_and_closes() {
+    let (inner, mut mock_handle) = mock::pair::<Batch<u32>, ()>();
+    let (batcher, worker) = layer().pair(inner);
+    let (mut batcher, mut worker) = (ServiceSpawn::new(batcher), task::spawn(worker));
+    let mut waiting = submit(&mut batcher, 1);
+    mock_handle.send_error("connection lost for good");
+    time::advance(Duration::from_millis(50)).await;
+    assert_ready!(worker.poll(), "the worker ends: nothing can be delivered");
+    let error = assert_ready_err!(waiting.poll());
+    let failed = error.downcast_ref::<BatchFailed>().unwrap();
+    assert_eq!(failed.inner().to_string(), "connection lost for good");
+    let error = assert_ready_err!(batcher.poll_ready());
+    let closed = error.downcast_ref::<Closed>().unwrap();
+    let source = std::error::Error::source(closed).unwrap();
+    assert_eq!(source.to_string(), "connection lost for good");
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_batch_per_key_in_flight_keeps_order_and_other_keys_proceed() {
+    let layer = BatchLayer::builder()
+        .max_items(2)
+        .key_fn(|item: &u32| item / 100)
+        .build()
+        .unwrap();
+    let (inner, mut mock_handle) = mock::pair::<Batch<u32, u32>, ()>();
+    let (batcher, worker) = layer.pair(inner);
+    let (mut batcher, mut worker) = (ServiceSpawn::new(batcher), task::spawn(worker));
+    for item in [1, 2, 3, 4, 101, 102] {
+        let _ = submit(&mut batcher, item);
+    }
+    assert_pending!(worker.poll());
+    let (first, respond_first) = mock_handle.next_request().await.unwrap();
+    assert_eq!(first.items(), [1, 2]);
+    // Key 0's second batch waits for its first; key 1's goes ahead.
+    let (other, respond_other) = mock_handle.next_request().await.unwrap();
+    assert_eq!(other.items(), [101, 102]);
+    assert!(matches!(
+        mock_handle.poll_request(),
+        std::task::Poll::Pending
+    ));
+    respond_first.send_response(());
+    assert_pending!(worker.poll());
+    let (second, respond_second) = mock_handle.next_request().await.unwrap();
+    assert_eq!(second.items(), [3, 4]);
+    respond_other.send_response(());
+    respond_second.send_response(());
+    assert_pending!(worker.poll());
+    assert_eq!(batcher.get_ref().handle().stats().sent, 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn items_fail_with_closed_when_the_worker_is_dropped() {
+    let (inner, _seen) = recorder(0);
+    let (batcher, worker) = layer().pair(inner);
+    let handle = batcher.handle();
+    let mut batcher = ServiceSpawn::new(batcher);
+    let mut response = submit(&mut batcher, 1);
+    drop(worker);
+    let error = assert_ready_err!(response.poll());
+    assert!(error.is::<Closed>());
+    assert!(assert_ready_err!(batcher.poll_ready()).is::<Closed>());
+    let stats = handle.stats();
+    assert_eq!((stats.submitted, stats.failed, stats.queued), (1, 1, 0));
+    assert!(handle.is_finished());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reserved_slot_is_released_when_the_service_is_dropped() {
+    let layer = BatchLayer::builder().capacity(1).build().unwrap();
+    let (inner, _seen) = recorder(0);
+    let (batcher, _worker) = layer.pair(inner);
+    let mut clone = ServiceSpawn::new(batcher.clone());
+    let mut batcher = ServiceSpawn::new(batcher);
+    assert_ready_ok!(clone.poll_ready());
+    assert_pending!(batcher.poll_ready());
+    drop(clone);
+    assert!(batcher.is_woken());
+    assert_ready_ok!(batcher.poll_ready());
+}
+
+#[test]
+fn bad_configuration_is_an_error_from_build() {
+    let error = BatchLayer::<u32>::builder()
+        .max_items(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(error, ConfigError::Zero { field: "max_items" });
+    let error = BatchLayer::<u32>::builder()
+        .max_wait(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(error, ConfigError::ZeroDuration { field: "max_wait" });
+    let error = BatchLayer::<u32>::builder()
+        .max_bytes(0, |_| 1)
+        .build()
+        .unwrap_err();
+    assert_eq!(error, ConfigError::Zero { field: "max_bytes" });
+    assert!(BatchLayer::<u32>::builder().capacity(0).build().is_err());
+}
