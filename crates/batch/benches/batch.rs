@@ -1,1 +1,226 @@
-fn main() {}
+//! sluice-batch side by side with tower-batch 0.4. Run with `cargo bench -p sluice-batch`.
+//!
+//! - `one_task/batch_N`: 1,000,000 items from one task, batches of N, every response
+//!   awaited (a window of 10,000 responses outstanding, the oldest awaited first).
+//! - `four_tasks/batch_10`: the same from 4 producer tasks on a 2-worker runtime.
+//! - `enqueue/fire_and_forget`: `ready` + `call`, the response dropped: time per item.
+//!
+//! The inner services do no work: what is measured is the batching machinery.
+
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::{ready, Ready};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use sluice_batch::{Batch, BatchLayer, Batcher};
+use tower::{service_fn, BoxError, Service, ServiceExt};
+use tower_batch::BatchControl;
+
+const ITEMS: u64 = 1_000_000;
+const WINDOW: usize = 10_000;
+const MAX_WAIT: Duration = Duration::from_millis(50);
+
+fn sluice(max_items: usize) -> Batcher<u64> {
+    BatchLayer::builder()
+        .max_items(max_items)
+        .max_wait(MAX_WAIT)
+        .capacity(WINDOW * 2)
+        .build()
+        .unwrap()
+        .spawn(service_fn(|batch: Batch<u64>| {
+            black_box(batch.len());
+            ready(Ok::<_, Infallible>(()))
+        }))
+}
+
+/// tower-batch's inner service sees every item, then a flush.
+#[derive(Clone, Default)]
+struct Collect(Vec<u64>);
+
+impl Service<BatchControl<u64>> for Collect {
+    type Response = ();
+    type Error = Infallible;
+    type Future = Ready<Result<(), Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: BatchControl<u64>) -> Self::Future {
+        match request {
+            BatchControl::Item(item) => self.0.push(item),
+            BatchControl::Flush => {
+                black_box(self.0.len());
+                self.0.clear();
+            }
+        }
+        ready(Ok(()))
+    }
+}
+
+fn tower_batch(max_items: usize) -> tower_batch::Batch<Collect, u64> {
+    tower_batch::Batch::new(Collect::default(), max_items, MAX_WAIT)
+}
+
+/// Sends `n` items, keeping at most `WINDOW` responses outstanding.
+async fn drive<S>(mut service: S, first: u64, n: u64)
+where
+    S: Service<u64, Error = BoxError>,
+{
+    let mut outstanding = VecDeque::with_capacity(WINDOW);
+    for i in first..first + n {
+        service.ready().await.unwrap();
+        outstanding.push_back(service.call(i));
+        if outstanding.len() >= WINDOW {
+            outstanding.pop_front().unwrap().await.unwrap();
+        }
+    }
+    while let Some(response) = outstanding.pop_front() {
+        response.await.unwrap();
+    }
+}
+
+fn one_task(c: &mut Criterion) {
+    let mut group = c.benchmark_group("one_task");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(ITEMS));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    for max_items in [10, 1_000] {
+        group.bench_function(BenchmarkId::new("sluice", format!("batch_{max_items}")), |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        drive(sluice(max_items), 0, ITEMS).await;
+                    }
+                    start.elapsed()
+                })
+            });
+        });
+        group.bench_function(
+            BenchmarkId::new("tower-batch", format!("batch_{max_items}")),
+            |b| {
+                b.iter_custom(|iters| {
+                    runtime.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            drive(tower_batch(max_items), 0, ITEMS).await;
+                        }
+                        start.elapsed()
+                    })
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+const PRODUCERS: u64 = 4;
+
+async fn drive_concurrently<S>(service: S)
+where
+    S: Service<u64, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    let tasks: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let service = service.clone();
+            let per = ITEMS / PRODUCERS;
+            tokio::spawn(drive(service, p * per, per))
+        })
+        .collect();
+    drop(service);
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+fn four_tasks(c: &mut Criterion) {
+    let mut group = c.benchmark_group("four_tasks");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(ITEMS));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    group.bench_function(BenchmarkId::new("sluice", "batch_10"), |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    drive_concurrently(sluice(10)).await;
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.bench_function(BenchmarkId::new("tower-batch", "batch_10"), |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    drive_concurrently(tower_batch(10)).await;
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.finish();
+}
+
+fn enqueue(c: &mut Criterion) {
+    let mut group = c.benchmark_group("enqueue");
+    group.throughput(Throughput::Elements(1));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    group.bench_function("sluice/fire_and_forget", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut service = sluice(10);
+                let handle = service.handle();
+                let start = Instant::now();
+                for i in 0..iters {
+                    service.ready().await.unwrap();
+                    drop(service.call(i));
+                }
+                let elapsed = start.elapsed();
+                drop(service);
+                handle.finished().await;
+                elapsed
+            })
+        });
+    });
+    group.bench_function("tower-batch/fire_and_forget", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut service = tower_batch(10);
+                let start = Instant::now();
+                for i in 0..iters {
+                    service.ready().await.unwrap();
+                    drop(service.call(i));
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = one_task, four_tasks, enqueue
+}
+criterion_main!(benches);

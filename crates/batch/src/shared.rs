@@ -111,15 +111,14 @@ pub(crate) struct State<T, K> {
     /// Open batches' deadlines in the order they opened, which is deadline order since every
     /// batch waits the same `max_wait`. Entries of batches sealed early are skipped.
     deadlines: VecDeque<(u64, K, Instant)>,
-    ready: VecDeque<Sealed<T, K>>,
-    in_flight_by_key: HashMap<K, usize>,
-    in_flight: usize,
+    ready: ReadyQueue<T, K>,
     /// Completions of the batches in the inner service, for flushes.
     in_flight_completions: HashMap<u64, Arc<Completion>>,
     next_id: u64,
     /// Set when no new item is accepted, with the reason given to them.
     closed: Option<Failure>,
     counts: Counts,
+    max_in_flight_per_key: usize,
 }
 
 pub(crate) struct Shared<T, K> {
@@ -226,18 +225,18 @@ impl<T, K> Shared<T, K> {
 
 impl<T, K: Hash + Eq + Clone> Shared<T, K> {
     pub(crate) fn new(config: Config<T, K>) -> Self {
+        let max_in_flight_per_key = config.max_in_flight_per_key;
         Self {
             config,
             state: Mutex::new(State {
                 open: HashMap::new(),
                 deadlines: VecDeque::new(),
-                ready: VecDeque::new(),
-                in_flight_by_key: HashMap::new(),
-                in_flight: 0,
+                ready: ReadyQueue::default(),
                 in_flight_completions: HashMap::new(),
                 next_id: 0,
                 closed: None,
                 counts: Counts::default(),
+                max_in_flight_per_key,
             }),
             slots: AtomicUsize::new(0),
             producers: Mutex::new(Vec::new()),
@@ -254,7 +253,6 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
         // User code runs before the lock is taken.
         let key = (self.config.key_fn)(&item);
         let size = self.config.max_bytes.as_ref().map(|(_, size)| size(&item));
-        let now = Instant::now();
         let mut wake_worker = false;
         let completion = {
             let mut state = lock(&self.state);
@@ -280,8 +278,10 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
             let open = match state.open.get_mut(&key) {
                 Some(open) => open,
                 None => {
-                    // A new window: the worker must arm a timer for it.
+                    // A new window: the worker must arm a timer for it. The clock is read once
+                    // per batch, not per item.
                     wake_worker = true;
+                    let now = Instant::now();
                     let id = state.next_id;
                     state.next_id += 1;
                     state
@@ -318,8 +318,7 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
             state.seal_open(reason);
             state
                 .ready
-                .iter()
-                .map(|sealed| Arc::clone(&sealed.completion))
+                .completions()
                 .chain(state.in_flight_completions.values().cloned())
                 .collect()
         };
@@ -361,24 +360,23 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
 
     /// True if a sealed batch may go to the inner service now.
     pub(crate) fn has_dispatchable(&self) -> bool {
-        lock(&self.state).dispatchable(&self.config).is_some()
+        lock(&self.state)
+            .ready
+            .can_dispatch(self.config.max_in_flight)
     }
 
     /// Takes the oldest sealed batch that may go to the inner service now.
     pub(crate) fn take_dispatchable(&self) -> Option<Sealed<T, K>> {
         let sealed = {
             let mut state = lock(&self.state);
-            let index = state.dispatchable(&self.config)?;
-            let sealed = state.ready.remove(index)?;
+            if !state.ready.can_dispatch(self.config.max_in_flight) {
+                return None;
+            }
+            let sealed = state.ready.pop(self.config.max_in_flight_per_key)?;
             let n = sealed.batch.len() as u64;
             state.counts.waiting -= n;
             state.counts.in_flight += n;
             state.counts.count_batch(sealed.batch.reason());
-            state.in_flight += 1;
-            *state
-                .in_flight_by_key
-                .entry(sealed.batch.key().clone())
-                .or_insert(0) += 1;
             state
                 .in_flight_completions
                 .insert(sealed.id, Arc::clone(&sealed.completion));
@@ -399,13 +397,9 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
                 Ok(()) => state.counts.sent += n,
                 Err(_) => state.counts.failed += n,
             }
-            state.in_flight -= 1;
-            if let Some(count) = state.in_flight_by_key.get_mut(&done.key) {
-                *count -= 1;
-                if *count == 0 {
-                    state.in_flight_by_key.remove(&done.key);
-                }
-            }
+            state
+                .ready
+                .done(&done.key, self.config.max_in_flight_per_key);
             state.in_flight_completions.remove(&done.id);
         }
         if let Err(failure) = &outcome {
@@ -430,7 +424,7 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
                 self.closed_flag.store(true, Ordering::Release);
             }
             state.seal_open(FlushReason::Shutdown);
-            let ready = mem::take(&mut state.ready);
+            let ready = state.ready.drain();
             let n: u64 = ready.iter().map(|sealed| sealed.batch.len() as u64).sum();
             state.counts.waiting -= n;
             state.counts.failed += n;
@@ -452,8 +446,7 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
             let n = state.counts.in_flight;
             state.counts.in_flight = 0;
             state.counts.failed += n;
-            state.in_flight = 0;
-            state.in_flight_by_key.clear();
+            state.ready.forget_in_flight();
             state
                 .in_flight_completions
                 .drain()
@@ -476,7 +469,7 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
     /// True when nothing is open, sealed or in flight.
     pub(crate) fn is_drained(&self) -> bool {
         let state = lock(&self.state);
-        state.open.is_empty() && state.ready.is_empty() && state.in_flight == 0
+        state.open.is_empty() && state.ready.is_empty() && state.ready.in_flight() == 0
     }
 
     /// True when no more items can arrive: closed, or no service handle left.
@@ -518,22 +511,134 @@ impl<T, K: Hash + Eq + Clone> State<T, K> {
 
     fn seal(&mut self, key: &K, reason: FlushReason) {
         if let Some(open) = self.open.remove(key) {
-            self.ready.push_back(Sealed {
-                id: open.id,
-                batch: Batch::new(key.clone(), open.items, reason),
-                completion: open.completion,
-            });
+            self.ready.push(
+                Sealed {
+                    id: open.id,
+                    batch: Batch::new(key.clone(), open.items, reason),
+                    completion: open.completion,
+                },
+                self.max_in_flight_per_key,
+            );
+        }
+    }
+}
+
+/// Sealed batches, queued per key, and the keys that may send one now.
+///
+/// Finding the next batch to send is O(1) whatever the number of batches waiting: a key is
+/// in `runnable` once when it has a batch ready and room in flight.
+struct ReadyQueue<T, K> {
+    lanes: HashMap<K, Lane<T, K>>,
+    runnable: VecDeque<K>,
+    batches: usize,
+    in_flight: usize,
+}
+
+struct Lane<T, K> {
+    ready: VecDeque<Sealed<T, K>>,
+    in_flight: usize,
+    runnable: bool,
+}
+
+impl<T, K> Default for ReadyQueue<T, K> {
+    fn default() -> Self {
+        Self {
+            lanes: HashMap::new(),
+            runnable: VecDeque::new(),
+            batches: 0,
+            in_flight: 0,
+        }
+    }
+}
+
+impl<T, K: Hash + Eq + Clone> ReadyQueue<T, K> {
+    fn push(&mut self, sealed: Sealed<T, K>, per_key: usize) {
+        let key = sealed.batch.key().clone();
+        self.lanes
+            .entry(key.clone())
+            .or_insert_with(|| Lane {
+                ready: VecDeque::new(),
+                in_flight: 0,
+                runnable: false,
+            })
+            .ready
+            .push_back(sealed);
+        self.batches += 1;
+        self.mark(&key, per_key);
+    }
+
+    /// Queues `key` as runnable if it has a batch ready and room in flight.
+    fn mark(&mut self, key: &K, per_key: usize) {
+        if let Some(lane) = self.lanes.get_mut(key) {
+            if !lane.runnable && lane.in_flight < per_key && !lane.ready.is_empty() {
+                lane.runnable = true;
+                self.runnable.push_back(key.clone());
+            }
         }
     }
 
-    fn dispatchable(&self, config: &Config<T, K>) -> Option<usize> {
-        if self.in_flight >= config.max_in_flight {
-            return None;
+    fn can_dispatch(&self, max_in_flight: usize) -> bool {
+        self.in_flight < max_in_flight && !self.runnable.is_empty()
+    }
+
+    fn pop(&mut self, per_key: usize) -> Option<Sealed<T, K>> {
+        let key = self.runnable.pop_front()?;
+        let lane = self.lanes.get_mut(&key)?;
+        lane.runnable = false;
+        let sealed = lane.ready.pop_front()?;
+        lane.in_flight += 1;
+        self.batches -= 1;
+        self.in_flight += 1;
+        self.mark(&key, per_key);
+        Some(sealed)
+    }
+
+    fn done(&mut self, key: &K, per_key: usize) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let Some(lane) = self.lanes.get_mut(key) else {
+            return;
+        };
+        lane.in_flight = lane.in_flight.saturating_sub(1);
+        if lane.ready.is_empty() && lane.in_flight == 0 {
+            self.lanes.remove(key);
+        } else {
+            self.mark(key, per_key);
         }
-        self.ready.iter().position(|sealed| {
-            self.in_flight_by_key
-                .get(sealed.batch.key())
-                .is_none_or(|&n| n < config.max_in_flight_per_key)
-        })
+    }
+
+    fn completions(&self) -> impl Iterator<Item = Arc<Completion>> + '_ {
+        self.lanes
+            .values()
+            .flat_map(|lane| lane.ready.iter().map(|sealed| Arc::clone(&sealed.completion)))
+    }
+
+    /// Takes every ready batch out.
+    fn drain(&mut self) -> Vec<Sealed<T, K>> {
+        self.runnable.clear();
+        self.batches = 0;
+        let mut drained = Vec::new();
+        self.lanes.retain(|_, lane| {
+            lane.runnable = false;
+            drained.extend(lane.ready.drain(..));
+            lane.in_flight > 0
+        });
+        drained
+    }
+
+    /// The batches in flight were given up on.
+    fn forget_in_flight(&mut self) {
+        self.in_flight = 0;
+        self.lanes.retain(|_, lane| {
+            lane.in_flight = 0;
+            !lane.ready.is_empty()
+        });
+    }
+
+    fn is_empty(&self) -> bool {
+        self.batches == 0
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight
     }
 }

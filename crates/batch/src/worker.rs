@@ -136,7 +136,10 @@ where
                 let timer = this
                     .timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if timer.deadline() != deadline {
+                // Deadlines only grow, so a timer set for an earlier one still fires in time
+                // (and finds nothing due, or re-arms): resetting it for every new batch would
+                // cost a timer-wheel update each.
+                if timer.is_elapsed() || deadline < timer.deadline() {
                     timer.as_mut().reset(deadline);
                 }
                 if timer.as_mut().poll(cx).is_ready() {
