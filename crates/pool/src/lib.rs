@@ -1,0 +1,94 @@
+//! A connection pool for [`tower`](https://docs.rs/tower), as a layer over any connector.
+//!
+//! A connector is a `Service<Target>` whose responses are connections, each a
+//! `Service<Req>` (tower's `MakeService`). [`Pool`] is itself a `Service<Req>`: it sends
+//! each request over a ready connection, making up to `max_size` of them lazily, and
+//! replaces the ones that break.
+//!
+//! ```
+//! use std::time::Duration;
+//! use sluice_pool::PoolLayer;
+//! use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! // A connector: here each "connection" answers with the address it was made for.
+//! let connector = service_fn(|addr: &'static str| async move {
+//!     Ok::<_, BoxError>(service_fn(move |request: u32| async move {
+//!         Ok::<_, BoxError>(format!("{addr} answered {request}"))
+//!     }))
+//! });
+//! let mut pool = ServiceBuilder::new()
+//!     .layer(
+//!         PoolLayer::builder("127.0.0.1:8765")
+//!             .max_size(5)
+//!             .wait_timeout(Duration::from_secs(1))
+//!             .build()?,
+//!     )
+//!     .service(connector);
+//! let handle = pool.handle();
+//!
+//! let answer = pool.ready().await?.call(7).await?;
+//! assert_eq!(answer, "127.0.0.1:8765 answered 7");
+//! assert_eq!(handle.stats().created, 1);
+//! pool.ready().await?.call(8).await?; // the same connection, reused
+//! assert_eq!(handle.stats().created, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Connections
+//!
+//! A request goes to the most recently used connection that is ready. A connection reports
+//! its own capacity through `poll_ready`: one that can carry several requests at once stays
+//! ready, one that carries one at a time answers `Pending` while busy. When no connection is
+//! ready and fewer than `max_size` are alive or connecting, the pool makes one, in a task of
+//! its own, under `connect_timeout`. Never more than `max_size` connections are alive or
+//! connecting.
+//!
+//! A connection whose `poll_ready` fails is evicted and replaced; so is one whose call error
+//! a [`Builder::fatal_error`] classifier flags. Optional `max_lifetime`, `idle_timeout` and a
+//! periodic health check through a [`Lifecycle`] retire connections in the background, and
+//! `min_idle` keeps some warm.
+//!
+//! # Errors
+//!
+//! Transient failures come out of `call` as error futures, never out of `poll_ready`:
+//!
+//! - [`PoolTimeout`]: no connection became ready within `wait_timeout`; it carries the last
+//!   connect error, so a refused connect does not hide behind "timed out".
+//! - [`ConnectFailed`]: nothing is alive or connecting and the last connect failed; the real
+//!   connect error is its [`source`](std::error::Error::source), and the next connect waits
+//!   for an exponential backoff with jitter.
+//!
+//! After an outage of any length, the next request after the backoff connects again: the
+//! pool needs no restart. Errors of the connections pass through unchanged. `poll_ready`
+//! fails only with [`Closed`], once [`PoolHandle::close`] was called.
+//!
+//! # Stats
+//!
+//! [`PoolHandle::stats`] reports live, idle, in-use and connecting connections, waiting
+//! requests, connections made, connect failures and evictions by reason.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+mod config;
+pub mod error;
+pub mod future;
+mod handle;
+mod layer;
+mod lifecycle;
+mod service;
+mod shared;
+mod stats;
+
+pub use crate::config::Builder;
+pub use crate::error::{BoxError, Closed, ConfigError, ConnectFailed, ConnectTimedOut, PoolTimeout};
+pub use crate::handle::PoolHandle;
+pub use crate::layer::PoolLayer;
+pub use crate::lifecycle::{BoxFuture, Lifecycle};
+pub use crate::service::Pool;
+pub use crate::stats::{Eviction, Evictions, Stats};

@@ -1,0 +1,214 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use crate::error::{BoxError, Closed, ConnectFailed, PoolTimeout};
+use crate::future::ResponseFuture;
+use crate::handle::PoolHandle;
+use crate::lifecycle::Lifecycle;
+use crate::shared::{Conn, Plan, Shared};
+use crate::stats::Eviction;
+
+/// Sends each request over one of up to `max_size` connections made by a connector `M`.
+///
+/// Cheap to clone; clones share the connections. See the [crate documentation](crate).
+pub struct Pool<M, Target, L = ()>
+where
+    M: Service<Target>,
+{
+    shared: Arc<Shared<M, Target, M::Response, L>>,
+    /// What `poll_ready` got for the next `call`.
+    reserved: Option<Reserved<M::Response>>,
+    /// Bounds the wait for a connection: the timer and when the wait began.
+    wait: Option<(Pin<Box<Sleep>>, Instant)>,
+}
+
+enum Reserved<C> {
+    Conn(Conn<C>),
+    Failed(BoxError),
+}
+
+impl<M, Target, L> Pool<M, Target, L>
+where
+    M: Service<Target>,
+{
+    pub(crate) fn from_shared(shared: Arc<Shared<M, Target, M::Response, L>>) -> Self {
+        Self {
+            shared,
+            reserved: None,
+            wait: None,
+        }
+    }
+}
+
+impl<M, Target, C, L> Pool<M, Target, L>
+where
+    M: Service<Target, Response = C> + Send + 'static,
+    M::Future: Send + 'static,
+    M::Error: Into<BoxError>,
+    Target: Clone + Send + Sync + 'static,
+    C: Send + 'static,
+    L: Lifecycle<C>,
+{
+    /// A handle to observe and close this pool.
+    pub fn handle(&self) -> PoolHandle {
+        PoolHandle::new(Arc::clone(&self.shared) as _)
+    }
+}
+
+impl<M, Target, C, L, Req> Service<Req> for Pool<M, Target, L>
+where
+    M: Service<Target, Response = C> + Send + 'static,
+    M::Future: Send + 'static,
+    M::Error: Into<BoxError>,
+    Target: Clone + Send + Sync + 'static,
+    C: Service<Req> + Send + 'static,
+    C::Error: Into<BoxError>,
+    L: Lifecycle<C>,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<C::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.reserved.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if let Some(conn) = self.take_ready(cx) {
+                self.wait = None;
+                self.reserved = Some(Reserved::Conn(conn));
+                return Poll::Ready(Ok(()));
+            }
+            match self.shared.plan(cx) {
+                Plan::Retry => continue,
+                Plan::Closed => return Poll::Ready(Err(Box::new(Closed::new()))),
+                Plan::Fail(error) => {
+                    // Nothing to wait for: give the caller the real connect error now.
+                    self.wait = None;
+                    let error = Box::new(ConnectFailed::new(error));
+                    self.reserved = Some(Reserved::Failed(error));
+                    return Poll::Ready(Ok(()));
+                }
+                Plan::Wait => break,
+            }
+        }
+        self.shared.ensure_maintenance();
+        let timeout = self.shared.config.wait_timeout;
+        let (timer, started) = self
+            .wait
+            .get_or_insert_with(|| (Box::pin(tokio::time::sleep(timeout)), Instant::now()));
+        if timer.as_mut().poll(cx).is_ready() {
+            let waited = started.elapsed();
+            self.wait = None;
+            let error = PoolTimeout::new(waited, self.shared.last_error());
+            self.reserved = Some(Reserved::Failed(Box::new(error)));
+            return Poll::Ready(Ok(()));
+        }
+        Poll::Pending
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let reserved = self
+            .reserved
+            .take()
+            .expect("Pool::call without poll_ready: poll_ready must return Ready(Ok) first");
+        match reserved {
+            Reserved::Failed(error) => ResponseFuture::failed(error),
+            Reserved::Conn(mut conn) => {
+                let future = conn.conn.call(req);
+                let fatal = match (&conn.broken, &self.shared.config.fatal) {
+                    (Some(broken), Some(is_fatal)) => {
+                        Some((Arc::clone(broken), Arc::clone(is_fatal)))
+                    }
+                    _ => None,
+                };
+                // Back at once: a connection that can carry more requests says so through
+                // its `poll_ready`.
+                self.shared.checkin(conn, true);
+                ResponseFuture::called(future, fatal)
+            }
+        }
+    }
+}
+
+impl<M, Target, C, L> Pool<M, Target, L>
+where
+    M: Service<Target, Response = C> + Send + 'static,
+    M::Future: Send + 'static,
+    M::Error: Into<BoxError>,
+    Target: Clone + Send + Sync + 'static,
+    C: Send + 'static,
+    L: Lifecycle<C>,
+{
+    /// Takes out the first idle connection that is ready, evicting broken and expired ones
+    /// on the way and putting busy ones back.
+    fn take_ready<Req>(&mut self, cx: &mut Context<'_>) -> Option<Conn<C>>
+    where
+        C: Service<Req>,
+        C::Error: Into<BoxError>,
+    {
+        let mut busy = Vec::new();
+        let ready = loop {
+            let Some(mut conn) = self.shared.checkout() else {
+                break None;
+            };
+            if let Some(reason) = self.shared.expiry(&conn) {
+                self.shared.evict(conn, reason);
+                continue;
+            }
+            match conn.conn.poll_ready(cx) {
+                Poll::Ready(Ok(())) => break Some(conn),
+                Poll::Ready(Err(error)) => {
+                    let error: BoxError = error.into();
+                    tracing::debug!(target: "sluice_pool", %error, "connection broken");
+                    self.shared.evict(conn, Eviction::Broken);
+                }
+                // It registered our waker; it wakes us when it can take a request.
+                Poll::Pending => busy.push(conn),
+            }
+        };
+        for conn in busy {
+            self.shared.checkin_busy(conn);
+        }
+        ready
+    }
+}
+
+impl<M, Target, L> Clone for Pool<M, Target, L>
+where
+    M: Service<Target>,
+{
+    fn clone(&self) -> Self {
+        // A clone starts without a connection.
+        Self::from_shared(Arc::clone(&self.shared))
+    }
+}
+
+impl<M, Target, L> Drop for Pool<M, Target, L>
+where
+    M: Service<Target>,
+{
+    fn drop(&mut self) {
+        if let Some(Reserved::Conn(conn)) = self.reserved.take() {
+            self.shared.give_back(conn);
+        }
+    }
+}
+
+impl<M, Target, L> fmt::Debug for Pool<M, Target, L>
+where
+    M: Service<Target>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("shared", &self.shared)
+            .field("reserved", &self.reserved.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,525 @@
+//! The pool's shared state: idle connections, counts, waiters, and the connector.
+//!
+//! One short mutex guards the bookkeeping. A request takes a connection out (one lock), polls
+//! it for readiness without the lock, calls it, and puts it back (one lock): a connection that
+//! can carry several requests says so through `poll_ready`. Connects run in spawned tasks, so
+//! a caller that gives up does not strand a half-made connection, and at most `max_size`
+//! connections are ever alive or connecting.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::poll_fn;
+use std::mem;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::config::Config;
+use crate::error::{BoxError, ConnectTimedOut};
+use crate::lifecycle::Lifecycle;
+use crate::stats::{Counts, Eviction, Stats};
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update under these locks is complete before any user code runs, so a poisoned
+    // lock still guards consistent data.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A pooled connection and what the pool knows about it.
+pub(crate) struct Conn<C> {
+    pub(crate) conn: C,
+    /// When it was made; read only if `max_lifetime` is set.
+    created: Instant,
+    /// When it was last handed out; kept only if `idle_timeout` is set.
+    last_used: Option<Instant>,
+    /// Set by a response future whose error the fatal classifier flagged.
+    pub(crate) broken: Option<Arc<AtomicBool>>,
+}
+
+impl<C> Conn<C> {
+    fn expiry(&self, config: &Config, now: Instant) -> Option<Eviction> {
+        if self
+            .broken
+            .as_ref()
+            .is_some_and(|broken| broken.load(Ordering::Acquire))
+        {
+            return Some(Eviction::Fatal);
+        }
+        if config
+            .max_lifetime
+            .is_some_and(|lifetime| now.saturating_duration_since(self.created) >= lifetime)
+        {
+            return Some(Eviction::Lifetime);
+        }
+        if let (Some(timeout), Some(last_used)) = (config.idle_timeout, self.last_used) {
+            if now.saturating_duration_since(last_used) >= timeout {
+                return Some(Eviction::Idle);
+            }
+        }
+        None
+    }
+}
+
+struct Inner<C> {
+    /// Connections not handed out, most recently used first (so the others can idle out).
+    idle: VecDeque<Conn<C>>,
+    live: usize,
+    connecting: usize,
+    checked_out: usize,
+    waiters: Vec<Waker>,
+    last_error: Option<Arc<BoxError>>,
+    failures: u32,
+    /// No connect before this, after a failure.
+    retry_at: Option<Instant>,
+    closed: bool,
+    counts: Counts,
+}
+
+/// What a request without a ready connection should do.
+pub(crate) enum Plan {
+    /// A connection came back meanwhile: look again.
+    Retry,
+    /// Wait: a connection may free up, or a connect is under way.
+    Wait,
+    /// Fail now: nothing is alive or connecting, and the last connect failed.
+    Fail(Arc<BoxError>),
+    /// The pool is closed.
+    Closed,
+}
+
+pub(crate) struct Shared<M, Target, C, L> {
+    pub(crate) config: Config,
+    target: Target,
+    connector: Mutex<M>,
+    lifecycle: Arc<L>,
+    inner: Mutex<Inner<C>>,
+    /// Whether anything waits; read without the lock when a connection goes back.
+    has_waiters: AtomicBool,
+    /// Tells the maintenance task to stop.
+    stopped: AtomicBool,
+    /// Whether the maintenance task was started.
+    maintained: AtomicBool,
+}
+
+impl<M, Target, C, L> fmt::Debug for Shared<M, Target, C, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M, Target, C, L> Shared<M, Target, C, L> {
+    pub(crate) fn new(config: Config, target: Target, connector: M, lifecycle: Arc<L>) -> Self {
+        Self {
+            config,
+            target,
+            connector: Mutex::new(connector),
+            lifecycle,
+            inner: Mutex::new(Inner {
+                idle: VecDeque::new(),
+                live: 0,
+                connecting: 0,
+                checked_out: 0,
+                waiters: Vec::new(),
+                last_error: None,
+                failures: 0,
+                retry_at: None,
+                closed: false,
+                counts: Counts::default(),
+            }),
+            has_waiters: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            maintained: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes the most recently used idle connection out.
+    pub(crate) fn checkout(&self) -> Option<Conn<C>> {
+        let mut inner = lock(&self.inner);
+        let conn = inner.idle.pop_front()?;
+        inner.checked_out += 1;
+        Some(conn)
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let inner = lock(&self.inner);
+        Stats {
+            max: self.config.max_size,
+            live: inner.live,
+            idle: inner.idle.len(),
+            in_use: inner.checked_out,
+            connecting: inner.connecting,
+            waiting: inner.waiters.len(),
+            created: inner.counts.created,
+            connect_failures: inner.counts.connect_failures,
+            evicted: inner.counts.evicted.clone(),
+            last_connect_error: inner.last_error.as_ref().map(|e| e.to_string()),
+            closed: inner.closed,
+        }
+    }
+
+    pub(crate) fn last_error(&self) -> Option<Arc<BoxError>> {
+        lock(&self.inner).last_error.clone()
+    }
+
+    fn wake_waiters(inner: &mut Inner<C>, has_waiters: &AtomicBool) {
+        has_waiters.store(false, Ordering::Release);
+        for waker in mem::take(&mut inner.waiters) {
+            waker.wake();
+        }
+    }
+
+    /// Puts back a connection reserved by a service that was dropped before calling.
+    pub(crate) fn give_back(&self, conn: Conn<C>) {
+        let mut inner = lock(&self.inner);
+        inner.checked_out -= 1;
+        if inner.closed {
+            inner.live -= 1;
+            inner.counts.evicted.count(Eviction::Closed);
+            return; // dropped on the way out: the pool no longer keeps it
+        }
+        inner.idle.push_front(conn);
+        if self.has_waiters.load(Ordering::Acquire) {
+            Self::wake_waiters(&mut inner, &self.has_waiters);
+        }
+    }
+
+    pub(crate) fn stop_maintenance(&self) {
+        self.stopped.store(true, Ordering::Release);
+    }
+}
+
+impl<M, Target, C, L> Shared<M, Target, C, L>
+where
+    M: Service<Target, Response = C> + Send + 'static,
+    M::Future: Send + 'static,
+    M::Error: Into<BoxError>,
+    Target: Clone + Send + Sync + 'static,
+    C: Send + 'static,
+    L: Lifecycle<C>,
+{
+    /// Puts a connection back after `call`, or closes it if the pool was closed meanwhile.
+    pub(crate) fn checkin(&self, mut conn: Conn<C>, used: bool) {
+        if used && self.config.idle_timeout.is_some() {
+            conn.last_used = Some(Instant::now());
+        }
+        let mut inner = lock(&self.inner);
+        inner.checked_out -= 1;
+        if inner.closed {
+            inner.live -= 1;
+            inner.counts.evicted.count(Eviction::Closed);
+            drop(inner);
+            self.close_conn(conn.conn);
+            return;
+        }
+        inner.idle.push_front(conn);
+        if self.has_waiters.load(Ordering::Acquire) {
+            Self::wake_waiters(&mut inner, &self.has_waiters);
+        }
+    }
+
+    /// Puts back a connection that was not ready, behind the others.
+    pub(crate) fn checkin_busy(&self, conn: Conn<C>) {
+        let mut inner = lock(&self.inner);
+        inner.checked_out -= 1;
+        if inner.closed {
+            inner.live -= 1;
+            inner.counts.evicted.count(Eviction::Closed);
+            drop(inner);
+            self.close_conn(conn.conn);
+            return;
+        }
+        inner.idle.push_back(conn);
+    }
+
+    /// Starts the maintenance task once, if the settings need one and a runtime is here.
+    pub(crate) fn ensure_maintenance(self: &Arc<Self>) {
+        if !self.config.needs_maintenance() || self.maintained.load(Ordering::Acquire) {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            if !self.maintained.swap(true, Ordering::AcqRel) {
+                runtime.spawn(maintenance(
+                    Arc::downgrade(self),
+                    self.config.maintenance_period(),
+                ));
+            }
+        }
+    }
+
+    /// Drops a checked-out connection from the pool and closes it.
+    pub(crate) fn evict(&self, conn: Conn<C>, reason: Eviction) {
+        {
+            let mut inner = lock(&self.inner);
+            inner.checked_out -= 1;
+            inner.live -= 1;
+            inner.counts.evicted.count(reason);
+            // A slot is free: a waiter may connect.
+            Self::wake_waiters(&mut inner, &self.has_waiters);
+        }
+        tracing::debug!(target: "sluice_pool", reason = reason.as_str(), "connection evicted");
+        self.close_conn(conn.conn);
+    }
+
+    fn close_conn(&self, conn: C) {
+        let closing = self.lifecycle.close(conn);
+        // Closing may take a round trip; it must not hold up the caller. Without a runtime
+        // (a pool dropped at exit), the connection is simply dropped.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(closing);
+        }
+    }
+
+    /// Checks whether a taken-out connection may be used now, by its age and flags.
+    pub(crate) fn expiry(&self, conn: &Conn<C>) -> Option<Eviction> {
+        if self.config.max_lifetime.is_none()
+            && self.config.idle_timeout.is_none()
+            && conn.broken.is_none()
+        {
+            return None; // no clock read on the common path
+        }
+        conn.expiry(&self.config, Instant::now())
+    }
+
+    /// Decides what a request that found no ready connection does; starts a connect if
+    /// there is room, and registers the caller to be woken.
+    pub(crate) fn plan(self: &Arc<Self>, cx: &mut Context<'_>) -> Plan {
+        let now = Instant::now();
+        let mut inner = lock(&self.inner);
+        if inner.closed {
+            return Plan::Closed;
+        }
+        if inner.live + inner.connecting < self.config.max_size
+            && inner.retry_at.is_none_or(|at| now >= at)
+        {
+            inner.connecting += 1;
+            drop(inner);
+            self.start_connect(cx);
+            inner = lock(&self.inner);
+        }
+        if inner.live == 0 && inner.connecting == 0 {
+            if let Some(error) = &inner.last_error {
+                return Plan::Fail(Arc::clone(error));
+            }
+        }
+        if !inner.idle.is_empty() {
+            // Put back after this caller looked: it would not be woken for it.
+            return Plan::Retry;
+        }
+        if !inner.waiters.iter().any(|waker| waker.will_wake(cx.waker())) {
+            inner.waiters.push(cx.waker().clone());
+        }
+        self.has_waiters.store(true, Ordering::Release);
+        Plan::Wait
+    }
+
+    /// Asks the connector for a connection and runs the connect in a task of its own. The
+    /// caller has counted it in `connecting`.
+    fn start_connect(self: &Arc<Self>, cx: &mut Context<'_>) {
+        let connecting = {
+            let mut connector = lock(&self.connector);
+            match connector.poll_ready(cx) {
+                Poll::Ready(Ok(())) => Ok(connector.call(self.target.clone())),
+                Poll::Ready(Err(error)) => Err(error.into()),
+                Poll::Pending => {
+                    // The connector will wake the caller; the next poll tries again.
+                    lock(&self.inner).connecting -= 1;
+                    return;
+                }
+            }
+        };
+        match connecting {
+            Ok(future) => {
+                let shared = Arc::clone(self);
+                let timeout = self.config.connect_timeout;
+                tokio::spawn(async move {
+                    let result = match tokio::time::timeout(timeout, future).await {
+                        Ok(result) => result.map_err(Into::into),
+                        Err(_) => Err(Box::new(ConnectTimedOut { after: timeout }) as BoxError),
+                    };
+                    shared.connected(result);
+                });
+            }
+            Err(error) => self.connected(Err(error)),
+        }
+    }
+
+    /// Records the end of a connect.
+    fn connected(&self, result: Result<C, BoxError>) {
+        let mut inner = lock(&self.inner);
+        inner.connecting -= 1;
+        match result {
+            Ok(conn) if !inner.closed => {
+                inner.live += 1;
+                inner.counts.created += 1;
+                inner.failures = 0;
+                inner.retry_at = None;
+                inner.last_error = None;
+                let now = Instant::now();
+                inner.idle.push_front(Conn {
+                    conn,
+                    created: now,
+                    last_used: self.config.idle_timeout.map(|_| now),
+                    broken: self.config.fatal.as_ref().map(|_| Arc::default()),
+                });
+            }
+            Ok(conn) => {
+                drop(inner);
+                self.close_conn(conn);
+                return;
+            }
+            Err(error) => {
+                tracing::debug!(target: "sluice_pool", %error, "connect failed");
+                inner.failures = inner.failures.saturating_add(1);
+                inner.counts.connect_failures += 1;
+                inner.retry_at = Some(Instant::now() + self.config.backoff(inner.failures));
+                inner.last_error = Some(Arc::new(error));
+            }
+        }
+        Self::wake_waiters(&mut inner, &self.has_waiters);
+    }
+
+    /// Closes the pool: idle connections now, handed-out ones when they come back.
+    pub(crate) async fn close(&self) {
+        let idle = {
+            let mut inner = lock(&self.inner);
+            inner.closed = true;
+            let idle = mem::take(&mut inner.idle);
+            inner.live -= idle.len();
+            for _ in 0..idle.len() {
+                inner.counts.evicted.count(Eviction::Closed);
+            }
+            Self::wake_waiters(&mut inner, &self.has_waiters);
+            idle
+        };
+        self.stop_maintenance();
+        for conn in idle {
+            self.lifecycle.close(conn.conn).await;
+        }
+    }
+
+    /// One round of upkeep: evict expired idle connections, health-check the rest when due,
+    /// and top up `min_idle`.
+    async fn maintain(self: &Arc<Self>, last_check: &mut Option<Instant>) {
+        let now = Instant::now();
+        let (expired, to_check) = {
+            let mut inner = lock(&self.inner);
+            if inner.closed {
+                return;
+            }
+            let check_due = self.config.health_check_interval.is_some_and(|interval| {
+                last_check.is_none_or(|at| now.saturating_duration_since(at) >= interval)
+            });
+            let mut expired = Vec::new();
+            let mut kept = VecDeque::new();
+            let keep_warm = self.config.min_idle;
+            for conn in mem::take(&mut inner.idle) {
+                match conn.expiry(&self.config, now) {
+                    // Idle connections beyond `min_idle` may idle out; the rest stay warm.
+                    Some(Eviction::Idle) if inner.live - expired.len() <= keep_warm => {
+                        kept.push_back(conn);
+                    }
+                    Some(reason) => expired.push((conn, reason)),
+                    None => kept.push_back(conn),
+                }
+            }
+            inner.idle = kept;
+            inner.live -= expired.len();
+            for (_, reason) in &expired {
+                inner.counts.evicted.count(*reason);
+            }
+            let to_check = if check_due {
+                *last_check = Some(now);
+                let taken = mem::take(&mut inner.idle);
+                inner.checked_out += taken.len();
+                taken
+            } else {
+                VecDeque::new()
+            };
+            if !expired.is_empty() {
+                Self::wake_waiters(&mut inner, &self.has_waiters);
+            }
+            (expired, to_check)
+        };
+        for (conn, _) in expired {
+            self.lifecycle.close(conn.conn).await;
+        }
+        for conn in to_check {
+            let Conn {
+                conn,
+                created,
+                last_used,
+                broken,
+            } = conn;
+            match self.lifecycle.check(conn).await {
+                Ok(conn) => self.checkin(
+                    Conn {
+                        conn,
+                        created,
+                        last_used,
+                        broken,
+                    },
+                    false,
+                ),
+                Err(error) => {
+                    tracing::debug!(target: "sluice_pool", %error, "health check failed");
+                    let mut inner = lock(&self.inner);
+                    inner.checked_out -= 1;
+                    inner.live -= 1;
+                    inner.counts.evicted.count(Eviction::HealthCheck);
+                    Self::wake_waiters(&mut inner, &self.has_waiters);
+                }
+            }
+        }
+        // Keep `min_idle` connections warm.
+        loop {
+            {
+                let mut inner = lock(&self.inner);
+                let now = Instant::now();
+                if inner.closed
+                    || inner.live + inner.connecting >= self.config.min_idle
+                    || inner.live + inner.connecting >= self.config.max_size
+                    || inner.retry_at.is_some_and(|at| now < at)
+                {
+                    return;
+                }
+                inner.connecting += 1;
+            }
+            poll_fn(|cx| {
+                self.start_connect(cx);
+                Poll::Ready(())
+            })
+            .await;
+        }
+    }
+}
+
+/// Runs upkeep every `period` until the pool is dropped or closed.
+pub(crate) async fn maintenance<M, Target, C, L>(shared: Weak<Shared<M, Target, C, L>>, period: Duration)
+where
+    M: Service<Target, Response = C> + Send + 'static,
+    M::Future: Send + 'static,
+    M::Error: Into<BoxError>,
+    Target: Clone + Send + Sync + 'static,
+    C: Send + 'static,
+    L: Lifecycle<C>,
+{
+    let mut last_check = None;
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return; // the pool is gone
+        };
+        if shared.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        shared.maintain(&mut last_check).await;
+    }
+}
