@@ -80,12 +80,13 @@ where
             return Poll::Ready(Ok(()));
         }
         loop {
+            let seen = self.shared.returns();
             if let Some(conn) = self.take_ready(cx) {
                 self.wait = None;
                 self.reserved = Some(Reserved::Conn(conn));
                 return Poll::Ready(Ok(()));
             }
-            match self.shared.plan(cx) {
+            match self.shared.plan(cx, seen) {
                 Plan::Retry => continue,
                 Plan::Closed => return Poll::Ready(Err(Box::new(Closed::new()))),
                 Plan::Fail(error) => {

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
 use std::mem;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -103,6 +103,9 @@ pub(crate) struct Shared<M, Target, C, L> {
     stopped: AtomicBool,
     /// Whether the maintenance task was started.
     maintained: AtomicBool,
+    /// Counts connections put back ready for use, so that a caller who found none can tell
+    /// whether one came back while it looked.
+    returns: AtomicU64,
 }
 
 impl<M, Target, C, L> fmt::Debug for Shared<M, Target, C, L> {
@@ -135,7 +138,13 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
             has_waiters: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             maintained: AtomicBool::new(false),
+            returns: AtomicU64::new(0),
         }
+    }
+
+    /// How many connections were put back so far; read before looking for one.
+    pub(crate) fn returns(&self) -> u64 {
+        self.returns.load(Ordering::Acquire)
     }
 
     /// Takes the most recently used idle connection out.
@@ -184,6 +193,7 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
             return; // dropped on the way out: the pool no longer keeps it
         }
         inner.idle.push_front(conn);
+        self.returns.fetch_add(1, Ordering::Release);
         if self.has_waiters.load(Ordering::Acquire) {
             Self::wake_waiters(&mut inner, &self.has_waiters);
         }
@@ -218,6 +228,7 @@ where
             return;
         }
         inner.idle.push_front(conn);
+        self.returns.fetch_add(1, Ordering::Release);
         if self.has_waiters.load(Ordering::Acquire) {
             Self::wake_waiters(&mut inner, &self.has_waiters);
         }
@@ -288,7 +299,8 @@ where
 
     /// Decides what a request that found no ready connection does; starts a connect if
     /// there is room, and registers the caller to be woken.
-    pub(crate) fn plan(self: &Arc<Self>, cx: &mut Context<'_>) -> Plan {
+    /// `seen` is [`returns`](Self::returns) from before the caller looked.
+    pub(crate) fn plan(self: &Arc<Self>, cx: &mut Context<'_>, seen: u64) -> Plan {
         let now = Instant::now();
         let mut inner = lock(&self.inner);
         if inner.closed {
@@ -307,8 +319,8 @@ where
                 return Plan::Fail(Arc::clone(error));
             }
         }
-        if !inner.idle.is_empty() {
-            // Put back after this caller looked: it would not be woken for it.
+        if self.returns.load(Ordering::Acquire) != seen {
+            // A connection came back after this caller looked: it would not be woken for it.
             return Plan::Retry;
         }
         if !inner.waiters.iter().any(|waker| waker.will_wake(cx.waker())) {
@@ -337,8 +349,10 @@ where
             Ok(future) => {
                 let shared = Arc::clone(self);
                 let timeout = self.config.connect_timeout;
+                // From now, not from when the task first runs.
+                let deadline = Instant::now() + timeout;
                 tokio::spawn(async move {
-                    let result = match tokio::time::timeout(timeout, future).await {
+                    let result = match tokio::time::timeout_at(deadline, future).await {
                         Ok(result) => result.map_err(Into::into),
                         Err(_) => Err(Box::new(ConnectTimedOut { after: timeout }) as BoxError),
                     };
@@ -367,6 +381,7 @@ where
                     last_used: self.config.idle_timeout.map(|_| now),
                     broken: self.config.fatal.as_ref().map(|_| Arc::default()),
                 });
+                self.returns.fetch_add(1, Ordering::Release);
             }
             Ok(conn) => {
                 drop(inner);
