@@ -46,7 +46,10 @@ impl Service<BatchControl<u64>> for Collect {
     type Error = Infallible;
     type Future = Ready<Result<(), Infallible>>;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
         std::task::Poll::Ready(Ok(()))
     }
 
@@ -93,17 +96,20 @@ fn one_task(c: &mut Criterion) {
         .build()
         .unwrap();
     for max_items in [10, 1_000] {
-        group.bench_function(BenchmarkId::new("sluice", format!("batch_{max_items}")), |b| {
-            b.iter_custom(|iters| {
-                runtime.block_on(async {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        drive(sluice(max_items), 0, ITEMS).await;
-                    }
-                    start.elapsed()
-                })
-            });
-        });
+        group.bench_function(
+            BenchmarkId::new("sluice", format!("batch_{max_items}")),
+            |b| {
+                b.iter_custom(|iters| {
+                    runtime.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            drive(sluice(max_items), 0, ITEMS).await;
+                        }
+                        start.elapsed()
+                    })
+                });
+            },
+        );
         group.bench_function(
             BenchmarkId::new("tower-batch", format!("batch_{max_items}")),
             |b| {

@@ -607,9 +607,11 @@ impl<T, K: Hash + Eq + Clone> ReadyQueue<T, K> {
     }
 
     fn completions(&self) -> impl Iterator<Item = Arc<Completion>> + '_ {
-        self.lanes
-            .values()
-            .flat_map(|lane| lane.ready.iter().map(|sealed| Arc::clone(&sealed.completion)))
+        self.lanes.values().flat_map(|lane| {
+            lane.ready
+                .iter()
+                .map(|sealed| Arc::clone(&sealed.completion))
+        })
     }
 
     /// Takes every ready batch out.

@@ -17,30 +17,28 @@ use tower_test::mock::Spawn as ServiceSpawn;
 /// What the recording inner service saw: key, items, reason, and when.
 type Seen<K> = Arc<Mutex<Vec<(K, Vec<u32>, FlushReason, Instant)>>>;
 
-type Recorder<K> = tower::util::ServiceFn<
-    Box<dyn FnMut(Batch<u32, K>) -> std::future::Ready<Result<(), BoxError>> + Send>,
->;
+type Record<K> = Box<dyn FnMut(Batch<u32, K>) -> std::future::Ready<Result<(), BoxError>> + Send>;
+type Recorder<K> = tower::util::ServiceFn<Record<K>>;
 
 /// An inner service that answers at once: Ok, or an error when the batch holds a multiple
 /// of `fail_every` (0: never).
 fn recorder<K: Clone + Send + 'static>(fail_every: u32) -> (Recorder<K>, Seen<K>) {
     let seen: Seen<K> = Arc::default();
     let log = Arc::clone(&seen);
-    let f: Box<dyn FnMut(Batch<u32, K>) -> std::future::Ready<Result<(), BoxError>> + Send> =
-        Box::new(move |batch: Batch<u32, K>| {
-            let fails = fail_every != 0 && batch.items().iter().any(|i| i % fail_every == 0);
-            log.lock().unwrap().push((
-                batch.key().clone(),
-                batch.items().to_vec(),
-                batch.reason(),
-                Instant::now(),
-            ));
-            std::future::ready(if fails {
-                Err("inner failed".into())
-            } else {
-                Ok(())
-            })
-        });
+    let f: Record<K> = Box::new(move |batch: Batch<u32, K>| {
+        let fails = fail_every != 0 && batch.items().iter().any(|i| i % fail_every == 0);
+        log.lock().unwrap().push((
+            batch.key().clone(),
+            batch.items().to_vec(),
+            batch.reason(),
+            Instant::now(),
+        ));
+        std::future::ready(if fails {
+            Err("inner failed".into())
+        } else {
+            Ok(())
+        })
+    });
     (service_fn(f), seen)
 }
 
@@ -137,7 +135,7 @@ async fn a_batch_leaves_before_an_item_would_take_it_past_max_bytes() {
     let (batcher, worker) = layer.pair(inner);
     let (mut batcher, mut worker) = (ServiceSpawn::new(batcher), task::spawn(worker));
     for size in [40, 40, 40, 100, 150, 10] {
-        let _ = submit(&mut batcher, size);
+        drop(submit(&mut batcher, size)); // fire and forget
     }
     assert_pending!(worker.poll());
     assert_eq!(
@@ -170,11 +168,11 @@ async fn different_keys_never_share_a_batch_and_have_their_own_windows() {
     let (inner, seen) = recorder(0);
     let (batcher, worker) = layer.pair(inner);
     let (mut batcher, mut worker) = (ServiceSpawn::new(batcher), task::spawn(worker));
-    let _ = submit(&mut batcher, 0);
-    let _ = submit(&mut batcher, 2);
+    drop(submit(&mut batcher, 0)); // fire and forget
+    drop(submit(&mut batcher, 2)); // fire and forget
     time::advance(Duration::from_millis(30)).await;
-    let _ = submit(&mut batcher, 1);
-    let _ = submit(&mut batcher, 4);
+    drop(submit(&mut batcher, 1)); // fire and forget
+    drop(submit(&mut batcher, 4)); // fire and forget
     time::advance(Duration::from_millis(20)).await;
     assert_pending!(worker.poll());
     assert_eq!(batches(&seen), [(0, vec![0, 2, 4], FlushReason::Time)]);
@@ -241,8 +239,8 @@ async fn dropping_every_service_delivers_what_is_queued() {
     let handle = batcher.handle();
     let mut batcher = ServiceSpawn::new(batcher);
     let clone = batcher.get_ref().clone();
-    let _ = submit(&mut batcher, 1);
-    let _ = submit(&mut batcher, 2);
+    drop(submit(&mut batcher, 1)); // fire and forget
+    drop(submit(&mut batcher, 2)); // fire and forget
     drop(batcher);
     tokio::task::yield_now().await;
     assert!(!handle.is_finished(), "a clone is still alive");
@@ -258,7 +256,7 @@ async fn shutdown_reports_what_is_left_at_its_deadline() {
     let batcher = layer().spawn(inner);
     let handle = batcher.handle();
     let mut batcher = ServiceSpawn::new(batcher);
-    let _ = submit(&mut batcher, 1);
+    drop(submit(&mut batcher, 1)); // fire and forget
     let error = handle
         .shutdown(Some(Duration::from_secs(1)))
         .await
@@ -286,8 +284,8 @@ async fn a_full_queue_applies_backpressure() {
     mock_handle.allow(0);
     let (batcher, worker) = layer.pair(inner);
     let (mut batcher, mut worker) = (ServiceSpawn::new(batcher), task::spawn(worker));
-    let _ = submit(&mut batcher, 1);
-    let _ = submit(&mut batcher, 2);
+    drop(submit(&mut batcher, 1)); // fire and forget
+    drop(submit(&mut batcher, 2)); // fire and forget
     assert_pending!(batcher.poll_ready());
     time::advance(Duration::from_millis(50)).await;
     assert_pending!(worker.poll());
@@ -314,8 +312,8 @@ async fn drop_newest_turns_items_away_and_counts_them() {
     mock_handle.allow(0);
     let (batcher, _worker) = layer.pair(inner);
     let mut batcher = ServiceSpawn::new(batcher);
-    let _ = submit(&mut batcher, 1);
-    let _ = submit(&mut batcher, 2);
+    drop(submit(&mut batcher, 1)); // fire and forget
+    drop(submit(&mut batcher, 2)); // fire and forget
     let mut third = submit(&mut batcher, 3);
     let error = assert_ready_err!(third.poll());
     assert!(error.is::<QueueFull>());
@@ -374,7 +372,7 @@ async fn one_batch_per_key_in_flight_keeps_order_and_other_keys_proceed() {
     let (batcher, worker) = layer.pair(inner);
     let (mut batcher, mut worker) = (ServiceSpawn::new(batcher), task::spawn(worker));
     for item in [1, 2, 3, 4, 101, 102] {
-        let _ = submit(&mut batcher, item);
+        drop(submit(&mut batcher, item)); // fire and forget
     }
     assert_pending!(worker.poll());
     let (first, respond_first) = mock_handle.next_request().await.unwrap();

@@ -185,7 +185,10 @@ impl<Target, L> Builder<Target, L> {
     /// Marks call errors that mean the connection is broken: the connection is evicted and
     /// replaced. By default only a failing `poll_ready` evicts a connection.
     #[must_use]
-    pub fn fatal_error(mut self, is_fatal: impl Fn(&BoxError) -> bool + Send + Sync + 'static) -> Self {
+    pub fn fatal_error(
+        mut self,
+        is_fatal: impl Fn(&BoxError) -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.config.fatal = Some(Arc::new(is_fatal));
         self
     }
@@ -225,6 +228,10 @@ impl<Target, L> Builder<Target, L> {
                 return Err(ConfigError::ZeroDuration { field });
             }
         }
-        Ok(PoolLayer::from_parts(self.target, config, Arc::new(self.lifecycle)))
+        Ok(PoolLayer::from_parts(
+            self.target,
+            config,
+            Arc::new(self.lifecycle),
+        ))
     }
 }

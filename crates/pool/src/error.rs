@@ -38,13 +38,19 @@ impl PoolTimeout {
 
 impl fmt::Display for PoolTimeout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "no pooled connection became ready within {:?}", self.waited)
+        write!(
+            f,
+            "no pooled connection became ready within {:?}",
+            self.waited
+        )
     }
 }
 
 impl std::error::Error for PoolTimeout {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.last_connect_error.as_deref().map(|error| &**error as _)
+        self.last_connect_error
+            .as_deref()
+            .map(|error| &**error as _)
     }
 }
 
@@ -144,7 +150,10 @@ impl fmt::Display for ConfigError {
             Self::Zero { field } => write!(f, "`{field}` must be at least 1"),
             Self::ZeroDuration { field } => write!(f, "`{field}` must be longer than zero"),
             Self::MinIdleAboveMax { min_idle, max_size } => {
-                write!(f, "`min_idle` ({min_idle}) must not exceed `max_size` ({max_size})")
+                write!(
+                    f,
+                    "`min_idle` ({min_idle}) must not exceed `max_size` ({max_size})"
+                )
             }
         }
     }

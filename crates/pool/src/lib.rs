@@ -86,7 +86,9 @@ mod shared;
 mod stats;
 
 pub use crate::config::Builder;
-pub use crate::error::{BoxError, Closed, ConfigError, ConnectFailed, ConnectTimedOut, PoolTimeout};
+pub use crate::error::{
+    BoxError, Closed, ConfigError, ConnectFailed, ConnectTimedOut, PoolTimeout,
+};
 pub use crate::handle::PoolHandle;
 pub use crate::layer::PoolLayer;
 pub use crate::lifecycle::{BoxFuture, Lifecycle};

@@ -80,8 +80,8 @@ where
             return Poll::Ready(Ok(()));
         }
         loop {
-            let seen = self.shared.returns();
-            if let Some(conn) = self.take_ready(cx) {
+            let (ready, seen) = self.take_ready(cx);
+            if let Some(conn) = ready {
                 self.wait = None;
                 self.reserved = Some(Reserved::Conn(conn));
                 return Poll::Ready(Ok(()));
@@ -148,15 +148,19 @@ where
     L: Lifecycle<C>,
 {
     /// Takes out the first idle connection that is ready, evicting broken and expired ones
-    /// on the way and putting busy ones back.
-    fn take_ready<Req>(&mut self, cx: &mut Context<'_>) -> Option<Conn<C>>
+    /// on the way and putting busy ones back. Also returns the count of returns seen before
+    /// the first look.
+    fn take_ready<Req>(&mut self, cx: &mut Context<'_>) -> (Option<Conn<C>>, u64)
     where
         C: Service<Req>,
         C::Error: Into<BoxError>,
     {
         let mut busy = Vec::new();
+        let mut first_seen = None;
         let ready = loop {
-            let Some(mut conn) = self.shared.checkout() else {
+            let (conn, seen) = self.shared.checkout();
+            first_seen.get_or_insert(seen);
+            let Some(mut conn) = conn else {
                 break None;
             };
             if let Some(reason) = self.shared.expiry(&conn) {
@@ -177,7 +181,7 @@ where
         for conn in busy {
             self.shared.checkin_busy(conn);
         }
-        ready
+        (ready, first_seen.unwrap_or_default())
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
 use std::mem;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -77,6 +77,9 @@ struct Inner<C> {
     retry_at: Option<Instant>,
     closed: bool,
     counts: Counts,
+    /// Counts connections put back ready for use, so that a caller who found none can tell
+    /// whether one came back while it looked.
+    returns: u64,
 }
 
 /// What a request without a ready connection should do.
@@ -103,9 +106,6 @@ pub(crate) struct Shared<M, Target, C, L> {
     stopped: AtomicBool,
     /// Whether the maintenance task was started.
     maintained: AtomicBool,
-    /// Counts connections put back ready for use, so that a caller who found none can tell
-    /// whether one came back while it looked.
-    returns: AtomicU64,
 }
 
 impl<M, Target, C, L> fmt::Debug for Shared<M, Target, C, L> {
@@ -134,25 +134,23 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
                 retry_at: None,
                 closed: false,
                 counts: Counts::default(),
+                returns: 0,
             }),
             has_waiters: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             maintained: AtomicBool::new(false),
-            returns: AtomicU64::new(0),
         }
     }
 
-    /// How many connections were put back so far; read before looking for one.
-    pub(crate) fn returns(&self) -> u64 {
-        self.returns.load(Ordering::Acquire)
-    }
-
-    /// Takes the most recently used idle connection out.
-    pub(crate) fn checkout(&self) -> Option<Conn<C>> {
+    /// Takes the most recently used idle connection out; also returns how many connections
+    /// were put back so far, for [`plan`](Self::plan).
+    pub(crate) fn checkout(&self) -> (Option<Conn<C>>, u64) {
         let mut inner = lock(&self.inner);
-        let conn = inner.idle.pop_front()?;
-        inner.checked_out += 1;
-        Some(conn)
+        let conn = inner.idle.pop_front();
+        if conn.is_some() {
+            inner.checked_out += 1;
+        }
+        (conn, inner.returns)
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -193,7 +191,7 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
             return; // dropped on the way out: the pool no longer keeps it
         }
         inner.idle.push_front(conn);
-        self.returns.fetch_add(1, Ordering::Release);
+        inner.returns += 1;
         if self.has_waiters.load(Ordering::Acquire) {
             Self::wake_waiters(&mut inner, &self.has_waiters);
         }
@@ -228,7 +226,7 @@ where
             return;
         }
         inner.idle.push_front(conn);
-        self.returns.fetch_add(1, Ordering::Release);
+        inner.returns += 1;
         if self.has_waiters.load(Ordering::Acquire) {
             Self::wake_waiters(&mut inner, &self.has_waiters);
         }
@@ -299,7 +297,7 @@ where
 
     /// Decides what a request that found no ready connection does; starts a connect if
     /// there is room, and registers the caller to be woken.
-    /// `seen` is [`returns`](Self::returns) from before the caller looked.
+    /// `seen` is the count of returns from before the caller looked (see `checkout`).
     pub(crate) fn plan(self: &Arc<Self>, cx: &mut Context<'_>, seen: u64) -> Plan {
         let now = Instant::now();
         let mut inner = lock(&self.inner);
@@ -319,11 +317,15 @@ where
                 return Plan::Fail(Arc::clone(error));
             }
         }
-        if self.returns.load(Ordering::Acquire) != seen {
+        if inner.returns != seen {
             // A connection came back after this caller looked: it would not be woken for it.
             return Plan::Retry;
         }
-        if !inner.waiters.iter().any(|waker| waker.will_wake(cx.waker())) {
+        if !inner
+            .waiters
+            .iter()
+            .any(|waker| waker.will_wake(cx.waker()))
+        {
             inner.waiters.push(cx.waker().clone());
         }
         self.has_waiters.store(true, Ordering::Release);
@@ -381,7 +383,7 @@ where
                     last_used: self.config.idle_timeout.map(|_| now),
                     broken: self.config.fatal.as_ref().map(|_| Arc::default()),
                 });
-                self.returns.fetch_add(1, Ordering::Release);
+                inner.returns += 1;
             }
             Ok(conn) => {
                 drop(inner);
@@ -515,8 +517,10 @@ where
 }
 
 /// Runs upkeep every `period` until the pool is dropped or closed.
-pub(crate) async fn maintenance<M, Target, C, L>(shared: Weak<Shared<M, Target, C, L>>, period: Duration)
-where
+pub(crate) async fn maintenance<M, Target, C, L>(
+    shared: Weak<Shared<M, Target, C, L>>,
+    period: Duration,
+) where
     M: Service<Target, Response = C> + Send + 'static,
     M::Future: Send + 'static,
     M::Error: Into<BoxError>,

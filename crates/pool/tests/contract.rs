@@ -13,14 +13,23 @@ async fn connections_are_readied_before_every_call() {
         let connection = connections.clone();
         async move { Ok::<_, BoxError>(connection) }
     });
-    let pool = PoolLayer::builder(()).max_size(3).build().unwrap().layer(connector);
+    let pool = PoolLayer::builder(())
+        .max_size(3)
+        .build()
+        .unwrap()
+        .layer(connector);
     let handle = pool.handle();
     let tasks: Vec<_> = (0..20u32)
         .map(|i| {
             let pool = pool.clone();
             tokio::spawn(async move {
                 let mut pool = pool;
-                ServiceExt::<u32>::ready(&mut pool).await.unwrap().call(i).await.unwrap()
+                ServiceExt::<u32>::ready(&mut pool)
+                    .await
+                    .unwrap()
+                    .call(i)
+                    .await
+                    .unwrap()
             })
         })
         .collect();

@@ -26,7 +26,9 @@ async fn settle() {
     }
 }
 
-fn pool(layer: PoolLayer<&'static str>) -> (mock::Spawn<Pool<Connector, &'static str>>, ConnectorHandle) {
+fn pool(
+    layer: PoolLayer<&'static str>,
+) -> (mock::Spawn<Pool<Connector, &'static str>>, ConnectorHandle) {
     let (connector, handle) = mock::pair::<&'static str, Conn>();
     (mock::Spawn::new(layer.layer(connector)), handle)
 }
@@ -110,7 +112,10 @@ async fn a_busy_connection_leads_to_a_second_and_never_more_than_max() {
     // Both taken (b holds its reservation): a third waits, and no third connect starts.
     assert_pending!(c.poll_ready());
     settle().await;
-    assert!(matches!(connector_handle.poll_request(), std::task::Poll::Pending));
+    assert!(matches!(
+        connector_handle.poll_request(),
+        std::task::Poll::Pending
+    ));
     let stats = handle.stats();
     assert_eq!((stats.live, stats.connecting, stats.waiting), (2, 0, 1));
     // The wait is bounded.
@@ -149,7 +154,9 @@ async fn a_failed_connect_gives_the_real_error_then_retries_after_backoff() {
     assert!(pool.is_woken());
     assert_ready_ok!(pool.poll_ready());
     let error = pool.call(1).await.unwrap_err();
-    let failed = error.downcast_ref::<ConnectFailed>().expect("ConnectFailed");
+    let failed = error
+        .downcast_ref::<ConnectFailed>()
+        .expect("ConnectFailed");
     assert_eq!(failed.error().to_string(), "connection refused");
     assert_eq!(handle.stats().connect_failures, 1);
     assert_eq!(handle.stats().live, 0, "a failed connect holds no slot");
@@ -223,7 +230,10 @@ async fn min_idle_connections_are_kept_warm() {
     settle().await;
     let stats = handle.stats();
     assert_eq!((stats.live, stats.idle, stats.created), (2, 2, 2));
-    assert!(matches!(connector_handle.poll_request(), std::task::Poll::Pending));
+    assert!(matches!(
+        connector_handle.poll_request(),
+        std::task::Poll::Pending
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -342,7 +352,11 @@ async fn a_fatal_call_error_evicts_the_connection() {
     assert_eq!(response.await.unwrap_err().to_string(), "not found");
     assert_ready_ok!(pool.poll_ready());
     let response = pool.call(2);
-    conn.next_request().await.unwrap().1.send_error("protocol error");
+    conn.next_request()
+        .await
+        .unwrap()
+        .1
+        .send_error("protocol error");
     assert_eq!(response.await.unwrap_err().to_string(), "protocol error");
     assert_pending!(pool.poll_ready());
     let _replacement = accept(&mut connector).await;
@@ -356,7 +370,11 @@ fn bad_configuration_is_an_error_from_build() {
         ConfigError::Zero { field: "max_size" }
     );
     assert!(matches!(
-        PoolLayer::builder(()).max_size(2).min_idle(3).build().unwrap_err(),
+        PoolLayer::builder(())
+            .max_size(2)
+            .min_idle(3)
+            .build()
+            .unwrap_err(),
         ConfigError::MinIdleAboveMax { .. }
     ));
     assert!(matches!(

@@ -25,7 +25,11 @@ async fn echo_server(listener: TcpListener) {
             let (read, mut write) = stream.into_split();
             let mut lines = BufReader::new(read).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if write.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+                if write
+                    .write_all(format!("{line}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -43,7 +47,8 @@ struct LineConn {
 impl Service<String> for LineConn {
     type Response = String;
     type Error = BoxError;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, BoxError>> + Send>>;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         if self.broken.load(Ordering::Acquire) {
@@ -59,7 +64,10 @@ impl Service<String> for LineConn {
         Box::pin(async move {
             let mut stream = stream.lock().await;
             let result = async {
-                stream.get_mut().write_all(format!("{line}\n").as_bytes()).await?;
+                stream
+                    .get_mut()
+                    .write_all(format!("{line}\n").as_bytes())
+                    .await?;
                 let mut answer = String::new();
                 if stream.read_line(&mut answer).await? == 0 {
                     return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
