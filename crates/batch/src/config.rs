@@ -10,6 +10,7 @@ use crate::layer::BatchLayer;
 
 pub(crate) type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 pub(crate) type SizeFn<T> = Arc<dyn Fn(&T) -> usize + Send + Sync>;
+pub(crate) type RejectedFn = Arc<dyn Fn(&crate::BoxError) -> bool + Send + Sync>;
 
 /// What happens to a new item when the queue holds `capacity` items.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,6 +34,7 @@ pub(crate) struct Config<T, K> {
     pub(crate) max_in_flight: usize,
     pub(crate) max_in_flight_per_key: usize,
     pub(crate) key_fn: KeyFn<T, K>,
+    pub(crate) rejected_if: Option<RejectedFn>,
 }
 
 impl<T, K> Clone for Config<T, K> {
@@ -46,6 +48,7 @@ impl<T, K> Clone for Config<T, K> {
             max_in_flight: self.max_in_flight,
             max_in_flight_per_key: self.max_in_flight_per_key,
             key_fn: Arc::clone(&self.key_fn),
+            rejected_if: self.rejected_if.clone(),
         }
     }
 }
@@ -63,6 +66,7 @@ impl<T, K> fmt::Debug for Config<T, K> {
             .field("overflow", &self.overflow)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_in_flight_per_key", &self.max_in_flight_per_key)
+            .field("rejected_if", &self.rejected_if.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -104,6 +108,7 @@ impl<T> Builder<T> {
                 max_in_flight: 64,
                 max_in_flight_per_key: 1,
                 key_fn: Arc::new(|_: &T| ()),
+                rejected_if: None,
             },
             _item: PhantomData,
         }
@@ -186,9 +191,23 @@ impl<T, K> Builder<T, K> {
                 max_in_flight: config.max_in_flight,
                 max_in_flight_per_key: config.max_in_flight_per_key,
                 key_fn: Arc::new(key),
+                rejected_if: config.rejected_if,
             },
             _item: PhantomData,
         }
+    }
+
+    /// Counts the items of a batch that failed with an error `is_rejection` accepts as
+    /// [`Stats::rejected`](crate::Stats::rejected) rather than failed: the inner service
+    /// turned them away on purpose (a circuit breaker's fail-fast, say), they were not lost
+    /// on the way.
+    #[must_use]
+    pub fn rejected_if(
+        mut self,
+        is_rejection: impl Fn(&crate::BoxError) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.config.rejected_if = Some(Arc::new(is_rejection));
+        self
     }
 
     /// Checks the settings and builds the layer.

@@ -75,8 +75,8 @@
 //! # Stats
 //!
 //! [`BatchHandle::stats`] returns a [`Stats`] snapshot taken under the batcher's lock, so
-//! `submitted == sent + failed + dropped + queued` holds in every snapshot; an item counts as
-//! sent only once the inner service answered its batch with `Ok`.
+//! `submitted == sent + failed + rejected + dropped + queued` holds in every snapshot; an item
+//! counts as sent only once the inner service answered its batch with `Ok`.
 //!
 //! # Cost
 //!

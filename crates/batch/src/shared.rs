@@ -393,8 +393,13 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
             let mut state = lock(&self.state);
             let n = done.items as u64;
             state.counts.in_flight -= n;
-            match outcome {
+            match &outcome {
                 Ok(()) => state.counts.sent += n,
+                Err(Failure::Batch(error))
+                    if self.config.rejected_if.as_ref().is_some_and(|is| is(error)) =>
+                {
+                    state.counts.rejected += n;
+                }
                 Err(_) => state.counts.failed += n,
             }
             state

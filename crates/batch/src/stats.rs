@@ -3,12 +3,13 @@
 use crate::batch::FlushReason;
 
 /// Counts kept under the state lock, so that a snapshot always satisfies
-/// `submitted == sent + failed + dropped + queued`.
+/// `submitted == sent + failed + rejected + dropped + queued`.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Counts {
     pub(crate) submitted: u64,
     pub(crate) sent: u64,
     pub(crate) failed: u64,
+    pub(crate) rejected: u64,
     pub(crate) dropped: u64,
     /// Accepted, not yet handed to the inner service.
     pub(crate) waiting: u64,
@@ -36,6 +37,7 @@ impl Counts {
             submitted: self.submitted,
             sent: self.sent,
             failed: self.failed,
+            rejected: self.rejected,
             dropped: self.dropped,
             queued: self.waiting + self.in_flight,
             batches: self.batches.clone(),
@@ -68,8 +70,8 @@ impl BatchCounts {
 
 /// A consistent snapshot of a batcher's counters.
 ///
-/// Taken under the batcher's lock, so `submitted == sent + failed + dropped + queued` holds in
-/// every snapshot. An item counts as sent only once the inner service has answered Ok for its
+/// Taken under the batcher's lock, so `submitted == sent + failed + rejected + dropped +
+/// queued` holds in every snapshot. An item counts as sent only once the inner service has answered Ok for its
 /// batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -84,6 +86,9 @@ pub struct Stats {
     pub sent: u64,
     /// Items whose batch failed, or that could not be delivered (the worker was gone).
     pub failed: u64,
+    /// Items whose batch failed with an error the
+    /// [`rejected_if`](crate::Builder::rejected_if) classifier accepts.
+    pub rejected: u64,
     /// Items turned away because the queue was full.
     pub dropped: u64,
     /// Items accepted and not yet answered: `queue_len + in_flight`.

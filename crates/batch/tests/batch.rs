@@ -321,7 +321,7 @@ async fn drop_newest_turns_items_away_and_counts_them() {
     assert_eq!((stats.submitted, stats.dropped, stats.queued), (3, 1, 2));
     assert_eq!(
         stats.submitted,
-        stats.sent + stats.failed + stats.dropped + stats.queued
+        stats.sent + stats.failed + stats.rejected + stats.dropped + stats.queued
     );
 }
 
@@ -442,4 +442,27 @@ fn bad_configuration_is_an_error_from_build() {
         .unwrap_err();
     assert_eq!(error, ConfigError::Zero { field: "max_bytes" });
     assert!(BatchLayer::<u32>::builder().capacity(0).build().is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejections_are_counted_apart_from_failures() {
+    let layer = BatchLayer::builder()
+        .max_items(3)
+        .rejected_if(|error| error.to_string() == "inner failed")
+        .build()
+        .unwrap();
+    let (inner, _seen) = recorder(5);
+    let batcher = layer.spawn(inner);
+    let handle = batcher.handle();
+    let mut batcher = ServiceSpawn::new(batcher);
+    drop(submit(&mut batcher, 5)); // fire and forget
+    handle.flush().await;
+    drop(submit(&mut batcher, 6)); // fire and forget
+    handle.flush().await;
+    let stats = handle.stats();
+    assert_eq!((stats.sent, stats.failed, stats.rejected), (1, 0, 1));
+    assert_eq!(
+        stats.submitted,
+        stats.sent + stats.failed + stats.rejected + stats.dropped + stats.queued
+    );
 }

@@ -187,7 +187,7 @@ fn run(setup: Setup, ops: Vec<Op>) -> Result<(), TestCaseError> {
             let stats = handle.stats();
             prop_assert_eq!(
                 stats.submitted,
-                stats.sent + stats.failed + stats.dropped + stats.queued
+                stats.sent + stats.failed + stats.rejected + stats.dropped + stats.queued
             );
         }
 
