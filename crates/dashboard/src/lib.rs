@@ -46,10 +46,21 @@ pub struct Received {
 }
 
 /// What the dashboard received so far; shared across restarts.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Log {
     inner: Arc<Mutex<Vec<Received>>>,
     feed: Arc<Mutex<Option<broadcast::Sender<Received>>>>,
+    count: Arc<watch::Sender<usize>>,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            feed: Arc::default(),
+            count: Arc::new(watch::channel(0).0),
+        }
+    }
 }
 
 impl fmt::Debug for Log {
@@ -60,13 +71,25 @@ impl fmt::Debug for Log {
 
 impl Log {
     fn push(&self, received: Received) {
-        if let Some(feed) = self.feed.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
-            let _ = feed.send(received.clone());
-        }
-        self.inner
+        if let Some(feed) = self
+            .feed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(received);
+            .as_ref()
+        {
+            let _ = feed.send(received.clone());
+        }
+        let mut events = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        events.push(received);
+        self.count.send_replace(events.len());
+    }
+
+    /// Waits until at least `n` events were received, or `timeout` passed; returns how many
+    /// were.
+    pub async fn wait_for(&self, n: usize, timeout: std::time::Duration) -> usize {
+        let mut count = self.count.subscribe();
+        let _ = tokio::time::timeout(timeout, count.wait_for(|&c| c >= n)).await;
+        self.len()
     }
 
     /// All events received, in arrival order.
@@ -79,7 +102,10 @@ impl Log {
 
     /// How many events were received.
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether nothing was received yet.
@@ -100,8 +126,15 @@ impl Log {
     /// Counts per (namespace, event).
     pub fn counts(&self) -> HashMap<(String, String), usize> {
         let mut counts = HashMap::new();
-        for r in self.inner.lock().unwrap_or_else(PoisonError::into_inner).iter() {
-            *counts.entry((r.namespace.clone(), r.event.clone())).or_default() += 1;
+        for r in self
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            *counts
+                .entry((r.namespace.clone(), r.event.clone()))
+                .or_default() += 1;
         }
         counts
     }
@@ -109,17 +142,21 @@ impl Log {
     /// A live feed of what arrives from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Received> {
         let mut feed = self.feed.lock().unwrap_or_else(PoisonError::into_inner);
-        feed.get_or_insert_with(|| broadcast::channel(4_096).0).subscribe()
+        feed.get_or_insert_with(|| broadcast::channel(4_096).0)
+            .subscribe()
     }
 }
 
 /// A running dashboard.
+///
+/// It runs on a runtime and thread of its own, so that [`stop`](Self::stop) can drop every
+/// socket at once, as a crash does: clients see their connections cut, not a polite close.
 #[derive(Debug)]
 pub struct Dashboard {
     addr: SocketAddr,
     log: Log,
-    shutdown: watch::Sender<bool>,
-    server: tokio::task::JoinHandle<()>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Dashboard {
@@ -131,48 +168,34 @@ impl Dashboard {
     /// Starts a dashboard on `addr` that records into `log` (to keep counting across a
     /// restart).
     pub async fn start_with_log(addr: SocketAddr, log: Log) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let (svc, io) = SocketIo::new_svc();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (shutdown, stopped) = tokio::sync::oneshot::channel();
         let recorder = log.clone();
-        io.ns("/", async move |socket: SocketRef| {
-            let recorder = recorder.clone();
-            socket.on_fallback(async move |socket: SocketRef, event: socketioxide::extract::Event, Data::<Value>(data): Data<Value>| {
-                let _ = socket;
-                recorder.push(Received {
-                    namespace: "/".to_string(),
-                    event: event.0.to_string(),
-                    args: 1,
-                    data,
-                });
-            });
-        });
-        let (shutdown, mut stopped) = watch::channel(false);
-        let server = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let svc = svc.clone();
-                        connections.spawn(async move {
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(stream), svc)
-                                .with_upgrades()
-                                .await;
-                        });
+        let thread = std::thread::Builder::new()
+            .name("sluice-dashboard".to_string())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = serve(listener, recorder) => {}
+                        _ = stopped => {}
                     }
-                    _ = stopped.changed() => break,
-                }
-            }
-            // Dropping the set aborts every connection: an abrupt outage.
-            drop(connections);
-        });
+                });
+                // Dropping the runtime drops every task and so every socket.
+                drop(runtime);
+            })?;
         Ok(Self {
             addr,
             log,
-            shutdown,
-            server,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
         })
     }
 
@@ -192,9 +215,61 @@ impl Dashboard {
     }
 
     /// Stops listening and cuts every connection, as a crash would.
-    pub async fn stop(self) -> Log {
-        let _ = self.shutdown.send(true);
-        let _ = self.server.await;
-        self.log
+    pub async fn stop(mut self) -> Log {
+        self.halt().await;
+        self.log.clone()
+    }
+
+    async fn halt(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Serves Socket.IO on `listener`, recording into `log`.
+async fn serve(listener: TcpListener, log: Log) {
+    let (svc, io) = SocketIo::new_svc();
+    io.ns("/", async move |socket: SocketRef| {
+        let recorder = log.clone();
+        // A plain closure returning a ready future: socketioxide calls it in arrival order
+        // and spawns only the (empty) future, so the log keeps the wire order.
+        socket.on_fallback(
+            move |event: socketioxide::extract::Event, Data::<Value>(data): Data<Value>| {
+                recorder.push(Received {
+                    namespace: "/".to_string(),
+                    event: event.0,
+                    args: 1,
+                    data,
+                });
+                std::future::ready(())
+            },
+        );
+    });
+    let mut connections = JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors, say: let some close before trying again.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            continue;
+        };
+        let svc = svc.clone();
+        connections.spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades()
+                .await;
+        });
     }
 }

@@ -304,7 +304,15 @@ where
         if inner.closed {
             return Plan::Closed;
         }
+        // One connect per waiting request at most: a caller polled again while its connect
+        // is under way must not start another.
+        let registered = inner
+            .waiters
+            .iter()
+            .any(|waker| waker.will_wake(cx.waker()));
+        let demand = inner.waiters.len() + usize::from(!registered);
         if inner.live + inner.connecting < self.config.max_size
+            && inner.connecting < demand
             && inner.retry_at.is_none_or(|at| now >= at)
         {
             inner.connecting += 1;

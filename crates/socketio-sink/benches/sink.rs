@@ -1,0 +1,171 @@
+//! Events per second delivered to an in-process socketioxide server through the full stack,
+//! against raw `rust_socketio` emits on one connection, in the same run. Run with
+//! `cargo bench -p sluice-socketio-sink`.
+//!
+//! Each iteration sends `EVENTS` events and ends when the server has received all of them.
+//! - `per_event`: raw `emit` of each event (awaited in turn) vs the sink with `PerEvent`.
+//! - `array_10`: raw `emit` of arrays of 10 (one argument each) vs the sink with `Array` and
+//!   batches of 10; throughput counts items.
+
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use futures_util::FutureExt;
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::{Payload, TransportType};
+use serde_json::{json, Value};
+use sluice_dashboard::Dashboard;
+use sluice_socketio_sink::{Emit, Encoding, SocketIoSink};
+
+const EVENTS: usize = 20_000;
+
+fn payload(seq: usize) -> Value {
+    json!({
+        "event": "claude_event", "type": "hook", "subtype": "pre_tool",
+        "data": { "tool_name": "Bash", "seq": seq, "session_id": "3f1c2a9e" }
+    })
+}
+
+async fn raw_client(url: &str) -> Client {
+    let (opened, accepted) = tokio::sync::oneshot::channel::<()>();
+    let opened = std::sync::Mutex::new(Some(opened));
+    let client = ClientBuilder::new(url)
+        .transport_type(TransportType::Websocket)
+        .reconnect(false)
+        .on("open", move |_, _| {
+            if let Some(opened) = opened.lock().unwrap().take() {
+                let _ = opened.send(());
+            }
+            async {}.boxed()
+        })
+        .connect()
+        .await
+        .unwrap();
+    accepted.await.unwrap();
+    client
+}
+
+fn delivery(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dashboard = runtime
+        .block_on(Dashboard::start("127.0.0.1:0".parse().unwrap()))
+        .unwrap();
+    let url = dashboard.url();
+    let log = dashboard.received().clone();
+    let raw = runtime.block_on(raw_client(&url));
+    let per_event = runtime.block_on(async {
+        SocketIoSink::builder(url.clone())
+            .queue_capacity(EVENTS)
+            .build()
+            .unwrap()
+    });
+    let array = runtime.block_on(async {
+        SocketIoSink::builder(url.clone())
+            .connector(|c| c.encoding(Encoding::Array))
+            .queue_capacity(EVENTS)
+            .build()
+            .unwrap()
+    });
+
+    let mut group = c.benchmark_group("delivery");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    let until_received = |target: usize| {
+        let log = log.clone();
+        async move {
+            assert_eq!(log.wait_for(target, Duration::from_secs(60)).await, target);
+        }
+    };
+    group.bench_function(BenchmarkId::new("raw", "per_event"), |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let target = log.len() + EVENTS;
+                    for seq in 0..EVENTS {
+                        raw.emit("claude_event", Payload::from(payload(seq)))
+                            .await
+                            .unwrap();
+                    }
+                    until_received(target).await;
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.bench_function(BenchmarkId::new("sluice", "per_event"), |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let target = log.len() + EVENTS;
+                    let outcomes: Vec<_> = (0..EVENTS)
+                        .map(|seq| per_event.emit(Emit::new("claude_event", payload(seq))))
+                        .collect();
+                    for outcome in outcomes {
+                        outcome.await.unwrap();
+                    }
+                    until_received(target).await;
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.bench_function(BenchmarkId::new("raw", "array_10"), |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let target = log.len() + EVENTS / 10;
+                    for chunk in 0..EVENTS / 10 {
+                        let items: Vec<Value> = (0..10).map(|i| payload(chunk * 10 + i)).collect();
+                        raw.emit("claude_event", Payload::from(Value::Array(items)))
+                            .await
+                            .unwrap();
+                    }
+                    until_received(target).await;
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.bench_function(BenchmarkId::new("sluice", "array_10"), |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let target = log.len() + EVENTS / 10;
+                    let outcomes: Vec<_> = (0..EVENTS)
+                        .map(|seq| array.emit(Emit::new("claude_event", payload(seq))))
+                        .collect();
+                    for outcome in outcomes {
+                        outcome.await.unwrap();
+                    }
+                    until_received(target).await;
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.finish();
+    runtime.block_on(async {
+        per_event.shutdown(None).await.unwrap();
+        array.shutdown(None).await.unwrap();
+        dashboard.stop().await;
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    targets = delivery
+}
+criterion_main!(benches);

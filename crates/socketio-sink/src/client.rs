@@ -1,0 +1,204 @@
+//! The one place that knows `rust_socketio`: opening a connection and emitting on it.
+//!
+//! Everything the sink needs of a Socket.IO client is here, so another client could replace
+//! it without touching the layers. What this module absorbs of rust_socketio 0.6:
+//!
+//! - `connect()` returns before the server accepted the namespace, and emitting before that
+//!   loses events: a connection counts as open only after the `"open"` callback (the
+//!   namespace's CONNECT), and a CONNECT_ERROR becomes [`NamespaceRefused`].
+//! - Its reconnect loop spins when the server is gone for long: it is turned off, the pool
+//!   reconnects with backoff instead.
+//! - `emit` has no timeout and `"close"` does not fire on transport loss: every emit runs
+//!   under a timeout, and any emit error, timeout, `"close"` or `"error"` marks the link
+//!   broken so the pool replaces it.
+//! - `emit_with_ack` is unsafe with concurrent acks: it is not used.
+//! - `Payload::from(Vec<Value>)` sends N arguments: an array goes as one `Value::Array`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::{Payload, TransportType};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::error::{BoxError, ConnectionLost, EmitTimedOut, NamespaceRefused};
+
+/// How to open a link.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkConfig {
+    pub(crate) url: String,
+    pub(crate) namespace: String,
+    pub(crate) auth: Option<Value>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) emit_timeout: Duration,
+}
+
+/// Shared between the link and the client's callbacks.
+#[derive(Debug, Default)]
+struct Health {
+    broken: AtomicBool,
+    reason: Mutex<Option<String>>,
+}
+
+impl Health {
+    fn fail(&self, reason: String) {
+        let mut slot = self.reason.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.get_or_insert(reason);
+        self.broken.store(true, Ordering::Release);
+    }
+
+    fn reason(&self) -> String {
+        self.reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| "connection broken".to_string())
+    }
+}
+
+/// An open Socket.IO connection to one namespace.
+#[derive(Clone)]
+pub(crate) struct Link {
+    client: Client,
+    health: Arc<Health>,
+    emit_timeout: Duration,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("broken", &self.is_broken())
+            .finish_non_exhaustive()
+    }
+}
+
+type Signal = Arc<Mutex<Option<oneshot::Sender<Result<(), String>>>>>;
+
+fn signal(slot: &Signal, outcome: Result<(), String>) {
+    if let Some(sender) = slot.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        let _ = sender.send(outcome);
+    }
+}
+
+impl Link {
+    /// Connects and waits for the server to accept the namespace. The caller bounds the
+    /// whole with its connect timeout; dropped early, the half-open client is dropped too.
+    pub(crate) async fn open(config: &LinkConfig) -> Result<Self, BoxError> {
+        let health = Arc::new(Health::default());
+        let (opened, accepted) = oneshot::channel();
+        let opened: Signal = Arc::new(Mutex::new(Some(opened)));
+        let on_open = Arc::clone(&opened);
+        let on_error = Arc::clone(&opened);
+        let error_health = Arc::clone(&health);
+        let close_health = Arc::clone(&health);
+        let mut builder = ClientBuilder::new(config.url.clone())
+            .namespace(config.namespace.clone())
+            .transport_type(TransportType::Websocket)
+            .reconnect(false)
+            .reconnect_on_disconnect(false)
+            .on("open", move |_, _| {
+                signal(&on_open, Ok(()));
+                async {}.boxed()
+            })
+            .on("error", move |payload, _| {
+                let message = describe(&payload);
+                // Before "open", an error is the answer to our CONNECT.
+                signal(&on_error, Err(message.clone()));
+                error_health.fail(message);
+                async {}.boxed()
+            })
+            .on("close", move |_, _| {
+                close_health.fail("the server closed the connection".to_string());
+                async {}.boxed()
+            });
+        if let Some(auth) = &config.auth {
+            builder = builder.auth(auth.clone());
+        }
+        for (name, value) in &config.headers {
+            builder = builder.opening_header(name.as_str(), value.as_str());
+        }
+        let client = builder.connect().await.map_err(|error| -> BoxError {
+            Box::new(ConnectionLost {
+                message: error.to_string(),
+            })
+        })?;
+        match accepted.await {
+            Ok(Ok(())) => Ok(Self {
+                client,
+                health,
+                emit_timeout: config.emit_timeout,
+            }),
+            Ok(Err(message)) => {
+                let _ = client.disconnect().await;
+                if message.contains("ConnectError") {
+                    Err(Box::new(NamespaceRefused {
+                        namespace: config.namespace.clone(),
+                        message,
+                    }))
+                } else {
+                    Err(Box::new(ConnectionLost { message }))
+                }
+            }
+            Err(_) => Err(Box::new(ConnectionLost {
+                message: "the client stopped before the namespace was accepted".to_string(),
+            })),
+        }
+    }
+
+    pub(crate) fn is_broken(&self) -> bool {
+        self.health.broken.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn broken_reason(&self) -> String {
+        self.health.reason()
+    }
+
+    /// Writes one event with one argument, under the emit timeout. Any failure breaks the
+    /// link: what was written after it is unknown.
+    pub(crate) async fn emit(&self, event: &str, payload: Value) -> Result<(), BoxError> {
+        if self.is_broken() {
+            return Err(Box::new(ConnectionLost {
+                message: self.broken_reason(),
+            }));
+        }
+        // One argument: `Payload::from(Value)` is one argument even for an array.
+        let write = self.client.emit(event.to_string(), Payload::from(payload));
+        match tokio::time::timeout(self.emit_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                let message = error.to_string();
+                self.health.fail(message.clone());
+                Err(Box::new(ConnectionLost { message }))
+            }
+            Err(_) => {
+                self.health
+                    .fail(format!("emit timed out after {:?}", self.emit_timeout));
+                Err(Box::new(EmitTimedOut {
+                    after: self.emit_timeout,
+                }))
+            }
+        }
+    }
+
+    /// Closes the connection politely, within `timeout`.
+    pub(crate) async fn close(self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.client.disconnect()).await;
+    }
+}
+
+fn describe(payload: &Payload) -> String {
+    match payload {
+        Payload::Text(values) => values
+            .iter()
+            .map(|value| match value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => format!("{other:?}"),
+    }
+}

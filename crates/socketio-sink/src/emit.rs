@@ -1,0 +1,47 @@
+//! What the sink sends.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One Socket.IO event: `event` with one argument, `payload`, on `namespace`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Emit {
+    /// The namespace, `/` for the dashboard.
+    pub namespace: String,
+    /// The event name, `claude_event` for the dashboard.
+    pub event: String,
+    /// The single argument.
+    pub payload: Value,
+}
+
+impl Emit {
+    /// An event on the default namespace `/`.
+    pub fn new(event: impl Into<String>, payload: Value) -> Self {
+        Self {
+            namespace: "/".to_string(),
+            event: event.into(),
+            payload,
+        }
+    }
+
+    /// The same event on `namespace`.
+    #[must_use]
+    pub fn on_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+}
+
+/// How a batch goes on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Encoding {
+    /// One emit per event, in order: what the dashboard understands (the default).
+    #[default]
+    PerEvent,
+    /// One emit per batch whose single argument is the array of payloads, for servers that
+    /// accept it. All events of a batch must share the event name of the first; each batch is
+    /// kept under the byte cap.
+    Array,
+}

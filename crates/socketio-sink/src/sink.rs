@@ -1,0 +1,373 @@
+//! The sink: batch → breaker → pool → connector.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::Serialize;
+use sluice_batch::{BatchHandle, BatchLayer, Batcher, Overflow, ShutdownTimedOut};
+use sluice_breaker::{BreakerHandle, BreakerOpen, CircuitBreakerLayer, OpenDuration, State};
+use sluice_pool::{PoolHandle, PoolLayer};
+use tower::{Service, ServiceBuilder};
+
+use crate::connection::{Goodbye, SocketIoConnector};
+use crate::emit::{Emit, Encoding};
+use crate::error::{BoxError, SinkError};
+
+/// Builds a [`SocketIoSink`]; get one from [`SocketIoSink::builder`].
+///
+/// The defaults are the reference system's: 5 connections; the breaker opens after 5
+/// failures in a row, for 30 s; batches of at most 10 events, at most 50 ms after the first,
+/// grouped by namespace. Plus: a queue of 10,000 events that drops the newest when full (an
+/// emit never waits), 5 s to connect, 5 s per emit, 2 s to wait for a connection.
+#[derive(Debug, Clone)]
+pub struct SinkBuilder {
+    connector: SocketIoConnector,
+    max_connections: usize,
+    connect_timeout: Duration,
+    wait_timeout: Duration,
+    failure_threshold: u32,
+    open_duration: OpenDuration,
+    max_items: usize,
+    max_wait: Duration,
+    max_bytes: usize,
+    queue_capacity: usize,
+}
+
+impl SinkBuilder {
+    fn new(url: impl Into<String>) -> Self {
+        Self {
+            connector: SocketIoConnector::new(url),
+            max_connections: 5,
+            connect_timeout: Duration::from_secs(5),
+            wait_timeout: Duration::from_secs(2),
+            failure_threshold: 5,
+            open_duration: OpenDuration::Fixed(Duration::from_secs(30)),
+            max_items: 10,
+            max_wait: Duration::from_millis(50),
+            max_bytes: 64 * 1024,
+            queue_capacity: 10_000,
+        }
+    }
+
+    /// Changes the connector (namespace, auth, headers, emit timeout, encoding).
+    #[must_use]
+    pub fn connector(
+        mut self,
+        configure: impl FnOnce(SocketIoConnector) -> SocketIoConnector,
+    ) -> Self {
+        self.connector = configure(self.connector);
+        self
+    }
+
+    /// Sets the most connections (default 5).
+    #[must_use]
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets how long a connect may take (default 5 s).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a batch waits for a connection (default 2 s).
+    #[must_use]
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// Sets the failures in a row that open the breaker (default 5).
+    #[must_use]
+    pub fn failure_threshold(mut self, n: u32) -> Self {
+        self.failure_threshold = n;
+        self
+    }
+
+    /// Sets how long the breaker stays open (default 30 s).
+    #[must_use]
+    pub fn open_duration(mut self, duration: Duration) -> Self {
+        self.open_duration = OpenDuration::Fixed(duration);
+        self
+    }
+
+    /// Sets a growing open period instead.
+    #[must_use]
+    pub fn open_backoff(mut self, backoff: OpenDuration) -> Self {
+        self.open_duration = backoff;
+        self
+    }
+
+    /// Sets the most events per batch (default 10).
+    #[must_use]
+    pub fn max_items(mut self, n: usize) -> Self {
+        self.max_items = n;
+        self
+    }
+
+    /// Sets how long after its first event a batch leaves at the latest (default 50 ms).
+    #[must_use]
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
+        self
+    }
+
+    /// Sets the byte cap of a batch in [`Encoding::Array`] (default 64 KiB).
+    #[must_use]
+    pub fn max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Sets how many events may wait (default 10,000); beyond, new ones are dropped and
+    /// counted.
+    #[must_use]
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = n;
+        self
+    }
+
+    /// Builds the sink and starts its worker on the current Tokio runtime.
+    pub fn build(self) -> Result<SocketIoSink, BoxError> {
+        let url = self.connector.url().to_string();
+        let namespace = self.connector.namespace_name().to_string();
+        let pool = PoolLayer::builder(())
+            .max_size(self.max_connections)
+            .connect_timeout(self.connect_timeout)
+            .wait_timeout(self.wait_timeout)
+            .backoff(Duration::from_millis(100), Duration::from_secs(5))
+            .lifecycle(Goodbye {
+                timeout: Duration::from_secs(1),
+            })
+            .build()?;
+        let breaker = CircuitBreakerLayer::builder()
+            .consecutive_failures(self.failure_threshold)
+            .open_backoff(self.open_duration)
+            .build()?;
+        let mut batch = BatchLayer::builder()
+            .max_items(self.max_items)
+            .max_wait(self.max_wait)
+            .capacity(self.queue_capacity)
+            .overflow(Overflow::DropNewest)
+            .key_fn(|emit: &Emit| emit.namespace.clone())
+            .rejected_if(|error| error.is::<BreakerOpen>());
+        if self.connector.encoding_kind() == Encoding::Array {
+            batch = batch.max_bytes(self.max_bytes, |emit: &Emit| {
+                // The serialized size of the argument: a close bound of its share of the frame.
+                serde_json::to_vec(&emit.payload).map_or(0, |bytes| bytes.len() + 1)
+            });
+        }
+        let batch = batch.build()?;
+        let breaker_handle = breaker.handle();
+        let pooled = tower::Layer::layer(&pool, self.connector);
+        let pool_handle = pooled.handle();
+        let batcher = ServiceBuilder::new()
+            .layer(batch)
+            .layer(breaker)
+            .service(pooled);
+        let batch_handle = batcher.handle();
+        Ok(SocketIoSink {
+            batcher,
+            batch: batch_handle,
+            breaker: breaker_handle,
+            pool: pool_handle,
+            server_url: url,
+            namespace,
+            max_connections: self.max_connections,
+        })
+    }
+}
+
+/// Sends events to a Socket.IO server through batching, a circuit breaker and a connection
+/// pool. See the [crate documentation](crate).
+pub struct SocketIoSink {
+    batcher: Batcher<Emit, String>,
+    batch: BatchHandle,
+    breaker: BreakerHandle,
+    pool: PoolHandle,
+    server_url: String,
+    namespace: String,
+    max_connections: usize,
+}
+
+impl fmt::Debug for SocketIoSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketIoSink")
+            .field("server_url", &self.server_url)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SocketIoSink {
+    /// Starts a [`SinkBuilder`] for `url` (e.g. `http://localhost:8765`).
+    pub fn builder(url: impl Into<String>) -> SinkBuilder {
+        SinkBuilder::new(url)
+    }
+
+    /// Queues `emit` and returns at once, never waiting for the network. The returned future
+    /// resolves when the event was written, or with why not; dropping it does not withdraw
+    /// the event.
+    pub fn emit(&self, emit: Emit) -> EmitFuture {
+        let mut batcher = self.batcher.clone();
+        // The batcher drops the newest event when full, so it is always ready unless shut
+        // down, and then `call` answers with the reason.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let ready = batcher.poll_ready(&mut cx);
+        let inner = match ready {
+            Poll::Ready(Ok(())) => Ok(batcher.call(emit)),
+            Poll::Ready(Err(error)) => Err(SinkError::from_box(error)),
+            Poll::Pending => Err(SinkError::QueueFull),
+        };
+        EmitFuture { inner: Some(inner) }
+    }
+
+    /// Resolves once everything emitted before the call was written or failed.
+    pub async fn flush(&self) {
+        self.batch.flush().await;
+    }
+
+    /// Stops accepting events, delivers what is queued (within `deadline`, if given), and
+    /// closes the connections cleanly.
+    pub async fn shutdown(&self, deadline: Option<Duration>) -> Result<(), ShutdownTimedOut> {
+        let delivered = self.batch.shutdown(deadline).await;
+        self.pool.close().await;
+        delivered
+    }
+
+    /// A snapshot of the sink's counters.
+    pub fn stats(&self) -> SinkStats {
+        let batch = self.batch.stats();
+        let breaker = self.breaker.metrics();
+        let pool = self.pool.stats();
+        SinkStats {
+            max_connections: self.max_connections,
+            available_connections: pool.idle,
+            active_connections: pool.live,
+            total_events_sent: batch.sent,
+            total_errors: batch.failed,
+            circuit_state: breaker.state.as_str().to_string(),
+            circuit_failures: breaker.consecutive_failures,
+            batch_queue_size: batch.queue_len,
+            server_url: self.server_url.clone(),
+            submitted: batch.submitted,
+            sent: batch.sent,
+            failed: batch.failed,
+            dropped: batch.dropped + batch.rejected,
+            dropped_breaker_open: batch.rejected,
+            dropped_queue_full: batch.dropped,
+            queued: batch.queued,
+            connects: pool.created,
+            reconnects: pool.created.saturating_sub(1).min(pool.evicted.total()),
+            connect_failures: pool.connect_failures,
+            breaker_transitions: breaker.transitions,
+            last_error: pool.last_connect_error,
+        }
+    }
+
+    /// The breaker's state.
+    pub fn circuit_state(&self) -> State {
+        self.breaker.state()
+    }
+}
+
+impl Service<Emit> for SocketIoSink {
+    type Response = ();
+    type Error = SinkError;
+    type Future = EmitFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
+        // Never waits: a full queue drops the newest event, counted.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, emit: Emit) -> EmitFuture {
+        self.emit(emit)
+    }
+}
+
+/// Resolves when an emitted event was written, or with why not.
+pub struct EmitFuture {
+    inner: Option<Result<sluice_batch::future::ResponseFuture, SinkError>>,
+}
+
+impl fmt::Debug for EmitFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmitFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for EmitFuture {
+    type Output = Result<(), SinkError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.inner {
+            Some(Ok(response)) => Pin::new(response)
+                .poll(cx)
+                .map(|result| result.map_err(SinkError::from_box)),
+            Some(Err(_)) => match self.inner.take() {
+                Some(Err(error)) => Poll::Ready(Err(error)),
+                _ => Poll::Ready(Err(SinkError::Closed)),
+            },
+            None => Poll::Ready(Err(SinkError::Closed)),
+        }
+    }
+}
+
+/// A snapshot of the sink: the reference system's `get_stats` fields, and ours.
+///
+/// `submitted == sent + failed + dropped + queued` in every snapshot; `total_events_sent`
+/// counts events written to a connection whose namespace the server accepted, never events
+/// merely queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct SinkStats {
+    /// Connections allowed.
+    pub max_connections: usize,
+    /// Connections idle in the pool.
+    pub available_connections: usize,
+    /// Connections open.
+    pub active_connections: usize,
+    /// Events written (same as `sent`).
+    pub total_events_sent: u64,
+    /// Events that failed on the way (same as `failed`).
+    pub total_errors: u64,
+    /// `closed`, `open`, `half_open`, `forced_open` or `disabled`.
+    pub circuit_state: String,
+    /// Failures in a row counted by the breaker.
+    pub circuit_failures: u32,
+    /// Events waiting to be sent.
+    pub batch_queue_size: u64,
+    /// The server.
+    pub server_url: String,
+    /// Events handed to `emit`.
+    pub submitted: u64,
+    /// Events written.
+    pub sent: u64,
+    /// Events that failed on the way (connect, emit, timeout).
+    pub failed: u64,
+    /// Events dropped on purpose: breaker open or queue full.
+    pub dropped: u64,
+    /// Of `dropped`: while the breaker was open.
+    pub dropped_breaker_open: u64,
+    /// Of `dropped`: the queue was full.
+    pub dropped_queue_full: u64,
+    /// Events accepted and not yet answered.
+    pub queued: u64,
+    /// Connections made.
+    pub connects: u64,
+    /// Connections made to replace lost ones.
+    pub reconnects: u64,
+    /// Connects that failed.
+    pub connect_failures: u64,
+    /// Breaker state changes.
+    pub breaker_transitions: u64,
+    /// The last connect error, until a connect succeeds.
+    pub last_error: Option<String>,
+}

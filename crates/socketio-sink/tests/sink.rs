@@ -1,0 +1,299 @@
+//! The sink against a real Socket.IO server (socketioxide, in process, on 127.0.0.1): no
+//! mocks. Timing here is real time, bounded.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sluice_dashboard::{Dashboard, Log};
+use sluice_socketio_sink::{Emit, Encoding, SinkError, SocketIoSink};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+fn event(seq: u64) -> Emit {
+    Emit::new("claude_event", json!({ "seq": seq, "type": "hook" }))
+}
+
+fn seqs(log: &Log) -> Vec<u64> {
+    log.events()
+        .iter()
+        .filter_map(|r| r.data.get("seq").and_then(Value::as_u64))
+        .collect()
+}
+
+async fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_events_arrive_in_order() {
+    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let sink = SocketIoSink::builder(dashboard.url()).build().unwrap();
+    let outcomes: Vec<_> = (0..10_000).map(|seq| sink.emit(event(seq))).collect();
+    for outcome in outcomes {
+        outcome.await.unwrap();
+    }
+    let received = dashboard
+        .received()
+        .wait_for(10_000, Duration::from_secs(10))
+        .await;
+    assert_eq!(received, 10_000);
+    assert_eq!(seqs(dashboard.received()), (0..10_000).collect::<Vec<_>>());
+    assert!(dashboard
+        .received()
+        .events()
+        .iter()
+        .all(|r| r.namespace == "/" && r.event == "claude_event"));
+    let stats = sink.stats();
+    assert_eq!(
+        (stats.submitted, stats.sent, stats.queued),
+        (10_000, 10_000, 0)
+    );
+    assert_eq!(
+        stats.connects, 1,
+        "one persistent connection carried everything"
+    );
+    sink.shutdown(Some(Duration::from_secs(5))).await.unwrap();
+    assert_eq!(sink.stats().active_connections, 0, "closed cleanly");
+    dashboard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn array_encoding_sends_one_argument_per_batch() {
+    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let sink = SocketIoSink::builder(dashboard.url())
+        .connector(|c| c.encoding(Encoding::Array))
+        .max_items(10)
+        .build()
+        .unwrap();
+    let outcomes: Vec<_> = (0..100).map(|seq| sink.emit(event(seq))).collect();
+    for outcome in outcomes {
+        outcome.await.unwrap();
+    }
+    dashboard
+        .received()
+        .wait_for(10, Duration::from_secs(5))
+        .await;
+    let events = dashboard.received().events();
+    assert_eq!(events.len(), 10);
+    let all: Vec<u64> = events
+        .iter()
+        .flat_map(|r| r.data.as_array().unwrap().clone())
+        .map(|v| v["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(all, (0..100).collect::<Vec<_>>());
+    sink.shutdown(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovers_when_the_server_is_killed_and_restarted() {
+    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = dashboard.addr();
+    let sink = SocketIoSink::builder(dashboard.url())
+        .connector(|c| c.emit_timeout(Duration::from_millis(300)))
+        .failure_threshold(2)
+        .open_duration(Duration::from_millis(300))
+        .connect_timeout(Duration::from_millis(500))
+        .wait_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let mut outcomes = Vec::new();
+    let mut seq = 0;
+    for _ in 0..500 {
+        outcomes.push((seq, sink.emit(event(seq))));
+        seq += 1;
+    }
+    sink.flush().await;
+    // Written is not received: let the server read the first 500 before it dies, so that the
+    // loss window below is only what is in flight at the moment of the kill.
+    assert_eq!(
+        dashboard
+            .received()
+            .wait_for(500, Duration::from_secs(5))
+            .await,
+        500
+    );
+    let log = dashboard.stop().await;
+
+    // The server is gone: events fail, then the breaker opens and drops them.
+    let down_until = Instant::now() + Duration::from_millis(800);
+    while Instant::now() < down_until {
+        outcomes.push((seq, sink.emit(event(seq))));
+        seq += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_ne!(sink.circuit_state(), sluice_breaker::State::Closed);
+
+    // Back on the same port: delivery resumes on its own.
+    let dashboard = Dashboard::start_with_log(addr, log).await.unwrap();
+    let back = Instant::now();
+    let mut sent = HashSet::new();
+    let resumed = loop {
+        let probe = seq;
+        let outcome = sink.emit(event(probe));
+        seq += 1;
+        if outcome.await.is_ok() {
+            sent.insert(probe);
+            break Instant::now() - back;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            sink.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for _ in 0..500 {
+        outcomes.push((seq, sink.emit(event(seq))));
+        seq += 1;
+    }
+    let mut dropped = HashSet::new();
+    let mut failed = 0;
+    for (seq, outcome) in outcomes {
+        match outcome.await {
+            Ok(()) => {
+                sent.insert(seq);
+            }
+            Err(error) if error.is_dropped() => {
+                dropped.insert(seq);
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    let stats = sink.stats();
+    assert_eq!(
+        stats.submitted,
+        stats.sent + stats.failed + stats.dropped + stats.queued,
+        "{stats:?}"
+    );
+    assert!(
+        stats.breaker_transitions >= 3,
+        "closed -> open -> half-open -> closed: {stats:?}"
+    );
+    assert!(
+        !dropped.is_empty() && failed > 0,
+        "dropped {}, failed {failed}",
+        dropped.len()
+    );
+    dashboard
+        .received()
+        .wait_for(sent.len(), Duration::from_secs(5))
+        .await;
+    let received: Vec<u64> = seqs(dashboard.received());
+    assert!(
+        received.windows(2).all(|w| w[0] < w[1]),
+        "in order, no duplicate"
+    );
+    let received_set: HashSet<u64> = received.iter().copied().collect();
+    // A dropped event never reached the network.
+    assert!(received_set.is_disjoint(&dropped));
+    // An event reported sent but never received was written in the moment the server died:
+    // reported here, and few.
+    let mut lost: Vec<u64> = sent.difference(&received_set).copied().collect();
+    lost.sort_unstable();
+    eprintln!(
+        "resumed {resumed:?} after the server came back; sent {}, received {}, failed {failed}, \
+         dropped {}, lost in the written-but-not-received window: {}",
+        sent.len(),
+        received.len(),
+        dropped.len(),
+        lost.len()
+    );
+    eprintln!("lost: {:?}", &lost[..lost.len().min(10)]);
+    assert!(lost.len() <= 20, "{} lost", lost.len());
+    sink.shutdown(Some(Duration::from_secs(5))).await.unwrap();
+    dashboard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_starts_when_a_server_that_was_down_at_start_comes_up() {
+    let addr = free_addr().await;
+    let sink = SocketIoSink::builder(format!("http://{addr}"))
+        .failure_threshold(3)
+        .open_duration(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    for seq in 0..20 {
+        let error = sink.emit(event(seq)).await.unwrap_err();
+        assert!(
+            matches!(error, SinkError::Connect(_) | SinkError::BreakerOpen { .. }),
+            "{error}"
+        );
+    }
+    assert_eq!(sink.stats().sent, 0);
+    let dashboard = Dashboard::start(addr).await.unwrap();
+    let up = Instant::now();
+    let mut seq = 100;
+    while sink.emit(event(seq)).await.is_err() {
+        assert!(up.elapsed() < Duration::from_secs(5), "{:?}", sink.stats());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        seq += 1;
+    }
+    assert_eq!(
+        dashboard
+            .received()
+            .wait_for(1, Duration::from_secs(5))
+            .await,
+        1
+    );
+    sink.shutdown(None).await.unwrap();
+    dashboard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_the_handshake_is_bounded_by_the_connect_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Accepts TCP, reads nothing, answers nothing.
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let sink = SocketIoSink::builder(format!("http://{addr}"))
+        .connect_timeout(Duration::from_millis(300))
+        .wait_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let error = sink.emit(event(0)).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(error.to_string().contains("timed out"), "{error}");
+    sink.shutdown(Some(Duration::from_secs(2))).await.unwrap();
+    silent.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_namespace_is_a_clear_error() {
+    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let sink = SocketIoSink::builder(dashboard.url())
+        .connector(|c| c.namespace("/admin"))
+        .build()
+        .unwrap();
+    let error = sink
+        .emit(event(0).on_namespace("/admin"))
+        .await
+        .unwrap_err();
+    match &error {
+        SinkError::NamespaceRefused(refused) => assert_eq!(refused.namespace, "/admin"),
+        other => panic!("expected NamespaceRefused, got {other:?}"),
+    }
+    assert!(error.to_string().contains("/admin"), "{error}");
+    sink.shutdown(None).await.unwrap();
+    dashboard.stop().await;
+}
