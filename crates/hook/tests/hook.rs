@@ -1,0 +1,277 @@
+//! The built `sluice-hook` binary, as Claude Code runs it, against a real dashboard on
+//! 127.0.0.1: real processes, a real relay, a real spool.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use sluice_dashboard::{Dashboard, Log};
+use std::io::Write;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
+
+/// A private runtime and state directory, and the dashboard's address, for one test.
+struct Env {
+    dir: PathBuf,
+    url: String,
+}
+
+impl Env {
+    fn new(name: &str, addr: SocketAddr) -> Self {
+        let dir = std::env::temp_dir().join(format!("sluice-hook-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            dir,
+            url: format!("http://{addr}"),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .env("SLUICE_RUNTIME_DIR", self.dir.join("run"))
+            .env("SLUICE_STATE_DIR", self.dir.join("state"))
+            .env("SLUICE_URL", &self.url)
+            .env("SLUICE_IDLE_SECS", "60")
+            .env_remove("SLUICE_LOG")
+            .env("HOME", &self.dir);
+        command
+    }
+
+    fn hook(&self, stdin: &[u8]) -> Output {
+        let mut child = self
+            .command()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn stats(&self) -> Value {
+        let output = self.command().arg("stats").output().unwrap();
+        serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let stats = self.stats();
+        let _ = self.command().arg("stop").output();
+        if let Some(pid) = stats["relay_pid"].as_u64() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn prompt(n: usize) -> Vec<u8> {
+    serde_json::json!({
+        "session_id": "s", "cwd": "/tmp", "hook_event_name": "UserPromptSubmit",
+        "prompt": format!("prompt {n}")
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn prompts(log: &Log) -> Vec<String> {
+    log.events()
+        .iter()
+        .filter_map(|r| r.data["data"]["prompt"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn assert_quiet_success(output: &Output) {
+    assert!(output.status.success(), "{output:?}");
+    assert!(output.stdout.is_empty(), "nothing on stdout: {output:?}");
+}
+
+async fn free_addr() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fixture_arrives_as_a_claude_event_with_its_subtype() {
+    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let env = Env::new("fixtures", dashboard.addr());
+    let fixtures = [
+        ("pre_tool_use", vec!["pre_tool"]),
+        ("post_tool_use", vec!["post_tool"]),
+        ("pre_tool_use_task", vec!["pre_tool", "subagent_start"]),
+        ("user_prompt_submit", vec!["user_prompt"]),
+        ("notification", vec!["notification"]),
+        ("stop", vec!["stop"]),
+        ("subagent_stop", vec!["subagent_stop"]),
+    ];
+    let mut expected = Vec::new();
+    for (name, subtypes) in &fixtures {
+        let input = std::fs::read(format!(
+            "{}/tests/fixtures/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let output = env.hook(&input);
+        assert_quiet_success(&output);
+        assert!(
+            output.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        expected.extend(subtypes.iter().map(|s| s.to_string()));
+    }
+    let log = dashboard.received();
+    assert_eq!(
+        log.wait_for(expected.len(), Duration::from_secs(10)).await,
+        expected.len()
+    );
+    let events = log.events();
+    let subtypes: Vec<String> = events
+        .iter()
+        .map(|r| r.data["subtype"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(subtypes, expected);
+    for event in &events {
+        assert_eq!(event.event, "claude_event");
+        assert_eq!(event.namespace, "/");
+        assert_eq!(event.data["type"], "hook");
+        assert_eq!(
+            event.data["data"]["session_id"],
+            "3f1c2a9e-5b7d-4e21-9c4a-0d8e6f1b2a37"
+        );
+    }
+    let post = events
+        .iter()
+        .find(|e| e.data["subtype"] == "post_tool")
+        .unwrap();
+    assert_eq!(
+        post.data["data"]["success"], false,
+        "the tests in the fixture failed"
+    );
+    dashboard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_invocations_arrive_in_order_through_one_relay() {
+    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let env = Env::new("two-hundred", dashboard.addr());
+    for n in 0..200 {
+        assert_quiet_success(&env.hook(&prompt(n)));
+    }
+    assert_eq!(
+        dashboard
+            .received()
+            .wait_for(200, Duration::from_secs(10))
+            .await,
+        200
+    );
+    let expected: Vec<String> = (0..200).map(|n| format!("prompt {n}")).collect();
+    assert_eq!(prompts(dashboard.received()), expected);
+    let stats = env.stats();
+    assert_eq!(
+        stats["hook_events"], 200,
+        "one relay received them all: {stats}"
+    );
+    assert_eq!(stats["active_connections"], 1, "{stats}");
+    dashboard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_spooled_while_the_dashboard_is_down_are_delivered_in_order() {
+    let addr = free_addr().await;
+    let env = Env::new("down", addr);
+    for n in 0..50 {
+        assert_quiet_success(&env.hook(&prompt(n)));
+    }
+    let stats = env.stats();
+    assert_eq!(stats["hook_events"], 50, "{stats}");
+    assert_eq!(stats["sent"], 0, "{stats}");
+    let dashboard = Dashboard::start(addr).await.unwrap();
+    assert_eq!(
+        dashboard
+            .received()
+            .wait_for(50, Duration::from_secs(40))
+            .await,
+        50,
+        "{}",
+        env.stats()
+    );
+    let expected: Vec<String> = (0..50).map(|n| format!("prompt {n}")).collect();
+    assert_eq!(prompts(dashboard.received()), expected);
+    dashboard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_with_sigkill_loses_nothing_it_acknowledged() {
+    let addr = free_addr().await;
+    let env = Env::new("sigkill", addr);
+    for n in 0..10 {
+        assert_quiet_success(&env.hook(&prompt(n)));
+    }
+    let first = env.stats()["relay_pid"].as_u64().expect("a relay runs");
+    Command::new("kill")
+        .arg("-9")
+        .arg(first.to_string())
+        .status()
+        .unwrap();
+    let dashboard = Dashboard::start(addr).await.unwrap();
+    for n in 10..20 {
+        assert_quiet_success(&env.hook(&prompt(n)));
+    }
+    let second = env.stats()["relay_pid"].as_u64().expect("a new relay runs");
+    assert_ne!(first, second);
+    assert_eq!(
+        dashboard
+            .received()
+            .wait_for(20, Duration::from_secs(40))
+            .await,
+        20
+    );
+    let expected: Vec<String> = (0..20).map(|n| format!("prompt {n}")).collect();
+    assert_eq!(prompts(dashboard.received()), expected);
+    dashboard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_inputs_exit_zero_with_one_line_on_stderr() {
+    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let env = Env::new("malformed", dashboard.addr());
+    // A relay is running, so the refusals are counted.
+    assert_quiet_success(&env.hook(&prompt(0)));
+    let huge = vec![b'{'; (1 << 20) + 10];
+    let cases: [&[u8]; 6] = [
+        b"",
+        b"{not json",
+        b"\xff\xfe\xfd",
+        &huge,
+        b"{\"a\":1}",
+        b"[1,2,3]",
+    ];
+    for input in cases {
+        let output = env.hook(input);
+        assert_quiet_success(&output);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("sluice-hook: ignored:"), "{stderr}");
+    }
+    assert_eq!(env.stats()["hook_bad_inputs"], 6);
+    assert_eq!(
+        dashboard
+            .received()
+            .wait_for(1, Duration::from_secs(5))
+            .await,
+        1
+    );
+    dashboard.stop().await;
+}
