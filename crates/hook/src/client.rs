@@ -20,7 +20,7 @@ const RELAY_BUDGET: Duration = Duration::from_millis(300);
 
 /// Reads the event on stdin and hands it on. Always succeeds from Claude Code's point of view:
 /// a problem is one line on stderr.
-pub(crate) fn run(config: &Config) {
+pub fn run(config: &Config) {
     let deadline = Instant::now() + config.budget;
     let mut input = Vec::new();
     let read = std::io::stdin()
@@ -73,18 +73,14 @@ fn deliver(config: &Config, lines: &[String], deadline: Instant) -> Result<(), S
         Ok(()) => Ok(()),
         Err(spool_error) => {
             tracing::warn!(%spool_error, "spool unavailable; sending directly");
-            crate::direct::send(config, lines, remaining(deadline))
+            direct_send(config, lines, remaining(deadline))
                 .map_err(|error| format!("spool: {spool_error}; direct send: {error}"))
         }
     }
 }
 
 /// Sends request lines to the relay and waits for one acknowledgement each.
-pub(crate) fn send_lines(
-    config: &Config,
-    lines: &[String],
-    budget: Duration,
-) -> std::io::Result<()> {
+pub fn send_lines(config: &Config, lines: &[String], budget: Duration) -> std::io::Result<()> {
     let timeout = Some(budget.max(Duration::from_millis(1)));
     let mut stream = UnixStream::connect(config.socket())?;
     stream.set_write_timeout(timeout)?;
@@ -107,7 +103,7 @@ pub(crate) fn send_lines(
 }
 
 /// Asks the relay for one answer line (stats).
-pub(crate) fn request(config: &Config, line: &str, budget: Duration) -> std::io::Result<String> {
+pub fn request(config: &Config, line: &str, budget: Duration) -> std::io::Result<String> {
     let mut stream = UnixStream::connect(config.socket())?;
     stream.set_read_timeout(Some(budget))?;
     stream.set_write_timeout(Some(budget))?;
@@ -117,10 +113,61 @@ pub(crate) fn request(config: &Config, line: &str, budget: Duration) -> std::io:
     Ok(answer)
 }
 
+/// Waits (at most `budget`) until no relay holds the relay lock.
+pub fn wait_for_relay_exit(config: &Config, budget: Duration) -> bool {
+    let Ok(lock) = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(config.relay_lock())
+    else {
+        return true;
+    };
+    let (released, release) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = released.send(lock.lock().is_ok());
+    });
+    release.recv_timeout(budget).unwrap_or(false)
+}
+
+/// The heavy sibling binary (`sluice-relay`), next to this one.
+pub fn relay_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.with_file_name("sluice-relay"))
+}
+
+/// Sends straight to the dashboard through `sluice-relay direct`, killed at `budget`.
+fn direct_send(config: &Config, lines: &[String], budget: Duration) -> Result<(), String> {
+    let binary = relay_binary().ok_or("no sluice-relay binary")?;
+    let mut child = Command::new(binary)
+        .arg("direct")
+        .arg("--url")
+        .arg(&config.url)
+        .arg("--budget-ms")
+        .arg(budget.as_millis().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(lines.join("\n").as_bytes());
+    }
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait().map(|status| status.success()));
+    });
+    match finished.recv_timeout(budget) {
+        Ok(Ok(true)) => Ok(()),
+        Ok(_) => Err("direct send failed".to_string()),
+        Err(_) => Err("direct send timed out".to_string()),
+    }
+}
+
 /// Starts a relay in the background and waits until one is listening (ours, or another
 /// hook's that won the race: only one relay ever holds the lock).
 fn start_relay(config: &Config, budget: Duration) -> bool {
-    let Ok(exe) = std::env::current_exe() else {
+    let Some(exe) = relay_binary() else {
         return false;
     };
     let child = Command::new(exe)
@@ -161,7 +208,7 @@ fn spool_lines(config: &Config, lines: &[String]) -> std::io::Result<()> {
 }
 
 /// The payloads of event lines.
-pub(crate) fn payloads(lines: &[String]) -> Vec<Value> {
+pub fn payloads(lines: &[String]) -> Vec<Value> {
     lines
         .iter()
         .filter_map(|line| line.strip_prefix("E "))

@@ -5,28 +5,28 @@ use std::time::Duration;
 
 /// Where the dashboard is, and where the relay keeps its socket and spool.
 #[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) url: String,
+pub struct Config {
+    pub url: String,
     /// Directory of the relay's socket and lock (only the user can open it).
-    pub(crate) runtime_dir: PathBuf,
+    pub runtime_dir: PathBuf,
     /// Directory of the spool and the relay's log.
-    pub(crate) state_dir: PathBuf,
+    pub state_dir: PathBuf,
     /// Whether a hook may start a relay.
-    pub(crate) spawn_relay: bool,
+    pub spawn_relay: bool,
     /// How long a hook may take in all.
-    pub(crate) budget: Duration,
+    pub budget: Duration,
     /// How long the relay lives without events.
-    pub(crate) idle: Duration,
-    pub(crate) spool_max_bytes: u64,
-    pub(crate) verbose: bool,
+    pub idle: Duration,
+    pub spool_max_bytes: u64,
+    pub verbose: bool,
 }
 
-pub(crate) const DEFAULT_URL: &str = "http://localhost:8765";
+pub const DEFAULT_URL: &str = "http://localhost:8765";
 
 impl Config {
     /// Reads flags (`--url`, `--verbose`, `--no-spawn`, `--idle SECS`) over the
     /// environment; returns the rest of the arguments.
-    pub(crate) fn from_args(args: Vec<String>) -> Result<(Self, Vec<String>), String> {
+    pub fn from_args(args: Vec<String>) -> Result<(Self, Vec<String>), String> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let mut config = Self {
             url: url_from_env(&env),
@@ -72,11 +72,11 @@ impl Config {
         Ok((config, rest))
     }
 
-    pub(crate) fn socket(&self) -> PathBuf {
+    pub fn socket(&self) -> PathBuf {
         self.runtime_dir.join("relay.sock")
     }
 
-    pub(crate) fn relay_lock(&self) -> PathBuf {
+    pub fn relay_lock(&self) -> PathBuf {
         self.runtime_dir.join("relay.lock")
     }
 }

@@ -17,7 +17,7 @@ const EVENTS: [(&str, bool); 7] = [
 ];
 
 /// The `hooks` block pointing at `command`.
-pub(crate) fn hooks_block(command: &str) -> Value {
+pub fn hooks_block(command: &str) -> Value {
     let mut hooks = Map::new();
     for (event, matcher) in EVENTS {
         hooks.insert(event.to_string(), json!([entry(command, matcher)]));
@@ -36,7 +36,7 @@ fn entry(command: &str, matcher: bool) -> Value {
 
 /// Merges our hooks into `settings`, keeping every other hook and setting; returns whether
 /// anything changed.
-pub(crate) fn merge(settings: &mut Value, command: &str) -> bool {
+pub fn merge(settings: &mut Value, command: &str) -> bool {
     if !settings.is_object() {
         *settings = json!({});
     }
@@ -80,7 +80,7 @@ fn settings_path() -> Option<PathBuf> {
 }
 
 /// Prints the block, or with `write` merges it into the user's settings (backing them up).
-pub(crate) fn run(write: bool) -> Result<String, String> {
+pub fn run(write: bool) -> Result<String, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let command = exe.display().to_string();
     if !write {

@@ -17,20 +17,11 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::exit)] // a command prints its answers and exits
 
-mod client;
-mod config;
-mod direct;
-mod git;
-mod install;
-mod normalize;
-mod protocol;
-mod relay;
-mod spool;
-mod time;
-
+use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
-use config::Config;
+use sluice_hook::config::Config;
+use sluice_hook::{client, install};
 
 const USAGE: &str =
     "usage: sluice-hook [relay|stats|stop|install [--write]|dashboard [ADDR]|demo] \
@@ -49,15 +40,19 @@ fn main() {
     let command = rest.first().map(String::as_str).unwrap_or("");
     let code = match command {
         "" => {
-            if config.verbose {
-                relay::init_logging(&config);
-            }
             client::run(&config);
             0
         }
-        "relay" => {
-            relay::init_logging(&config);
-            relay::run(config, rest.iter().any(|a| a == "--notify-ready"))
+        "relay" | "dashboard" | "demo" => {
+            // The heavy half lives in its own binary, so that the hook starts fast.
+            let Some(binary) = client::relay_binary() else {
+                std::process::exit(1);
+            };
+            let error = std::process::Command::new(&binary)
+                .args(std::env::args().skip(1))
+                .exec();
+            eprintln!("sluice-hook: cannot run {}: {error}", binary.display());
+            1
         }
         "stats" => match client::request(&config, "S", Duration::from_secs(2)) {
             Ok(stats) => {
@@ -73,7 +68,13 @@ fn main() {
             }
         },
         "stop" => match client::send_lines(&config, &["Q".to_string()], Duration::from_secs(5)) {
-            Ok(()) => 0,
+            Ok(()) => {
+                // The relay holds its lock until it has flushed and exited.
+                if !client::wait_for_relay_exit(&config, Duration::from_secs(5)) {
+                    eprintln!("sluice-hook: the relay is still flushing");
+                }
+                0
+            }
             Err(_) => {
                 eprintln!("sluice-hook: no relay running");
                 0

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use crate::{git, time};
 
 /// Inputs larger than this are refused (Claude Code's own are far smaller).
-pub(crate) const MAX_INPUT: usize = 1 << 20;
+pub const MAX_INPUT: usize = 1 << 20;
 /// Strings in `data` longer than this are cut and marked: the dashboard silently drops a
 /// websocket message over 1,000,000 bytes.
 const MAX_STRING: usize = 16 * 1024;
@@ -17,7 +17,7 @@ const PREVIEW: usize = 200;
 
 /// Why an input was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum BadInput {
+pub enum BadInput {
     Empty,
     TooLarge(usize),
     NotUtf8,
@@ -27,7 +27,7 @@ pub(crate) enum BadInput {
 }
 
 impl BadInput {
-    pub(crate) fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             Self::Empty => "empty",
             Self::TooLarge(_) => "too_large",
@@ -53,7 +53,7 @@ impl fmt::Display for BadInput {
 }
 
 /// Parses stdin bytes into the hook's JSON object.
-pub(crate) fn parse(input: &[u8]) -> Result<Map<String, Value>, BadInput> {
+pub fn parse(input: &[u8]) -> Result<Map<String, Value>, BadInput> {
     if input.len() > MAX_INPUT {
         return Err(BadInput::TooLarge(input.len()));
     }
@@ -73,7 +73,7 @@ pub(crate) fn parse(input: &[u8]) -> Result<Map<String, Value>, BadInput> {
 }
 
 /// `PreToolUse` → `pre_tool`, and so on; any other name in snake case.
-pub(crate) fn subtype(hook_event_name: &str) -> String {
+pub fn subtype(hook_event_name: &str) -> String {
     match hook_event_name {
         "UserPromptSubmit" => "user_prompt".to_string(),
         "PreToolUse" => "pre_tool".to_string(),
@@ -105,7 +105,7 @@ fn snake_case(name: &str) -> String {
 
 /// The payloads to send for one hook input: one, or two for a `Task` tool's `PreToolUse`
 /// (which also starts a subagent).
-pub(crate) fn payloads(input: Map<String, Value>) -> Vec<Value> {
+pub fn payloads(input: Map<String, Value>) -> Vec<Value> {
     let name = input
         .get("hook_event_name")
         .and_then(Value::as_str)

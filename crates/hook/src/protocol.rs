@@ -5,8 +5,8 @@
 //! - `S`: the relay's stats; answered with one line of JSON.
 //! - `Q`: flush and exit; answered `A` when done.
 
-pub(crate) const EVENT: u8 = b'E';
-pub(crate) const BAD_INPUT: u8 = b'B';
-pub(crate) const STATS: u8 = b'S';
-pub(crate) const QUIT: u8 = b'Q';
-pub(crate) const ACK: &[u8] = b"A\n";
+pub const EVENT: u8 = b'E';
+pub const BAD_INPUT: u8 = b'B';
+pub const STATS: u8 = b'S';
+pub const QUIT: u8 = b'Q';
+pub const ACK: &[u8] = b"A\n";

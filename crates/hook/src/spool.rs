@@ -22,7 +22,7 @@ const MAX_RECORD: usize = 4 << 20;
 
 /// A spool in one directory.
 #[derive(Debug, Clone)]
-pub(crate) struct Spool {
+pub struct Spool {
     data: PathBuf,
     cursor: PathBuf,
     lock: PathBuf,
@@ -31,22 +31,22 @@ pub(crate) struct Spool {
 
 /// What a read found.
 #[derive(Debug, Default)]
-pub(crate) struct Found {
+pub struct Found {
     /// Payloads with the offset just past each.
-    pub(crate) records: Vec<(u64, Vec<u8>)>,
+    pub records: Vec<(u64, Vec<u8>)>,
     /// Corrupt or torn records skipped.
-    pub(crate) skipped: u64,
+    pub skipped: u64,
 }
 
 /// The spool's size.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Depth {
-    pub(crate) bytes: u64,
-    pub(crate) records: u64,
+pub struct Depth {
+    pub bytes: u64,
+    pub records: u64,
 }
 
 impl Spool {
-    pub(crate) fn new(dir: &Path, max_bytes: u64) -> io::Result<Self> {
+    pub fn new(dir: &Path, max_bytes: u64) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
         Ok(Self {
             data: dir.join("spool.log"),
@@ -68,7 +68,7 @@ impl Spool {
 
     /// Appends one record; when the spool would exceed its cap, drops the oldest undelivered
     /// records first and returns how many.
-    pub(crate) fn append(&self, payload: &[u8]) -> io::Result<u64> {
+    pub fn append(&self, payload: &[u8]) -> io::Result<u64> {
         let _lock = self.locked()?;
         let record_len = (HEADER + payload.len()) as u64;
         let size = fs::metadata(&self.data).map_or(0, |m| m.len());
@@ -134,7 +134,7 @@ impl Spool {
     }
 
     /// Reads up to `max` records from `offset`.
-    pub(crate) fn read(&self, offset: u64, max: usize) -> io::Result<Found> {
+    pub fn read(&self, offset: u64, max: usize) -> io::Result<Found> {
         let _lock = self.locked()?;
         self.read_unlocked(offset, max)
     }
@@ -178,7 +178,7 @@ impl Spool {
     }
 
     /// The delivery cursor: the offset of the first undelivered record.
-    pub(crate) fn read_cursor(&self) -> u64 {
+    pub fn read_cursor(&self) -> u64 {
         fs::read(&self.cursor)
             .ok()
             .and_then(|bytes| {
@@ -197,7 +197,7 @@ impl Spool {
 
     /// Moves the cursor past delivered records; when everything is delivered, empties the
     /// spool.
-    pub(crate) fn commit(&self, offset: u64) -> io::Result<()> {
+    pub fn commit(&self, offset: u64) -> io::Result<()> {
         let _lock = self.locked()?;
         let size = fs::metadata(&self.data).map_or(0, |m| m.len());
         if offset >= size {
@@ -211,7 +211,7 @@ impl Spool {
     }
 
     /// Undelivered bytes and records.
-    pub(crate) fn depth(&self) -> Depth {
+    pub fn depth(&self) -> Depth {
         let cursor = self.read_cursor();
         match self.read(cursor, usize::MAX) {
             Ok(found) => Depth {

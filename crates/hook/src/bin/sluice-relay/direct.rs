@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use sluice_socketio_sink::{Emit, SocketIoSink};
 
-use crate::client;
-use crate::config::Config;
+use sluice_hook::client;
+use sluice_hook::config::Config;
 
 pub(crate) fn send(config: &Config, lines: &[String], budget: Duration) -> Result<(), String> {
     if budget.is_zero() {

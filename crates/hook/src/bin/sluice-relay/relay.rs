@@ -15,9 +15,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
 
-use crate::config::Config;
-use crate::protocol;
-use crate::spool::Spool;
+use sluice_hook::config::Config;
+use sluice_hook::protocol;
+use sluice_hook::spool::Spool;
 
 /// Counters of the relay itself.
 #[derive(Debug, Default)]
