@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::exit)] // a command prints its answers and exits
 
+mod dashboard;
+mod demo;
 mod direct;
 mod relay;
 
@@ -41,6 +43,25 @@ fn main() {
                 Ok(()) => 0,
                 Err(_) => 1,
             }
+        }
+        "dashboard" => {
+            let addr = rest
+                .get(1)
+                .map_or("127.0.0.1:8765", String::as_str)
+                .parse()
+                .unwrap_or_else(|_| ([127, 0, 0, 1], 8765).into());
+            dashboard::run(addr)
+        }
+        "demo" => {
+            let flag = |name: &str| {
+                rest.iter()
+                    .position(|a| a == name)
+                    .and_then(|i| rest.get(i + 1))
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            let events = flag("--events").unwrap_or(2_000) as usize;
+            let outage = Duration::from_secs(flag("--outage-secs").unwrap_or(3));
+            demo::run(events, outage)
         }
         other => {
             eprintln!("sluice-relay: unknown command {other:?}");

@@ -279,6 +279,8 @@ async fn send_loop(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
             continue;
         };
         if found.records.is_empty() {
+            // The backlog is gone: later deliveries are no longer replays.
+            retrying = false;
             if *stopped.borrow() {
                 return;
             }
@@ -334,7 +336,7 @@ async fn send_loop(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
             let _ = tokio::task::spawn_blocking(move || spool.commit(committed)).await;
         }
         match failure {
-            None => retrying = false,
+            None => {}
             Some(error) => {
                 retrying = true;
                 relay.counts.retries.fetch_add(1, Ordering::Relaxed);
