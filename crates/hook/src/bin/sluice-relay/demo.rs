@@ -67,7 +67,7 @@ fn script(events: usize) -> Vec<Value> {
             let (tool, input, response) = match rng() % 6 {
                 0 | 1 => {
                     let command = COMMANDS[rng() % COMMANDS.len()];
-                    let failed = rng() % 5 == 0;
+                    let failed = rng().is_multiple_of(5);
                     (
                         "Bash",
                         json!({"command": command, "description": format!("Run {command}")}),
@@ -113,7 +113,7 @@ fn script(events: usize) -> Vec<Value> {
             post["tool_response"] = response;
             inputs.push(post);
         }
-        if rng() % 3 == 0 {
+        if rng().is_multiple_of(3) {
             let mut note = base("Notification");
             note["message"] = json!("Claude needs your permission to use Bash");
             inputs.push(note);
@@ -283,7 +283,7 @@ async fn play(events: usize, outage: Duration) -> i32 {
                     failures += 1;
                 }
                 let n = sent.fetch_add(1, Ordering::Relaxed) + 1;
-                if n % 250 == 0 {
+                if n.is_multiple_of(250) {
                     println!(
                         "  {:>6.2} s  {n} hooks run",
                         started.elapsed().as_secs_f64()
