@@ -275,3 +275,62 @@ async fn malformed_inputs_exit_zero_with_one_line_on_stderr() {
     );
     dashboard.stop().await;
 }
+
+/// Live `sluice-relay` processes serving `env` (by their environment).
+fn relays_of(env: &Env) -> usize {
+    let marker = format!("SLUICE_RUNTIME_DIR={}", env.dir.join("run").display());
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| {
+                    let path = entry.path();
+                    let is_relay = std::fs::read(path.join("cmdline"))
+                        .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains("sluice-relay"));
+                    let ours = std::fs::read(path.join("environ")).is_ok_and(|environ| {
+                        environ
+                            .split(|b| *b == 0)
+                            .any(|var| var == marker.as_bytes())
+                    });
+                    is_relay && ours
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_starting_at_once_start_one_relay() {
+    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let env = Env::new("at-once", dashboard.addr());
+    let outputs: Vec<Output> = std::thread::scope(|scope| {
+        let hooks: Vec<_> = (0..8)
+            .map(|n| {
+                scope.spawn({
+                    let env = &env;
+                    move || env.hook(&prompt(n))
+                })
+            })
+            .collect();
+        hooks.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for output in &outputs {
+        assert_quiet_success(output);
+    }
+    assert_eq!(
+        dashboard
+            .received()
+            .wait_for(8, Duration::from_secs(10))
+            .await,
+        8
+    );
+    // Relays that lost the race have exited by now; exactly one serves.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while relays_of(&env) > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(relays_of(&env), 1);
+    dashboard.stop().await;
+}
