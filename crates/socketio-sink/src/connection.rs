@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -12,6 +12,7 @@ use futures_util::task::AtomicWaker;
 use serde_json::Value;
 use sluice_batch::Batch;
 use sluice_pool::{BoxFuture, Lifecycle};
+use tokio::sync::{mpsc, oneshot};
 use tower_service::Service;
 
 use crate::client::{Link, LinkConfig};
@@ -121,46 +122,60 @@ impl Service<()> for SocketIoConnector {
         Box::pin(async move {
             let link = Link::open(&config).await?;
             tracing::debug!(target: "sluice_socketio", url = %config.url, "connected");
-            Ok(Connection {
-                link,
-                namespace: config.namespace.clone(),
-                encoding,
-                busy: Arc::default(),
-            })
+            Ok(Connection::start(link, config.namespace.clone(), encoding))
         })
     }
 }
 
-/// One open Socket.IO connection: a `Service<Batch<Emit, String>>` that writes a batch in
-/// order, one batch at a time.
+/// Batches a connection takes before it answers `Pending`: the next batch is handed over
+/// while the previous one is written, so the socket never idles between batches; both are
+/// written in the order they were taken.
+const PIPELINE: usize = 2;
+
+/// One open Socket.IO connection: a `Service<Batch<Emit, String>>` whose batches are written
+/// in the order they are called, by a task of its own.
 pub struct Connection {
     link: Link,
-    namespace: String,
-    encoding: Encoding,
-    /// A batch is being written: the next waits, so that order holds on the wire.
-    busy: Arc<Busy>,
+    jobs: mpsc::UnboundedSender<Job>,
+    slots: Arc<Slots>,
 }
 
-/// Set while a batch is written; wakes the task waiting for the connection when it clears.
+struct Job {
+    batch: Batch<Emit, String>,
+    done: oneshot::Sender<Result<(), BoxError>>,
+}
+
+/// Batches taken and not yet written; wakes the task waiting for room.
 #[derive(Debug, Default)]
-struct Busy {
-    flag: AtomicBool,
+struct Slots {
+    taken: AtomicUsize,
     waiter: AtomicWaker,
-}
-
-impl Busy {
-    fn clear(&self) {
-        self.flag.store(false, Ordering::Release);
-        self.waiter.wake();
-    }
 }
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("link", &self.link)
-            .field("namespace", &self.namespace)
+            .field("slots", &self.slots)
             .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    fn start(link: Link, namespace: String, encoding: Encoding) -> Self {
+        let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
+        let slots = Arc::new(Slots::default());
+        let writer = link.clone();
+        let freed = Arc::clone(&slots);
+        tokio::spawn(async move {
+            while let Some(job) = queue.recv().await {
+                let result = write(&writer, &namespace, encoding, job.batch).await;
+                freed.taken.fetch_sub(1, Ordering::AcqRel);
+                freed.waiter.wake();
+                let _ = job.done.send(result);
+            }
+        });
+        Self { link, jobs, slots }
     }
 }
 
@@ -176,10 +191,10 @@ impl Service<Batch<Emit, String>> for Connection {
                 message: self.link.broken_reason(),
             })));
         }
-        if self.busy.flag.load(Ordering::Acquire) {
-            self.busy.waiter.register(cx.waker());
-            // Checked again: the batch may have finished before the waker was in place.
-            if self.busy.flag.load(Ordering::Acquire) {
+        if self.slots.taken.load(Ordering::Acquire) >= PIPELINE {
+            self.slots.waiter.register(cx.waker());
+            // Checked again: a batch may have finished before the waker was in place.
+            if self.slots.taken.load(Ordering::Acquire) >= PIPELINE {
                 return Poll::Pending;
             }
         }
@@ -187,15 +202,17 @@ impl Service<Batch<Emit, String>> for Connection {
     }
 
     fn call(&mut self, batch: Batch<Emit, String>) -> Self::Future {
-        let link = self.link.clone();
-        let namespace = self.namespace.clone();
-        let encoding = self.encoding;
-        let busy = Arc::clone(&self.busy);
-        busy.flag.store(true, Ordering::Release);
+        self.slots.taken.fetch_add(1, Ordering::AcqRel);
+        let (done, outcome) = oneshot::channel();
+        if self.jobs.send(Job { batch, done }).is_err() {
+            self.slots.taken.fetch_sub(1, Ordering::AcqRel);
+        }
         Box::pin(async move {
-            let result = write(&link, &namespace, encoding, batch).await;
-            busy.clear();
-            result
+            outcome.await.unwrap_or_else(|_| {
+                Err(Box::new(ConnectionLost {
+                    message: "the connection's writer stopped".to_string(),
+                }))
+            })
         })
     }
 }

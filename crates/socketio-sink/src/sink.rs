@@ -155,6 +155,10 @@ impl SinkBuilder {
             .max_wait(self.max_wait)
             .capacity(self.queue_capacity)
             .overflow(Overflow::DropNewest)
+            // Two batches per namespace in flight: the pool hands the second to the same
+            // (most recently used) connection, which writes them in order, so the socket
+            // never idles between batches.
+            .max_in_flight_per_key(2)
             .key_fn(|emit: &Emit| emit.namespace.clone())
             .rejected_if(|error| error.is::<BreakerOpen>());
         if self.connector.encoding_kind() == Encoding::Array {
