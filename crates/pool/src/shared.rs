@@ -181,20 +181,32 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
         }
     }
 
-    /// Puts back a connection reserved by a service that was dropped before calling.
-    pub(crate) fn give_back(&self, conn: Conn<C>) {
+    /// Puts a taken-out connection back: first in line if `ready` (it can serve now), last
+    /// if busy. Returns the connection instead when the pool was closed meanwhile.
+    fn put_back(&self, conn: Conn<C>, ready: bool) -> Option<C> {
         let mut inner = lock(&self.inner);
         inner.checked_out -= 1;
         if inner.closed {
             inner.live -= 1;
             inner.counts.evicted.count(Eviction::Closed);
-            return; // dropped on the way out: the pool no longer keeps it
+            return Some(conn.conn);
         }
-        inner.idle.push_front(conn);
-        inner.returns += 1;
-        if self.has_waiters.load(Ordering::Acquire) {
-            Self::wake_waiters(&mut inner, &self.has_waiters);
+        if ready {
+            inner.idle.push_front(conn);
+            inner.returns += 1;
+            if self.has_waiters.load(Ordering::Acquire) {
+                Self::wake_waiters(&mut inner, &self.has_waiters);
+            }
+        } else {
+            inner.idle.push_back(conn);
         }
+        None
+    }
+
+    /// Puts back a connection reserved by a service that was dropped before calling. (If
+    /// the pool was closed meanwhile it is dropped: there may be no runtime to close it on.)
+    pub(crate) fn give_back(&self, conn: Conn<C>) {
+        drop(self.put_back(conn, true));
     }
 
     pub(crate) fn stop_maintenance(&self) {
@@ -216,34 +228,16 @@ where
         if used && self.config.idle_timeout.is_some() {
             conn.last_used = Some(Instant::now());
         }
-        let mut inner = lock(&self.inner);
-        inner.checked_out -= 1;
-        if inner.closed {
-            inner.live -= 1;
-            inner.counts.evicted.count(Eviction::Closed);
-            drop(inner);
-            self.close_conn(conn.conn);
-            return;
-        }
-        inner.idle.push_front(conn);
-        inner.returns += 1;
-        if self.has_waiters.load(Ordering::Acquire) {
-            Self::wake_waiters(&mut inner, &self.has_waiters);
+        if let Some(closed) = self.put_back(conn, true) {
+            self.close_conn(closed);
         }
     }
 
     /// Puts back a connection that was not ready, behind the others.
     pub(crate) fn checkin_busy(&self, conn: Conn<C>) {
-        let mut inner = lock(&self.inner);
-        inner.checked_out -= 1;
-        if inner.closed {
-            inner.live -= 1;
-            inner.counts.evicted.count(Eviction::Closed);
-            drop(inner);
-            self.close_conn(conn.conn);
-            return;
+        if let Some(closed) = self.put_back(conn, false) {
+            self.close_conn(closed);
         }
-        inner.idle.push_back(conn);
     }
 
     /// Starts the maintenance task once, if the settings need one and a runtime is here.
