@@ -12,69 +12,26 @@
 
 #![allow(missing_docs, clippy::print_stdout)] // criterion_group! items; a bench prints
 
-use std::io::Write;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice_dashboard::Dashboard;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
 const INPUT: &[u8] = br#"{"session_id":"3f1c2a9e","transcript_path":"/tmp/t.jsonl","cwd":"/tmp","permission_mode":"default","hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{"command":"git status --short","description":"Show working tree status"}}"#;
 
-struct Env {
-    dir: PathBuf,
-    url: String,
-}
+#[path = "../tests/support/env.rs"]
+#[allow(dead_code)]
+mod support;
 
-impl Env {
-    fn new(name: &str, addr: SocketAddr) -> Self {
-        let dir = std::env::temp_dir().join(format!("sluice-bench-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self {
-            dir,
-            url: format!("http://{addr}"),
-        }
-    }
+use support::Env;
 
-    fn command(&self) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .env("SLUICE_RUNTIME_DIR", self.dir.join("run"))
-            .env("SLUICE_STATE_DIR", self.dir.join("state"))
-            .env("SLUICE_URL", &self.url)
-            .env_remove("SLUICE_LOG");
-        command
-    }
-
-    /// One hook invocation; returns its wall time.
-    fn hook(&self) -> Duration {
-        let start = Instant::now();
-        let mut child = self
-            .command()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(INPUT).unwrap();
-        assert!(child.wait().unwrap().success());
-        start.elapsed()
-    }
-
-    fn stop_relay(&self) {
-        let _ = self.command().arg("stop").output();
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.stop_relay();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// One hook invocation; returns its wall time.
+fn timed(env: &Env) -> Duration {
+    let start = Instant::now();
+    let output = env.hook(INPUT);
+    let elapsed = start.elapsed();
+    assert!(output.status.success());
+    elapsed
 }
 
 fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
@@ -98,13 +55,13 @@ fn bench(c: &mut Criterion) {
         listener.local_addr().unwrap()
     });
     let down = Env::new("down", down_addr);
-    up.hook(); // starts the relays
-    down.hook();
+    timed(&up); // starts the relays
+    timed(&down);
 
     let mut group = c.benchmark_group("warm");
     group.sample_size(200);
-    group.bench_function("dashboard_up", |b| b.iter(|| up.hook()));
-    group.bench_function("dashboard_down", |b| b.iter(|| down.hook()));
+    group.bench_function("dashboard_up", |b| b.iter(|| timed(&up)));
+    group.bench_function("dashboard_down", |b| b.iter(|| timed(&down)));
     group.finish();
 
     let cold = Env::new("cold", dashboard.addr());
@@ -115,7 +72,7 @@ fn bench(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 cold.stop_relay();
-                total += cold.hook();
+                total += timed(&cold);
             }
             total
         });
@@ -133,7 +90,7 @@ fn bench(c: &mut Criterion) {
                 for _ in 0..PROCESSES {
                     scope.spawn(|| {
                         for _ in 0..EACH {
-                            up.hook();
+                            timed(&up);
                         }
                     });
                 }
@@ -149,14 +106,14 @@ fn bench(c: &mut Criterion) {
         ("relay running, dashboard up", &up),
         ("relay running, dashboard down", &down),
     ] {
-        let (p50, p99) = percentiles((0..500).map(|_| env.hook()).collect());
+        let (p50, p99) = percentiles((0..500).map(|_| timed(env)).collect());
         println!("| {name} | {p50:.2?} | {p99:.2?} |");
     }
     let (p50, p99) = percentiles(
         (0..30)
             .map(|_| {
                 cold.stop_relay();
-                cold.hook()
+                timed(&cold)
             })
             .collect(),
     );

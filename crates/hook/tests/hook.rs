@@ -2,73 +2,15 @@
 //! 127.0.0.1: real processes, a real relay, a real spool.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use serde_json::Value;
 use sluice_dashboard::{Dashboard, Log};
-use std::io::Write;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
+#[path = "support/env.rs"]
+mod support;
 
-/// A private runtime and state directory, and the dashboard's address, for one test.
-struct Env {
-    dir: PathBuf,
-    url: String,
-}
-
-impl Env {
-    fn new(name: &str, addr: SocketAddr) -> Self {
-        let dir = std::env::temp_dir().join(format!("sluice-hook-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self {
-            dir,
-            url: format!("http://{addr}"),
-        }
-    }
-
-    fn command(&self) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .env("SLUICE_RUNTIME_DIR", self.dir.join("run"))
-            .env("SLUICE_STATE_DIR", self.dir.join("state"))
-            .env("SLUICE_URL", &self.url)
-            .env("SLUICE_IDLE_SECS", "60")
-            .env_remove("SLUICE_LOG")
-            .env("HOME", &self.dir);
-        command
-    }
-
-    fn hook(&self, stdin: &[u8]) -> Output {
-        let mut child = self
-            .command()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    fn stats(&self) -> Value {
-        let output = self.command().arg("stats").output().unwrap();
-        serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let stats = self.stats();
-        let _ = self.command().arg("stop").output();
-        if let Some(pid) = stats["relay_pid"].as_u64() {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).output();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use support::Env;
 
 fn prompt(n: usize) -> Vec<u8> {
     serde_json::json!({
