@@ -48,8 +48,17 @@ pub fn run(config: &Config) {
         .iter()
         .map(|payload| format!("E {payload}"))
         .collect();
-    if let Err(problem) = deliver(config, &lines, deadline) {
-        eprintln!("sluice-hook: event not delivered: {problem}");
+    let started = Instant::now();
+    match deliver(config, &lines, deadline) {
+        Ok(how) if config.verbose => {
+            eprintln!(
+                "sluice-hook: {} event(s) {how} in {:.2?}",
+                lines.len(),
+                started.elapsed()
+            );
+        }
+        Ok(_) => {}
+        Err(problem) => eprintln!("sluice-hook: event not delivered: {problem}"),
     }
 }
 
@@ -57,25 +66,23 @@ fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
-/// Relay, else a relay we start, else the spool, else a direct send.
-fn deliver(config: &Config, lines: &[String], deadline: Instant) -> Result<(), String> {
+/// Relay, else a relay we start, else the spool, else a direct send; says which.
+fn deliver(config: &Config, lines: &[String], deadline: Instant) -> Result<&'static str, String> {
     let relay_budget = RELAY_BUDGET.min(remaining(deadline));
     if send_lines(config, lines, relay_budget).is_ok() {
-        return Ok(());
+        return Ok("handed to the relay");
     }
     if config.spawn_relay
         && start_relay(config, RELAY_BUDGET.min(remaining(deadline)))
         && send_lines(config, lines, RELAY_BUDGET.min(remaining(deadline))).is_ok()
     {
-        return Ok(());
+        return Ok("handed to a relay just started");
     }
     match spool_lines(config, lines) {
-        Ok(()) => Ok(()),
-        Err(spool_error) => {
-            tracing::warn!(%spool_error, "spool unavailable; sending directly");
-            direct_send(config, lines, remaining(deadline))
-                .map_err(|error| format!("spool: {spool_error}; direct send: {error}"))
-        }
+        Ok(()) => Ok("spooled for the next relay"),
+        Err(spool_error) => direct_send(config, lines, remaining(deadline))
+            .map(|()| "sent directly")
+            .map_err(|error| format!("spool: {spool_error}; direct send: {error}")),
     }
 }
 
