@@ -24,11 +24,13 @@ const ITEMS: u64 = 1_000_000;
 const WINDOW: usize = 10_000;
 const MAX_WAIT: Duration = Duration::from_millis(50);
 
-fn sluice(max_items: usize) -> Batcher<u64> {
+/// A batcher whose queue holds what `producers` keep outstanding (tower-batch bounds only
+/// the callers between `poll_ready` and `call`; its queue is unbounded).
+fn sluice(max_items: usize, producers: usize) -> Batcher<u64> {
     BatchLayer::builder()
         .max_items(max_items)
         .max_wait(MAX_WAIT)
-        .capacity(WINDOW * 2)
+        .capacity(WINDOW * 2 * producers)
         .build()
         .unwrap()
         .spawn(service_fn(|batch: Batch<u64>| {
@@ -103,7 +105,7 @@ fn one_task(c: &mut Criterion) {
                     runtime.block_on(async {
                         let start = Instant::now();
                         for _ in 0..iters {
-                            drive(sluice(max_items), 0, ITEMS).await;
+                            drive(sluice(max_items, 1), 0, ITEMS).await;
                         }
                         start.elapsed()
                     })
@@ -162,7 +164,7 @@ fn four_tasks(c: &mut Criterion) {
             runtime.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    drive_concurrently(sluice(10)).await;
+                    drive_concurrently(sluice(10, PRODUCERS as usize)).await;
                 }
                 start.elapsed()
             })
@@ -192,7 +194,7 @@ fn enqueue(c: &mut Criterion) {
     group.bench_function("sluice/fire_and_forget", |b| {
         b.iter_custom(|iters| {
             runtime.block_on(async {
-                let mut service = sluice(10);
+                let mut service = sluice(10, 1);
                 let handle = service.handle();
                 let start = Instant::now();
                 for i in 0..iters {

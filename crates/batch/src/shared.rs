@@ -127,6 +127,8 @@ pub(crate) struct Shared<T, K> {
     /// Items reserved by `poll_ready` or waiting for the inner service, against `capacity`.
     slots: AtomicUsize,
     producers: Mutex<Vec<Waker>>,
+    /// Set when `producers` may hold a waker.
+    producers_waiting: AtomicBool,
     worker: AtomicWaker,
     work: AtomicBool,
     /// Mirrors `state.closed.is_some()`, so `poll_ready` need not lock.
@@ -170,6 +172,12 @@ impl<T, K> Shared<T, K> {
         if !producers.iter().any(|waker| waker.will_wake(cx.waker())) {
             producers.push(cx.waker().clone());
         }
+        self.producers_waiting.store(true, Ordering::Release);
+        // Checked once more: a release between the check above and the flag would not have
+        // looked at the waiters.
+        if self.try_reserve() {
+            return Poll::Ready(());
+        }
         Poll::Pending
     }
 
@@ -179,9 +187,12 @@ impl<T, K> Shared<T, K> {
             return;
         }
         self.slots.fetch_sub(n, Ordering::AcqRel);
-        let producers = mem::take(&mut *lock(&self.producers));
-        for waker in producers {
-            waker.wake();
+        // Only look at the waiters when there are some: this runs for every batch.
+        if self.producers_waiting.swap(false, Ordering::AcqRel) {
+            let producers = mem::take(&mut *lock(&self.producers));
+            for waker in producers {
+                waker.wake();
+            }
         }
     }
 
@@ -212,6 +223,7 @@ impl<T, K> Shared<T, K> {
     }
 
     pub(crate) fn release_waiters(&self) {
+        self.producers_waiting.store(false, Ordering::Release);
         let producers = mem::take(&mut *lock(&self.producers));
         for waker in producers {
             waker.wake();
@@ -240,6 +252,7 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
             }),
             slots: AtomicUsize::new(0),
             producers: Mutex::new(Vec::new()),
+            producers_waiting: AtomicBool::new(false),
             worker: AtomicWaker::new(),
             work: AtomicBool::new(false),
             closed_flag: AtomicBool::new(false),
