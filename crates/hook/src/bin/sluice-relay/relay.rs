@@ -368,7 +368,14 @@ async fn watch_idle(relay: Arc<Relay>) {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .elapsed();
-        if idle >= relay.config.idle && relay.spool.depth().records == 0 {
+        if idle < relay.config.idle {
+            continue;
+        }
+        let spool = relay.spool.clone();
+        let drained = tokio::task::spawn_blocking(move || spool.depth().records == 0)
+            .await
+            .unwrap_or(false);
+        if drained {
             tracing::info!(?idle, "idle: exiting");
             let _ = relay.stop.send(true);
             return;
