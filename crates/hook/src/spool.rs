@@ -210,7 +210,14 @@ impl Spool {
         }
     }
 
-    /// Undelivered bytes and records.
+    /// Undelivered bytes: cheap (file size and cursor only).
+    pub fn bytes(&self) -> u64 {
+        fs::metadata(&self.data)
+            .map_or(0, |m| m.len())
+            .saturating_sub(self.read_cursor())
+    }
+
+    /// Undelivered bytes and records: reads the whole backlog, so call it rarely.
     pub fn depth(&self) -> Depth {
         let cursor = self.read_cursor();
         match self.read(cursor, usize::MAX) {

@@ -137,6 +137,10 @@ async fn events_spooled_while_the_dashboard_is_down_are_delivered_in_order() {
     let stats = env.stats();
     assert_eq!(stats["hook_events"], 50, "{stats}");
     assert_eq!(stats["sent"], 0, "{stats}");
+    assert_eq!(
+        stats["spool_depth"], 50,
+        "all 50 wait in the spool: {stats}"
+    );
     let dashboard = Dashboard::start(addr).await.unwrap();
     assert_eq!(
         dashboard
@@ -149,6 +153,12 @@ async fn events_spooled_while_the_dashboard_is_down_are_delivered_in_order() {
     );
     let expected: Vec<String> = (0..50).map(|n| format!("prompt {n}")).collect();
     assert_eq!(prompts(dashboard.received()), expected);
+    // The cursor moves past each batch once the sink reports it sent.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while env.stats()["spool_depth"] != 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(env.stats()["spool_depth"], 0);
     dashboard.stop().await;
 }
 

@@ -28,6 +28,9 @@ struct Counts {
     replayed: AtomicU64,
     spool_dropped: AtomicU64,
     retries: AtomicU64,
+    /// Records in the spool not yet delivered (counted once at start, then kept up to date,
+    /// so that stats never read the backlog).
+    pending: AtomicU64,
 }
 
 struct Relay {
@@ -133,11 +136,15 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
         }
     };
     let (stop, stopped) = watch::channel(false);
+    let counts = Counts::default();
+    counts
+        .pending
+        .store(spool.depth().records, Ordering::Relaxed);
     let relay = Arc::new(Relay {
         config,
         spool,
         sink,
-        counts: Counts::default(),
+        counts,
         new_events: Notify::new(),
         last_event: Mutex::new(Instant::now()),
         started: Instant::now(),
@@ -222,6 +229,12 @@ impl Relay {
                 self.counts
                     .spool_dropped
                     .fetch_add(dropped, Ordering::Relaxed);
+                // One more waiting, less those the cap pushed out.
+                let pending = &self.counts.pending;
+                pending.fetch_add(1, Ordering::Relaxed);
+                let _ = pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(dropped))
+                });
                 self.new_events.notify_one();
                 protocol::ACK.to_vec()
             }
@@ -232,12 +245,11 @@ impl Relay {
 
     fn stats(&self) -> Value {
         let mut stats = serde_json::to_value(self.sink.stats()).unwrap_or_else(|_| json!({}));
-        let depth = self.spool.depth();
         let counts = &self.counts;
         if let Some(map) = stats.as_object_mut() {
             for (key, value) in [
-                ("spool_depth", json!(depth.records)),
-                ("spool_bytes", json!(depth.bytes)),
+                ("spool_depth", json!(counts.pending.load(Ordering::Relaxed))),
+                ("spool_bytes", json!(self.spool.bytes())),
                 (
                     "spool_dropped",
                     json!(counts.spool_dropped.load(Ordering::Relaxed)),
@@ -302,16 +314,21 @@ async fn send_loop(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
             })
             .collect();
         let mut committed = cursor;
+        let mut committed_records = 0;
         let mut failure: Option<SinkError> = None;
         let mut delivered = 0;
         for (end, outcome) in outcomes {
             match outcome {
                 // Empty (a skipped torn record) or not JSON: nothing to send.
-                None if failure.is_none() => committed = end,
+                None if failure.is_none() => {
+                    committed = end;
+                    committed_records += 1;
+                }
                 None => {}
                 Some(outcome) => match outcome.await {
                     Ok(()) if failure.is_none() => {
                         committed = end;
+                        committed_records += 1;
                         delivered += 1;
                     }
                     Ok(()) => {}
@@ -325,6 +342,12 @@ async fn send_loop(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
             .counts
             .delivered
             .fetch_add(delivered, Ordering::Relaxed);
+        let _ = relay
+            .counts
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(committed_records))
+            });
         if retrying {
             relay
                 .counts
@@ -371,11 +394,7 @@ async fn watch_idle(relay: Arc<Relay>) {
         if idle < relay.config.idle {
             continue;
         }
-        let spool = relay.spool.clone();
-        let drained = tokio::task::spawn_blocking(move || spool.depth().records == 0)
-            .await
-            .unwrap_or(false);
-        if drained {
+        if relay.counts.pending.load(Ordering::Relaxed) == 0 {
             tracing::info!(?idle, "idle: exiting");
             let _ = relay.stop.send(true);
             return;
