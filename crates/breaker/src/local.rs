@@ -7,6 +7,11 @@
 //! a small table from id to the breaker and to counters that only this thread writes (plain
 //! loads and stores, no lock prefix). The breaker sums every thread's counters for a
 //! snapshot. A thread meets a breaker for the first time through a global registry, once.
+//!
+//! A thread's table keeps the breakers it used alive until that thread next meets a new
+//! breaker (it then drops the ones nobody else holds) or exits: a thread that used many
+//! short-lived breakers and then only old ones holds a few hundred bytes per breaker a while
+//! longer.
 
 use std::cell::RefCell;
 use std::rc::Rc;
