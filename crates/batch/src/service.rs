@@ -75,6 +75,29 @@ where
     }
 }
 
+impl<T, K> Batcher<T, K>
+where
+    K: Hash + Eq + Clone,
+{
+    /// Submits `item` without waiting and without `&mut self`: fails at once with
+    /// [`QueueFull`] (counted as dropped) when the queue is full, whatever the
+    /// [`Overflow`] setting, or with [`Closed`](crate::Closed) after a shutdown. For callers that
+    /// must never wait and share one batcher.
+    pub fn try_call(&self, item: T) -> ResponseFuture {
+        if let Some(failure) = self.shared.closed() {
+            return ResponseFuture::failed(failure.to_error());
+        }
+        if !self.shared.try_reserve() {
+            self.shared.count_dropped();
+            return ResponseFuture::failed(Box::new(QueueFull::new()));
+        }
+        match self.shared.submit(item) {
+            Ok(completion) => ResponseFuture::waiting(completion),
+            Err(failure) => ResponseFuture::failed(failure.to_error()),
+        }
+    }
+}
+
 impl<T, K> Service<T> for Batcher<T, K>
 where
     K: Hash + Eq + Clone,

@@ -84,6 +84,15 @@ impl Log {
         self.count.send_replace(events.len());
     }
 
+    /// Forgets everything received so far (benchmarks clear it between iterations, so that a
+    /// growing log does not weigh on later ones).
+    pub fn clear(&self) {
+        let mut events = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        events.clear();
+        events.shrink_to_fit();
+        self.count.send_replace(0);
+    }
+
     /// Waits until at least `n` events were received, or `timeout` passed; returns how many
     /// were.
     pub async fn wait_for(&self, n: usize, timeout: std::time::Duration) -> usize {

@@ -2,7 +2,8 @@
 //! against raw `rust_socketio` emits on one connection, in the same run. Run with
 //! `cargo bench -p sluice-socketio-sink`.
 //!
-//! Each iteration sends `EVENTS` events and ends when the server has received all of them.
+//! Each iteration sends `EVENTS` events and ends when the server has received all of them;
+//! the server's log is cleared before each, so that no contender pays for the ones before.
 //! - `per_event`: raw `emit` of each event (awaited in turn) vs the sink with `PerEvent`.
 //! - `array_10`: raw `emit` of arrays of 10 (one argument each) vs the sink with `Array` and
 //!   batches of 10; throughput counts items.
@@ -87,7 +88,8 @@ fn delivery(c: &mut Criterion) {
             runtime.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let target = log.len() + EVENTS;
+                    log.clear();
+                    let target = EVENTS;
                     for seq in 0..EVENTS {
                         raw.emit("claude_event", Payload::from(payload(seq)))
                             .await
@@ -104,7 +106,8 @@ fn delivery(c: &mut Criterion) {
             runtime.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let target = log.len() + EVENTS;
+                    log.clear();
+                    let target = EVENTS;
                     let outcomes: Vec<_> = (0..EVENTS)
                         .map(|seq| per_event.emit(Emit::new("claude_event", payload(seq))))
                         .collect();
@@ -122,7 +125,8 @@ fn delivery(c: &mut Criterion) {
             runtime.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let target = log.len() + EVENTS / 10;
+                    log.clear();
+                    let target = EVENTS / 10;
                     for chunk in 0..EVENTS / 10 {
                         let items: Vec<Value> = (0..10).map(|i| payload(chunk * 10 + i)).collect();
                         raw.emit("claude_event", Payload::from(Value::Array(items)))
@@ -140,7 +144,8 @@ fn delivery(c: &mut Criterion) {
             runtime.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let target = log.len() + EVENTS / 10;
+                    log.clear();
+                    let target = EVENTS / 10;
                     let outcomes: Vec<_> = (0..EVENTS)
                         .map(|seq| array.emit(Emit::new("claude_event", payload(seq))))
                         .collect();

@@ -14,6 +14,7 @@
 //! - `emit_with_ack` is unsafe with concurrent acks: it is not used.
 //! - `Payload::from(Vec<Value>)` sends N arguments: an array goes as one `Value::Array`.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -156,17 +157,28 @@ impl Link {
         self.health.reason()
     }
 
-    /// Writes one event with one argument, under the emit timeout. Any failure breaks the
-    /// link: what was written after it is unknown.
-    pub(crate) async fn emit(&self, event: &str, payload: Value) -> Result<(), BoxError> {
+    /// Writes events in order, each with one argument, all within the emit timeout (one
+    /// timer for the lot, not one per event). Any failure breaks the link: what was written
+    /// after it is unknown.
+    pub(crate) async fn emit_all(
+        &self,
+        events: impl IntoIterator<Item = (Cow<'static, str>, Value)>,
+    ) -> Result<(), BoxError> {
         if self.is_broken() {
             return Err(Box::new(ConnectionLost {
                 message: self.broken_reason(),
             }));
         }
-        // One argument: `Payload::from(Value)` is one argument even for an array.
-        let write = self.client.emit(event.to_string(), Payload::from(payload));
-        match tokio::time::timeout(self.emit_timeout, write).await {
+        let writes = async {
+            for (event, payload) in events {
+                // One argument: `Payload::from(Value)` is one argument even for an array.
+                self.client
+                    .emit(event.into_owned(), Payload::from(payload))
+                    .await?;
+            }
+            Ok::<(), rust_socketio::Error>(())
+        };
+        match tokio::time::timeout(self.emit_timeout, writes).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => {
                 let message = error.to_string();

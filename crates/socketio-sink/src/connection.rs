@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tower_service::Service;
 
 use crate::client::{Link, LinkConfig};
-use crate::emit::{Emit, Encoding};
+use crate::emit::{Emit, Encoding, Name};
 use crate::error::{BoxError, ConnectionLost, WrongNamespace};
 
 /// Makes Socket.IO connections for the pool: a `Service<()>` whose responses are
@@ -132,7 +132,7 @@ impl Service<()> for SocketIoConnector {
 /// written in the order they were taken.
 const PIPELINE: usize = 2;
 
-/// One open Socket.IO connection: a `Service<Batch<Emit, String>>` whose batches are written
+/// One open Socket.IO connection: a `Service<Batch<Emit, Name>>` whose batches are written
 /// in the order they are called, by a task of its own.
 pub struct Connection {
     link: Link,
@@ -141,7 +141,7 @@ pub struct Connection {
 }
 
 struct Job {
-    batch: Batch<Emit, String>,
+    batch: Batch<Emit, Name>,
     done: oneshot::Sender<Result<(), BoxError>>,
 }
 
@@ -179,7 +179,7 @@ impl Connection {
     }
 }
 
-impl Service<Batch<Emit, String>> for Connection {
+impl Service<Batch<Emit, Name>> for Connection {
     type Response = ();
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
@@ -201,7 +201,7 @@ impl Service<Batch<Emit, String>> for Connection {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, batch: Batch<Emit, String>) -> Self::Future {
+    fn call(&mut self, batch: Batch<Emit, Name>) -> Self::Future {
         self.slots.taken.fetch_add(1, Ordering::AcqRel);
         let (done, outcome) = oneshot::channel();
         if self.jobs.send(Job { batch, done }).is_err() {
@@ -221,20 +221,18 @@ async fn write(
     link: &Link,
     namespace: &str,
     encoding: Encoding,
-    batch: Batch<Emit, String>,
+    batch: Batch<Emit, Name>,
 ) -> Result<(), BoxError> {
     if batch.key() != namespace {
         return Err(Box::new(WrongNamespace {
             expected: namespace.to_string(),
-            got: batch.key().clone(),
+            got: batch.key().to_string(),
         }));
     }
     match encoding {
         Encoding::PerEvent => {
-            for emit in batch {
-                link.emit(&emit.event, emit.payload).await?;
-            }
-            Ok(())
+            link.emit_all(batch.into_iter().map(|emit| (emit.event, emit.payload)))
+                .await
         }
         Encoding::Array => {
             let mut items = batch.into_items().into_iter();
@@ -245,7 +243,7 @@ async fn write(
             let payloads: Vec<Value> = std::iter::once(first.payload)
                 .chain(items.map(|emit| emit.payload))
                 .collect();
-            link.emit(&event, Value::Array(payloads)).await
+            link.emit_all([(event, Value::Array(payloads))]).await
         }
     }
 }

@@ -1,24 +1,29 @@
 //! What the sink sends.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// A namespace or event name: a `&'static str` costs no allocation per event.
+pub type Name = Cow<'static, str>;
 
 /// One Socket.IO event: `event` with one argument, `payload`, on `namespace`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Emit {
     /// The namespace, `/` for the dashboard.
-    pub namespace: String,
+    pub namespace: Name,
     /// The event name, `claude_event` for the dashboard.
-    pub event: String,
+    pub event: Name,
     /// The single argument.
     pub payload: Value,
 }
 
 impl Emit {
     /// An event on the default namespace `/`.
-    pub fn new(event: impl Into<String>, payload: Value) -> Self {
+    pub fn new(event: impl Into<Name>, payload: Value) -> Self {
         Self {
-            namespace: "/".to_string(),
+            namespace: Cow::Borrowed("/"),
             event: event.into(),
             payload,
         }
@@ -26,7 +31,7 @@ impl Emit {
 
     /// The same event on `namespace`.
     #[must_use]
-    pub fn on_namespace(mut self, namespace: impl Into<String>) -> Self {
+    pub fn on_namespace(mut self, namespace: impl Into<Name>) -> Self {
         self.namespace = namespace.into();
         self
     }

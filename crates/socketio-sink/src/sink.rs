@@ -13,8 +13,22 @@ use sluice_pool::{PoolHandle, PoolLayer};
 use tower::{Service, ServiceBuilder};
 
 use crate::connection::{Goodbye, SocketIoConnector};
-use crate::emit::{Emit, Encoding};
+use crate::emit::{Emit, Encoding, Name};
 use crate::error::{BoxError, SinkError};
+
+/// Counts what is written to it.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Builds a [`SocketIoSink`]; get one from [`SocketIoSink::builder`].
 ///
@@ -163,8 +177,11 @@ impl SinkBuilder {
             .rejected_if(|error| error.is::<BreakerOpen>());
         if self.connector.encoding_kind() == Encoding::Array {
             batch = batch.max_bytes(self.max_bytes, |emit: &Emit| {
-                // The serialized size of the argument: a close bound of its share of the frame.
-                serde_json::to_vec(&emit.payload).map_or(0, |bytes| bytes.len() + 1)
+                // The serialized size of the argument, its share of the frame, counted
+                // without building the bytes.
+                let mut counter = ByteCounter(0);
+                let _ = serde_json::to_writer(&mut counter, &emit.payload);
+                counter.0 + 1
             });
         }
         let batch = batch.build()?;
@@ -191,7 +208,7 @@ impl SinkBuilder {
 /// Sends events to a Socket.IO server through batching, a circuit breaker and a connection
 /// pool. See the [crate documentation](crate).
 pub struct SocketIoSink {
-    batcher: Batcher<Emit, String>,
+    batcher: Batcher<Emit, Name>,
     batch: BatchHandle,
     breaker: BreakerHandle,
     pool: PoolHandle,
@@ -219,17 +236,9 @@ impl SocketIoSink {
     /// resolves when the event was written, or with why not; dropping it does not withdraw
     /// the event.
     pub fn emit(&self, emit: Emit) -> EmitFuture {
-        let mut batcher = self.batcher.clone();
-        // The batcher drops the newest event when full, so it is always ready unless shut
-        // down, and then `call` answers with the reason.
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        let ready = batcher.poll_ready(&mut cx);
-        let inner = match ready {
-            Poll::Ready(Ok(())) => Ok(batcher.call(emit)),
-            Poll::Ready(Err(error)) => Err(SinkError::from_box(error)),
-            Poll::Pending => Err(SinkError::QueueFull),
-        };
-        EmitFuture { inner: Some(inner) }
+        EmitFuture {
+            inner: Some(Ok(self.batcher.try_call(emit))),
+        }
     }
 
     /// Resolves once everything emitted before the call was written or failed.
