@@ -466,3 +466,27 @@ async fn rejections_are_counted_apart_from_failures() {
         stats.sent + stats.failed + stats.rejected + stats.dropped + stats.queued
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn try_call_never_waits_and_counts_what_it_turns_away() {
+    // Backpressure mode: `call` would wait, `try_call` does not.
+    let layer = BatchLayer::builder()
+        .max_items(10)
+        .capacity(2)
+        .build()
+        .unwrap();
+    let (inner, mut mock_handle) = mock::pair::<Batch<u32>, ()>();
+    mock_handle.allow(0);
+    let (batcher, _worker) = layer.pair(inner);
+    let first = batcher.try_call(1);
+    let second = batcher.try_call(2);
+    let mut third = task::spawn(batcher.try_call(3));
+    let error = assert_ready_err!(third.poll());
+    assert!(error.is::<QueueFull>());
+    let stats = batcher.handle().stats();
+    assert_eq!((stats.submitted, stats.queued, stats.dropped), (3, 2, 1));
+    drop((first, second));
+    batcher.handle().shutdown(Some(Duration::ZERO)).await.ok();
+    let mut after = task::spawn(batcher.try_call(4));
+    assert!(assert_ready_err!(after.poll()).is::<Closed>());
+}
