@@ -22,6 +22,8 @@ use sluice_socketio_sink::{Emit, Encoding, SocketIoSink};
 
 const EVENTS: usize = 20_000;
 
+type BoxedSend<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
+
 fn payload(seq: usize) -> Value {
     json!({
         "event": "claude_event", "type": "hook", "subtype": "pre_tool",
@@ -46,6 +48,29 @@ async fn raw_client(url: &str) -> Client {
         .unwrap();
     accepted.await.unwrap();
     client
+}
+
+/// Runs `iters` iterations: clear the server's log, send, wait until the server has
+/// `received` events; returns the time taken.
+fn measure<'a>(
+    runtime: &tokio::runtime::Runtime,
+    log: &sluice_dashboard::Log,
+    iters: u64,
+    received: usize,
+    send: &dyn Fn() -> BoxedSend<'a>,
+) -> Duration {
+    runtime.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            log.clear();
+            send().await;
+            assert_eq!(
+                log.wait_for(received, Duration::from_secs(60)).await,
+                received
+            );
+        }
+        start.elapsed()
+    })
 }
 
 fn delivery(c: &mut Criterion) {
@@ -77,87 +102,49 @@ fn delivery(c: &mut Criterion) {
     let mut group = c.benchmark_group("delivery");
     group.sample_size(10);
     group.throughput(Throughput::Elements(EVENTS as u64));
-    let until_received = |target: usize| {
-        let log = log.clone();
-        async move {
-            assert_eq!(log.wait_for(target, Duration::from_secs(60)).await, target);
-        }
-    };
-    group.bench_function(BenchmarkId::new("raw", "per_event"), |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    log.clear();
-                    let target = EVENTS;
-                    for seq in 0..EVENTS {
-                        raw.emit("claude_event", Payload::from(payload(seq)))
-                            .await
-                            .unwrap();
-                    }
-                    until_received(target).await;
-                }
-                start.elapsed()
-            })
+    let raw = &raw;
+    let sinks = [
+        ("per_event", &per_event, EVENTS),
+        ("array_10", &array, EVENTS / 10),
+    ];
+    for (name, sink, received) in sinks {
+        group.bench_function(BenchmarkId::new("raw", name), |b| {
+            b.iter_custom(|iters| {
+                measure(&runtime, &log, iters, received, &|| {
+                    Box::pin(async move {
+                        if received == EVENTS {
+                            for seq in 0..EVENTS {
+                                raw.emit("claude_event", Payload::from(payload(seq)))
+                                    .await
+                                    .unwrap();
+                            }
+                        } else {
+                            for chunk in 0..EVENTS / 10 {
+                                let items = (0..10).map(|i| payload(chunk * 10 + i)).collect();
+                                raw.emit("claude_event", Payload::from(Value::Array(items)))
+                                    .await
+                                    .unwrap();
+                            }
+                        }
+                    })
+                })
+            });
         });
-    });
-    group.bench_function(BenchmarkId::new("sluice", "per_event"), |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    log.clear();
-                    let target = EVENTS;
-                    let outcomes: Vec<_> = (0..EVENTS)
-                        .map(|seq| per_event.emit(Emit::new("claude_event", payload(seq))))
-                        .collect();
-                    for outcome in outcomes {
-                        outcome.await.unwrap();
-                    }
-                    until_received(target).await;
-                }
-                start.elapsed()
-            })
+        group.bench_function(BenchmarkId::new("sluice", name), |b| {
+            b.iter_custom(|iters| {
+                measure(&runtime, &log, iters, received, &|| {
+                    Box::pin(async move {
+                        let outcomes: Vec<_> = (0..EVENTS)
+                            .map(|seq| sink.emit(Emit::new("claude_event", payload(seq))))
+                            .collect();
+                        for outcome in outcomes {
+                            outcome.await.unwrap();
+                        }
+                    })
+                })
+            });
         });
-    });
-    group.bench_function(BenchmarkId::new("raw", "array_10"), |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    log.clear();
-                    let target = EVENTS / 10;
-                    for chunk in 0..EVENTS / 10 {
-                        let items: Vec<Value> = (0..10).map(|i| payload(chunk * 10 + i)).collect();
-                        raw.emit("claude_event", Payload::from(Value::Array(items)))
-                            .await
-                            .unwrap();
-                    }
-                    until_received(target).await;
-                }
-                start.elapsed()
-            })
-        });
-    });
-    group.bench_function(BenchmarkId::new("sluice", "array_10"), |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    log.clear();
-                    let target = EVENTS / 10;
-                    let outcomes: Vec<_> = (0..EVENTS)
-                        .map(|seq| array.emit(Emit::new("claude_event", payload(seq))))
-                        .collect();
-                    for outcome in outcomes {
-                        outcome.await.unwrap();
-                    }
-                    until_received(target).await;
-                }
-                start.elapsed()
-            })
-        });
-    });
+    }
     group.finish();
     runtime.block_on(async {
         per_event.shutdown(None).await.unwrap();
