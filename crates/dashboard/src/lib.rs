@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use hyper_util::rt::TokioIo;
@@ -29,7 +30,7 @@ use serde_json::Value;
 use socketioxide::extract::{Data, SocketRef};
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinSet;
 
 /// One event the dashboard received.
@@ -46,20 +47,48 @@ pub struct Received {
 }
 
 /// What the dashboard received so far; shared across restarts.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Log {
     inner: Arc<Mutex<Vec<Received>>>,
     feed: Arc<Mutex<Option<broadcast::Sender<Received>>>>,
-    count: Arc<watch::Sender<usize>>,
+    waiters: Arc<Waiters>,
 }
 
-impl Default for Log {
+/// Tasks waiting in [`Log::wait_for`]: woken once, when their count is reached, so that a
+/// waiter does not cost the server a wake-up per event.
+#[derive(Debug)]
+struct Waiters {
+    /// The smallest count waited for; `usize::MAX` when nobody waits.
+    next: AtomicUsize,
+    list: Mutex<Vec<(usize, oneshot::Sender<()>)>>,
+}
+
+impl Default for Waiters {
     fn default() -> Self {
         Self {
-            inner: Arc::default(),
-            feed: Arc::default(),
-            count: Arc::new(watch::channel(0).0),
+            next: AtomicUsize::new(usize::MAX),
+            list: Mutex::default(),
         }
+    }
+}
+
+impl Waiters {
+    /// Wakes those waiting for at most `count`; called with the log locked.
+    fn reached(&self, count: usize) {
+        if count < self.next.load(Ordering::Acquire) {
+            return;
+        }
+        let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, waiter) in list.extract_if(.., |(target, _)| *target <= count) {
+            let _ = waiter.send(());
+        }
+        self.update(&list);
+    }
+
+    fn update(&self, list: &[(usize, oneshot::Sender<()>)]) {
+        let next = list.iter().map(|(target, _)| *target).min();
+        self.next
+            .store(next.unwrap_or(usize::MAX), Ordering::Release);
     }
 }
 
@@ -81,7 +110,7 @@ impl Log {
         }
         let mut events = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         events.push(received);
-        self.count.send_replace(events.len());
+        self.waiters.reached(events.len());
     }
 
     /// Forgets everything received so far (benchmarks clear it between iterations, so that a
@@ -90,14 +119,27 @@ impl Log {
         let mut events = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         events.clear();
         events.shrink_to_fit();
-        self.count.send_replace(0);
     }
 
     /// Waits until at least `n` events were received, or `timeout` passed; returns how many
     /// were.
     pub async fn wait_for(&self, n: usize, timeout: std::time::Duration) -> usize {
-        let mut count = self.count.subscribe();
-        let _ = tokio::time::timeout(timeout, count.wait_for(|&c| c >= n)).await;
+        let reached = {
+            let events = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            if events.len() >= n {
+                return events.len();
+            }
+            let (waiter, reached) = oneshot::channel();
+            let mut list = self
+                .waiters
+                .list
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            list.push((n, waiter));
+            self.waiters.update(&list);
+            reached
+        };
+        let _ = tokio::time::timeout(timeout, reached).await;
         self.len()
     }
 
@@ -164,7 +206,7 @@ impl Log {
 pub struct Dashboard {
     addr: SocketAddr,
     log: Log,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -183,7 +225,7 @@ impl Dashboard {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (shutdown, stopped) = tokio::sync::oneshot::channel();
+        let (shutdown, stopped) = oneshot::channel();
         let recorder = log.clone();
         let thread = std::thread::Builder::new()
             .name("sluice-dashboard".to_string())
@@ -280,5 +322,52 @@ async fn serve(listener: TcpListener, log: Log) {
                 .with_upgrades()
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn event(seq: u64) -> Received {
+        Received {
+            namespace: "/".to_string(),
+            event: "claude_event".to_string(),
+            data: serde_json::json!({ "seq": seq }),
+            args: 1,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_for_wakes_at_its_count_and_gives_up_at_its_timeout() {
+        let log = Log::default();
+        let early = tokio::spawn({
+            let log = log.clone();
+            async move { log.wait_for(2, Duration::from_secs(5)).await }
+        });
+        let late = tokio::spawn({
+            let log = log.clone();
+            async move { log.wait_for(4, Duration::from_secs(5)).await }
+        });
+        tokio::task::yield_now().await;
+        for seq in 0..3 {
+            log.push(event(seq));
+        }
+        // Woken at 2 (it reads the count after the third arrived), not at its timeout.
+        assert_eq!(early.await.unwrap(), 3);
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(4), log.wait_for(3, Duration::ZERO)).await,
+            Ok(3),
+            "an already reached count returns at once"
+        );
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            late.await.unwrap(),
+            3,
+            "never reached: the count at the timeout"
+        );
+        assert!(started.elapsed() >= Duration::from_secs(4));
     }
 }
