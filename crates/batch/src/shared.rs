@@ -291,9 +291,11 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
             let open = match state.open.get_mut(&key) {
                 Some(open) => open,
                 None => {
-                    // A new window: the worker must arm a timer for it. The clock is read once
-                    // per batch, not per item.
-                    wake_worker = true;
+                    // A new window needs a timer. Deadlines only grow, and while any is queued
+                    // the worker has a timer for the earliest (or a wake-up pending from when
+                    // it was queued), which then re-arms for this one: only a window opened
+                    // with none queued wakes it. The clock is read once per batch.
+                    wake_worker |= state.deadlines.is_empty();
                     let now = Instant::now();
                     let id = state.next_id;
                     state.next_id += 1;
