@@ -103,6 +103,7 @@ fn delivery(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements(EVENTS as u64));
     let raw = &raw;
+    let log = &log;
     let sinks = [
         ("per_event", &per_event, EVENTS),
         ("array_10", &array, EVENTS / 10),
@@ -110,7 +111,7 @@ fn delivery(c: &mut Criterion) {
     for (name, sink, received) in sinks {
         group.bench_function(BenchmarkId::new("raw", name), |b| {
             b.iter_custom(|iters| {
-                measure(&runtime, &log, iters, received, &|| {
+                measure(&runtime, log, iters, received, &|| {
                     Box::pin(async move {
                         if received == EVENTS {
                             for seq in 0..EVENTS {
@@ -132,11 +133,15 @@ fn delivery(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new("sluice", name), |b| {
             b.iter_custom(|iters| {
-                measure(&runtime, &log, iters, received, &|| {
+                measure(&runtime, log, iters, received, &|| {
                     Box::pin(async move {
                         let outcomes: Vec<_> = (0..EVENTS)
                             .map(|seq| sink.emit(Emit::new("claude_event", payload(seq))))
                             .collect();
+                        // Checked once the server has them all: awaiting each in turn
+                        // would wake this thread once per batch, a cost of the benchmark's
+                        // loop rather than of the sink.
+                        log.wait_for(received, Duration::from_secs(60)).await;
                         for outcome in outcomes {
                             outcome.await.unwrap();
                         }

@@ -13,6 +13,10 @@
 //!   broken so the pool replaces it.
 //! - `emit_with_ack` is unsafe with concurrent acks: it is not used.
 //! - `Payload::from(Vec<Value>)` sends N arguments: an array goes as one `Value::Array`.
+//! - Payload text that is already JSON goes through `Payload::String` (deprecated in 0.6, but
+//!   the only way in without parsing it back into a `Value`): the client embeds valid JSON as
+//!   is, after a validating scan, and does not escape the event name, so a name that would
+//!   need escaping takes the `Value` path instead.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +30,36 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::error::{BoxError, ConnectionLost, EmitTimedOut, NamespaceRefused};
+
+/// The single argument of an event.
+#[derive(Debug)]
+pub(crate) enum Argument {
+    /// A value the client serializes.
+    Value(Value),
+    /// JSON text, serialized already.
+    Json(String),
+}
+
+impl Argument {
+    fn into_payload(self, event: &str) -> Payload {
+        match self {
+            Self::Value(value) => Payload::from(value),
+            Self::Json(text) if is_plain(event) => {
+                #[allow(deprecated)] // see the module's documentation
+                Payload::String(text)
+            }
+            Self::Json(text) => match serde_json::from_str::<Value>(&text) {
+                Ok(value) => Payload::from(value),
+                Err(_) => Payload::from(Value::String(text)),
+            },
+        }
+    }
+}
+
+/// Whether `event` can go into JSON text without escaping.
+fn is_plain(event: &str) -> bool {
+    !event.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+}
 
 /// How to open a link.
 #[derive(Debug, Clone)]
@@ -162,7 +196,7 @@ impl Link {
     /// after it is unknown.
     pub(crate) async fn emit_all(
         &self,
-        events: impl IntoIterator<Item = (Cow<'static, str>, Value)>,
+        events: impl IntoIterator<Item = (Cow<'static, str>, Argument)>,
     ) -> Result<(), BoxError> {
         if self.is_broken() {
             return Err(Box::new(ConnectionLost {
@@ -170,11 +204,10 @@ impl Link {
             }));
         }
         let writes = async {
-            for (event, payload) in events {
+            for (event, argument) in events {
                 // One argument: `Payload::from(Value)` is one argument even for an array.
-                self.client
-                    .emit(event.into_owned(), Payload::from(payload))
-                    .await?;
+                let payload = argument.into_payload(&event);
+                self.client.emit(event.into_owned(), payload).await?;
             }
             Ok::<(), rust_socketio::Error>(())
         };
@@ -212,5 +245,27 @@ fn describe(payload: &Payload) -> String {
             .collect::<Vec<_>>()
             .join(" "),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_text_goes_as_is_unless_the_event_name_needs_escaping() {
+        let text = r#"{"a":[1,"two"]}"#.to_string();
+        #[allow(deprecated)]
+        let as_is = Payload::String(text.clone());
+        assert_eq!(
+            Argument::Json(text.clone()).into_payload("claude_event"),
+            as_is
+        );
+        // The client would paste the name into the text unescaped: parsed back instead.
+        let parsed = Payload::Text(vec![serde_json::json!({"a": [1, "two"]})]);
+        for name in ["say \"hi\"", "back\\slash", "new\nline"] {
+            assert_eq!(Argument::Json(text.clone()).into_payload(name), parsed);
+        }
+        assert!(is_plain("claude_event") && is_plain("héllo ✓"));
     }
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -12,11 +12,10 @@ use futures_util::task::AtomicWaker;
 use serde_json::Value;
 use sluice_batch::Batch;
 use sluice_pool::{BoxFuture, Lifecycle};
-use tokio::sync::{mpsc, oneshot};
 use tower_service::Service;
 
-use crate::client::{Link, LinkConfig};
-use crate::emit::{Emit, Encoding, Name};
+use crate::client::{Argument, Link, LinkConfig};
+use crate::emit::{Emit, Encoded, Encoding, Name};
 use crate::error::{BoxError, ConnectionLost, WrongNamespace};
 
 /// Makes Socket.IO connections for the pool: a `Service<()>` whose responses are
@@ -122,64 +121,116 @@ impl Service<()> for SocketIoConnector {
         Box::pin(async move {
             let link = Link::open(&config).await?;
             tracing::debug!(target: "sluice_socketio", url = %config.url, "connected");
-            Ok(Connection::start(link, config.namespace.clone(), encoding))
+            Ok(Connection::start(link, &config.namespace, encoding))
         })
     }
 }
 
-/// Batches a connection takes before it answers `Pending`: the next batch is handed over
-/// while the previous one is written, so the socket never idles between batches; both are
-/// written in the order they were taken.
-const PIPELINE: usize = 2;
-
-/// One open Socket.IO connection: a `Service<Batch<Emit, Name>>` whose batches are written
-/// in the order they are called, by a task of its own.
+/// One open Socket.IO connection: a `Service<Batch<Emit, Name>>` that takes one batch at a
+/// time and writes it in the caller's task.
+///
+/// No writer task of its own: the batch worker polls the write, so a batch goes from being
+/// sealed to the socket without a hop between tasks, and the next batch is called in the
+/// same poll in which the previous one finished.
 pub struct Connection {
     link: Link,
-    jobs: mpsc::UnboundedSender<Job>,
-    slots: Arc<Slots>,
+    namespace: Arc<str>,
+    encoding: Encoding,
+    busy: Arc<Busy>,
 }
 
-struct Job {
-    batch: Batch<Emit, Name>,
-    done: oneshot::Sender<Result<(), BoxError>>,
-}
-
-/// Batches taken and not yet written; wakes the task waiting for room.
+/// Set while a batch is being written; wakes the task waiting to send the next one.
 #[derive(Debug, Default)]
-struct Slots {
-    taken: AtomicUsize,
+struct Busy {
+    writing: AtomicBool,
     waiter: AtomicWaker,
+}
+
+/// Clears [`Busy`] when the write ends, however it ends (done, failed or dropped).
+struct Writing(Arc<Busy>);
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0.writing.store(false, Ordering::Release);
+        self.0.waiter.wake();
+    }
 }
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("link", &self.link)
-            .field("slots", &self.slots)
+            .field("namespace", &self.namespace)
+            .field("busy", &self.busy.writing.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
 impl Connection {
-    fn start(link: Link, namespace: String, encoding: Encoding) -> Self {
-        let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
-        let slots = Arc::new(Slots::default());
-        let writer = link.clone();
-        let freed = Arc::clone(&slots);
-        tokio::spawn(async move {
-            while let Some(job) = queue.recv().await {
-                let result = write(&writer, &namespace, encoding, job.batch).await;
-                freed.taken.fetch_sub(1, Ordering::AcqRel);
-                freed.waiter.wake();
-                let _ = job.done.send(result);
-            }
-        });
-        Self { link, jobs, slots }
+    fn start(link: Link, namespace: &str, encoding: Encoding) -> Self {
+        Self {
+            link,
+            namespace: Arc::from(namespace),
+            encoding,
+            busy: Arc::default(),
+        }
     }
 }
 
-impl Service<Batch<Emit, Name>> for Connection {
+/// What a connection writes: [`Emit`]s (serialized on the way out) and [`Encoded`]s (serialized
+/// already).
+pub(crate) trait Item: Send + 'static {
+    /// The event and its argument.
+    fn into_event(self) -> (Name, Argument);
+
+    /// One event whose argument is the array of the items' payloads, named after the first.
+    fn into_array(items: Vec<Self>) -> Option<(Name, Argument)>
+    where
+        Self: Sized;
+}
+
+impl Item for Emit {
+    fn into_event(self) -> (Name, Argument) {
+        (self.event, Argument::Value(self.payload))
+    }
+
+    fn into_array(items: Vec<Self>) -> Option<(Name, Argument)> {
+        let mut items = items.into_iter();
+        let first = items.next()?;
+        let payloads = std::iter::once(first.payload)
+            .chain(items.map(|emit| emit.payload))
+            .collect();
+        Some((first.event, Argument::Value(Value::Array(payloads))))
+    }
+}
+
+impl Item for Encoded {
+    fn into_event(self) -> (Name, Argument) {
+        let (event, json) = self.into_parts();
+        (event, Argument::Json(json))
+    }
+
+    fn into_array(items: Vec<Self>) -> Option<(Name, Argument)> {
+        let length = items
+            .iter()
+            .map(|item| item.json().len() + 1)
+            .sum::<usize>()
+            + 1;
+        let mut items = items.into_iter();
+        let (event, first) = items.next()?.into_parts();
+        let mut array = String::with_capacity(length);
+        array.push('[');
+        array.push_str(&first);
+        for item in items {
+            array.push(',');
+            array.push_str(item.json());
+        }
+        array.push(']');
+        Some((event, Argument::Json(array)))
+    }
+}
+
+impl<T: Item> Service<Batch<T, Name>> for Connection {
     type Response = ();
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
@@ -191,37 +242,34 @@ impl Service<Batch<Emit, Name>> for Connection {
                 message: self.link.broken_reason(),
             })));
         }
-        if self.slots.taken.load(Ordering::Acquire) >= PIPELINE {
-            self.slots.waiter.register(cx.waker());
-            // Checked again: a batch may have finished before the waker was in place.
-            if self.slots.taken.load(Ordering::Acquire) >= PIPELINE {
+        if self.busy.writing.load(Ordering::Acquire) {
+            self.busy.waiter.register(cx.waker());
+            // Checked again: the write may have ended before the waker was in place.
+            if self.busy.writing.load(Ordering::Acquire) {
                 return Poll::Pending;
             }
         }
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, batch: Batch<Emit, Name>) -> Self::Future {
-        self.slots.taken.fetch_add(1, Ordering::AcqRel);
-        let (done, outcome) = oneshot::channel();
-        if self.jobs.send(Job { batch, done }).is_err() {
-            self.slots.taken.fetch_sub(1, Ordering::AcqRel);
-        }
+    fn call(&mut self, batch: Batch<T, Name>) -> Self::Future {
+        self.busy.writing.store(true, Ordering::Release);
+        let writing = Writing(Arc::clone(&self.busy));
+        let link = self.link.clone();
+        let namespace = Arc::clone(&self.namespace);
+        let encoding = self.encoding;
         Box::pin(async move {
-            outcome.await.unwrap_or_else(|_| {
-                Err(Box::new(ConnectionLost {
-                    message: "the connection's writer stopped".to_string(),
-                }))
-            })
+            let _writing = writing;
+            write(&link, &namespace, encoding, batch).await
         })
     }
 }
 
-async fn write(
+async fn write<T: Item>(
     link: &Link,
     namespace: &str,
     encoding: Encoding,
-    batch: Batch<Emit, Name>,
+    batch: Batch<T, Name>,
 ) -> Result<(), BoxError> {
     if batch.key() != namespace {
         return Err(Box::new(WrongNamespace {
@@ -230,21 +278,11 @@ async fn write(
         }));
     }
     match encoding {
-        Encoding::PerEvent => {
-            link.emit_all(batch.into_iter().map(|emit| (emit.event, emit.payload)))
-                .await
-        }
-        Encoding::Array => {
-            let mut items = batch.into_items().into_iter();
-            let Some(first) = items.next() else {
-                return Ok(());
-            };
-            let event = first.event;
-            let payloads: Vec<Value> = std::iter::once(first.payload)
-                .chain(items.map(|emit| emit.payload))
-                .collect();
-            link.emit_all([(event, Value::Array(payloads))]).await
-        }
+        Encoding::PerEvent => link.emit_all(batch.into_iter().map(Item::into_event)).await,
+        Encoding::Array => match T::into_array(batch.into_items()) {
+            Some(event) => link.emit_all([event]).await,
+            None => Ok(()),
+        },
     }
 }
 

@@ -37,6 +37,51 @@ impl Emit {
     }
 }
 
+/// An [`Emit`] whose payload is already JSON text.
+///
+/// The sink queues these: [`SocketIoSink::emit`](crate::SocketIoSink::emit) serializes the
+/// payload on the caller's thread, while the value is still in cache, and frees it there;
+/// the connection then copies text instead of walking a tree that another thread allocated.
+/// In [`Encoding::Array`] the text's length is also the event's exact share of the frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    namespace: Name,
+    event: Name,
+    json: String,
+}
+
+impl Encoded {
+    /// The namespace.
+    pub fn namespace(&self) -> &Name {
+        &self.namespace
+    }
+
+    /// The event name.
+    pub fn event(&self) -> &Name {
+        &self.event
+    }
+
+    /// The payload as JSON text.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    pub(crate) fn into_parts(self) -> (Name, String) {
+        (self.event, self.json)
+    }
+}
+
+impl From<Emit> for Encoded {
+    fn from(emit: Emit) -> Self {
+        Self {
+            // Serializing a `Value` cannot fail: its map keys are strings.
+            json: emit.payload.to_string(),
+            namespace: emit.namespace,
+            event: emit.event,
+        }
+    }
+}
+
 /// How a batch goes on the wire.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -49,6 +49,6 @@ pub mod error;
 mod sink;
 
 pub use crate::connection::{Connection, SocketIoConnector};
-pub use crate::emit::{Emit, Encoding, Name};
+pub use crate::emit::{Emit, Encoded, Encoding, Name};
 pub use crate::error::{BoxError, SinkError};
 pub use crate::sink::{EmitFuture, SinkBuilder, SinkStats, SocketIoSink};

@@ -13,22 +13,8 @@ use sluice_pool::{PoolHandle, PoolLayer};
 use tower::{Service, ServiceBuilder};
 
 use crate::connection::{Goodbye, SocketIoConnector};
-use crate::emit::{Emit, Encoding, Name};
+use crate::emit::{Emit, Encoded, Encoding, Name};
 use crate::error::{BoxError, SinkError};
-
-/// Counts what is written to it.
-struct ByteCounter(usize);
-
-impl std::io::Write for ByteCounter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0 += bytes.len();
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Builds a [`SocketIoSink`]; get one from [`SocketIoSink::builder`].
 ///
@@ -169,20 +155,14 @@ impl SinkBuilder {
             .max_wait(self.max_wait)
             .capacity(self.queue_capacity)
             .overflow(Overflow::DropNewest)
-            // Two batches per namespace in flight: the pool hands the second to the same
-            // (most recently used) connection, which writes them in order, so the socket
-            // never idles between batches.
-            .max_in_flight_per_key(2)
-            .key_fn(|emit: &Emit| emit.namespace.clone())
+            // One batch per namespace in flight (the default) keeps the namespace's order
+            // across connections; the next batch is called in the same poll of the worker in
+            // which the previous one finished, so the socket does not idle between them.
+            .key_fn(|event: &Encoded| event.namespace().clone())
             .rejected_if(|error| error.is::<BreakerOpen>());
         if self.connector.encoding_kind() == Encoding::Array {
-            batch = batch.max_bytes(self.max_bytes, |emit: &Emit| {
-                // The serialized size of the argument, its share of the frame, counted
-                // without building the bytes.
-                let mut counter = ByteCounter(0);
-                let _ = serde_json::to_writer(&mut counter, &emit.payload);
-                counter.0 + 1
-            });
+            // An event's share of the frame: its text and a comma.
+            batch = batch.max_bytes(self.max_bytes, |event: &Encoded| event.json().len() + 1);
         }
         let batch = batch.build()?;
         let breaker_handle = breaker.handle();
@@ -208,7 +188,7 @@ impl SinkBuilder {
 /// Sends events to a Socket.IO server through batching, a circuit breaker and a connection
 /// pool. See the [crate documentation](crate).
 pub struct SocketIoSink {
-    batcher: Batcher<Emit, Name>,
+    batcher: Batcher<Encoded, Name>,
     batch: BatchHandle,
     breaker: BreakerHandle,
     pool: PoolHandle,
@@ -235,9 +215,16 @@ impl SocketIoSink {
     /// Queues `emit` and returns at once, never waiting for the network. The returned future
     /// resolves when the event was written, or with why not; dropping it does not withdraw
     /// the event.
+    ///
+    /// The payload is serialized here, on the caller's thread (see [`Encoded`]).
     pub fn emit(&self, emit: Emit) -> EmitFuture {
+        self.emit_encoded(Encoded::from(emit))
+    }
+
+    /// Queues an event whose payload is JSON text already; otherwise as [`emit`](Self::emit).
+    pub fn emit_encoded(&self, event: Encoded) -> EmitFuture {
         EmitFuture {
-            inner: Some(Ok(self.batcher.try_call(emit))),
+            inner: Some(Ok(self.batcher.try_call(event))),
         }
     }
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice_dashboard::{Dashboard, Log};
+use sluice_dashboard::{Dashboard, Log, Received};
 use sluice_socketio_sink::{Emit, Encoding, SinkError, SocketIoSink};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -22,6 +22,22 @@ fn seqs(log: &Log) -> Vec<u64> {
         .collect()
 }
 
+/// Emits `events`, checks every outcome, and returns what the server has once it received
+/// `frames` emits.
+async fn deliver(
+    sink: &SocketIoSink,
+    events: impl IntoIterator<Item = Emit>,
+    log: &Log,
+    frames: usize,
+) -> Vec<Received> {
+    let outcomes: Vec<_> = events.into_iter().map(|emit| sink.emit(emit)).collect();
+    for outcome in outcomes {
+        outcome.await.unwrap();
+    }
+    assert_eq!(log.wait_for(frames, Duration::from_secs(10)).await, frames);
+    log.events()
+}
+
 async fn free_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap()
@@ -33,19 +49,9 @@ async fn ten_thousand_events_arrive_in_order() {
         .await
         .unwrap();
     let sink = SocketIoSink::builder(dashboard.url()).build().unwrap();
-    let outcomes: Vec<_> = (0..10_000).map(|seq| sink.emit(event(seq))).collect();
-    for outcome in outcomes {
-        outcome.await.unwrap();
-    }
-    let received = dashboard
-        .received()
-        .wait_for(10_000, Duration::from_secs(10))
-        .await;
-    assert_eq!(received, 10_000);
+    let events = deliver(&sink, (0..10_000).map(event), dashboard.received(), 10_000).await;
     assert_eq!(seqs(dashboard.received()), (0..10_000).collect::<Vec<_>>());
-    assert!(dashboard
-        .received()
-        .events()
+    assert!(events
         .iter()
         .all(|r| r.namespace == "/" && r.event == "claude_event"));
     let stats = sink.stats();
@@ -72,15 +78,7 @@ async fn array_encoding_sends_one_argument_per_batch() {
         .max_items(10)
         .build()
         .unwrap();
-    let outcomes: Vec<_> = (0..100).map(|seq| sink.emit(event(seq))).collect();
-    for outcome in outcomes {
-        outcome.await.unwrap();
-    }
-    dashboard
-        .received()
-        .wait_for(10, Duration::from_secs(5))
-        .await;
-    let events = dashboard.received().events();
+    let events = deliver(&sink, (0..100).map(event), dashboard.received(), 10).await;
     assert_eq!(events.len(), 10);
     let all: Vec<u64> = events
         .iter()
@@ -88,6 +86,85 @@ async fn array_encoding_sends_one_argument_per_batch() {
         .map(|v| v["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(all, (0..100).collect::<Vec<_>>());
+    sink.shutdown(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_and_event_names_arrive_exactly_as_given() {
+    // Payloads are serialized when emitted and go out as text; names that JSON must escape
+    // take the other path. Either way the server must see what was given.
+    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let sink = SocketIoSink::builder(dashboard.url()).build().unwrap();
+    let given = [
+        (
+            "claude_event",
+            json!({ "text": "quote \" backslash \\ newline \n tab \t", "n": -1.5 }),
+        ),
+        ("claude_event", json!(["nested", [1, 2, {"k": null}], true])),
+        (
+            "say hi ✓",
+            json!({ "unicode": "héllo ✓ 🚀", "control": "\u{1}" }),
+        ),
+        ("claude_event", json!("a bare string")),
+        ("claude_event", json!(18_446_744_073_709_551_615_u64)),
+    ];
+    let emits = given
+        .iter()
+        .map(|(name, payload)| Emit::new(name.to_string(), payload.clone()));
+    let received: Vec<(String, Value, usize)> =
+        deliver(&sink, emits, dashboard.received(), given.len())
+            .await
+            .into_iter()
+            .map(|r| (r.event, r.data, r.args))
+            .collect();
+    let expected: Vec<(String, Value, usize)> = given
+        .iter()
+        .map(|(name, payload)| (name.to_string(), payload.clone(), 1))
+        .collect();
+    assert_eq!(received, expected);
+    sink.shutdown(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn array_batches_stay_under_the_byte_cap() {
+    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let cap = 1_000;
+    let sink = SocketIoSink::builder(dashboard.url())
+        .connector(|c| c.encoding(Encoding::Array))
+        .max_bytes(cap)
+        .build()
+        .unwrap();
+    let padding = "x".repeat(200);
+    let padded =
+        (0..40_u64).map(|seq| Emit::new("claude_event", json!({ "seq": seq, "padding": padding })));
+    // Each payload is 222 or 223 bytes as text: four fit under the cap, five do not.
+    let events = deliver(&sink, padded, dashboard.received(), 10).await;
+    let mut all = Vec::new();
+    for received in &events {
+        assert!(
+            received.data.to_string().len() <= cap,
+            "an array of {} bytes exceeds the cap",
+            received.data.to_string().len()
+        );
+        all.extend(
+            received
+                .data
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["seq"].as_u64().unwrap()),
+        );
+    }
+    assert_eq!(
+        events.len(),
+        10,
+        "the cap split each batch of 10 into fours"
+    );
+    assert_eq!(all, (0..40).collect::<Vec<_>>());
     sink.shutdown(None).await.unwrap();
 }
 
