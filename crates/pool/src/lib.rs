@@ -39,7 +39,9 @@
 //!
 //! # Connections
 //!
-//! A request goes to the most recently used connection that is ready. A connection reports
+//! A request goes to the most recently used connection that is ready, looking first among
+//! those its own thread used last (idle connections are kept per thread, so that tasks on
+//! different threads seldom wait on one lock), then among all. A connection reports
 //! its own capacity through `poll_ready`: one that can carry several requests at once stays
 //! ready, one that carries one at a time answers `Pending` while busy. When no connection is
 //! ready and fewer than `max_size` are alive or connecting, the pool makes one, in a task of

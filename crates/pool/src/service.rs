@@ -156,10 +156,16 @@ where
         C::Error: Into<BoxError>,
     {
         let mut busy = Vec::new();
-        let mut first_seen = None;
+        let mut seen = None;
         let ready = loop {
-            let (conn, seen) = self.shared.checkout();
-            first_seen.get_or_insert(seen);
+            let conn = match self.shared.checkout_local() {
+                Some(conn) => Some(conn),
+                None => {
+                    // This thread's shard is empty: note the returns before looking in all.
+                    seen.get_or_insert_with(|| self.shared.returns());
+                    self.shared.checkout_any()
+                }
+            };
             let Some(mut conn) = conn else {
                 break None;
             };
@@ -181,7 +187,7 @@ where
         for conn in busy {
             self.shared.checkin_busy(conn);
         }
-        (ready, first_seen.unwrap_or_default())
+        (ready, seen.unwrap_or_default())
     }
 }
 

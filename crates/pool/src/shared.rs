@@ -1,16 +1,20 @@
 //! The pool's shared state: idle connections, counts, waiters, and the connector.
 //!
-//! One short mutex guards the bookkeeping. A request takes a connection out (one lock), polls
-//! it for readiness without the lock, calls it, and puts it back (one lock): a connection that
-//! can carry several requests says so through `poll_ready`. Connects run in spawned tasks, so
-//! a caller that gives up does not strand a half-made connection, and at most `max_size`
-//! connections are ever alive or connecting.
+//! Idle connections sit in shards, one per thread up to the number of cores (and at most
+//! `max_size`): a request takes a connection out of its thread's shard (one short lock),
+//! polls it for readiness without the lock, calls it, and puts it back into its thread's
+//! shard (one short lock), so tasks on different threads rarely meet on a lock. Only when its
+//! shard is empty does a thread look in the others. A connection that can carry several
+//! requests says so through `poll_ready`. One more mutex guards the rest of the bookkeeping
+//! (counts, waiters, connects), which the common path does not touch. Connects run in
+//! spawned tasks, so a caller that gives up does not strand a half-made connection, and at
+//! most `max_size` connections are ever alive or connecting.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
 use std::mem;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -64,12 +68,39 @@ impl<C> Conn<C> {
     }
 }
 
-struct Inner<C> {
-    /// Connections not handed out, most recently used first (so the others can idle out).
-    idle: VecDeque<Conn<C>>,
+/// Connections not handed out, in one thread's shard; aligned so that two shards never share
+/// a cache line.
+#[repr(align(128))]
+struct Shard<C> {
+    /// Most recently used first, so that the others can idle out.
+    idle: Mutex<VecDeque<Conn<C>>>,
+    /// Counts connections put back here ready for use, so that a caller who found none can
+    /// tell whether one came back while it looked.
+    returns: AtomicU64,
+}
+
+impl<C> Shard<C> {
+    fn new() -> Self {
+        Self {
+            idle: Mutex::new(VecDeque::new()),
+            returns: AtomicU64::new(0),
+        }
+    }
+}
+
+/// This thread's number, for picking its shard.
+fn thread_number() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static NUMBER: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    NUMBER.with(|number| *number)
+}
+
+struct Inner {
+    /// Connections alive: idle in a shard, or handed out.
     live: usize,
     connecting: usize,
-    checked_out: usize,
     waiters: Vec<Waker>,
     last_error: Option<Arc<BoxError>>,
     failures: u32,
@@ -77,9 +108,6 @@ struct Inner<C> {
     retry_at: Option<Instant>,
     closed: bool,
     counts: Counts,
-    /// Counts connections put back ready for use, so that a caller who found none can tell
-    /// whether one came back while it looked.
-    returns: u64,
 }
 
 /// What a request without a ready connection should do.
@@ -99,7 +127,10 @@ pub(crate) struct Shared<M, Target, C, L> {
     target: Target,
     connector: Mutex<M>,
     lifecycle: Arc<L>,
-    inner: Mutex<Inner<C>>,
+    inner: Mutex<Inner>,
+    shards: Box<[Shard<C>]>,
+    /// Set with `Inner::closed`; read under a shard's lock when a connection goes back.
+    closed: AtomicBool,
     /// Whether anything waits; read without the lock when a connection goes back.
     has_waiters: AtomicBool,
     /// Tells the maintenance task to stop.
@@ -118,48 +149,78 @@ impl<M, Target, C, L> fmt::Debug for Shared<M, Target, C, L> {
 
 impl<M, Target, C, L> Shared<M, Target, C, L> {
     pub(crate) fn new(config: Config, target: Target, connector: M, lifecycle: Arc<L>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let shards = cores.min(config.max_size).clamp(1, 64);
         Self {
+            shards: (0..shards).map(|_| Shard::new()).collect(),
             config,
             target,
             connector: Mutex::new(connector),
             lifecycle,
             inner: Mutex::new(Inner {
-                idle: VecDeque::new(),
                 live: 0,
                 connecting: 0,
-                checked_out: 0,
                 waiters: Vec::new(),
                 last_error: None,
                 failures: 0,
                 retry_at: None,
                 closed: false,
                 counts: Counts::default(),
-                returns: 0,
             }),
+            closed: AtomicBool::new(false),
             has_waiters: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             maintained: AtomicBool::new(false),
         }
     }
 
-    /// Takes the most recently used idle connection out; also returns how many connections
-    /// were put back so far, for [`plan`](Self::plan).
-    pub(crate) fn checkout(&self) -> (Option<Conn<C>>, u64) {
-        let mut inner = lock(&self.inner);
-        let conn = inner.idle.pop_front();
-        if conn.is_some() {
-            inner.checked_out += 1;
+    fn local_shard(&self) -> (usize, &Shard<C>) {
+        let index = thread_number() % self.shards.len();
+        (index, &self.shards[index])
+    }
+
+    /// Takes the most recently used idle connection of this thread's shard out.
+    pub(crate) fn checkout_local(&self) -> Option<Conn<C>> {
+        lock(&self.local_shard().1.idle).pop_front()
+    }
+
+    /// Takes an idle connection out of any shard, this thread's first.
+    pub(crate) fn checkout_any(&self) -> Option<Conn<C>> {
+        let (start, _) = self.local_shard();
+        let count = self.shards.len();
+        (0..count).find_map(|offset| lock(&self.shards[(start + offset) % count].idle).pop_front())
+    }
+
+    /// How many connections were put back ready so far; read before looking in every shard,
+    /// and passed to [`plan`](Self::plan).
+    pub(crate) fn returns(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| shard.returns.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// Takes every idle connection out of every shard; the caller holds `inner`.
+    fn drain_idle(&self) -> Vec<Conn<C>> {
+        let mut idle = Vec::new();
+        for shard in &self.shards[..] {
+            idle.extend(lock(&shard.idle).drain(..));
         }
-        (conn, inner.returns)
+        idle
     }
 
     pub(crate) fn stats(&self) -> Stats {
         let inner = lock(&self.inner);
+        let idle = self
+            .shards
+            .iter()
+            .map(|shard| lock(&shard.idle).len())
+            .sum::<usize>();
         Stats {
             max: self.config.max_size,
             live: inner.live,
-            idle: inner.idle.len(),
-            in_use: inner.checked_out,
+            idle,
+            in_use: inner.live.saturating_sub(idle),
             connecting: inner.connecting,
             waiting: inner.waiters.len(),
             created: inner.counts.created,
@@ -174,7 +235,7 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
         lock(&self.inner).last_error.clone()
     }
 
-    fn wake_waiters(inner: &mut Inner<C>, has_waiters: &AtomicBool) {
+    fn wake_waiters(inner: &mut Inner, has_waiters: &AtomicBool) {
         has_waiters.store(false, Ordering::Release);
         for waker in mem::take(&mut inner.waiters) {
             waker.wake();
@@ -184,21 +245,31 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
     /// Puts a taken-out connection back: first in line if `ready` (it can serve now), last
     /// if busy. Returns the connection instead when the pool was closed meanwhile.
     fn put_back(&self, conn: Conn<C>, ready: bool) -> Option<C> {
-        let mut inner = lock(&self.inner);
-        inner.checked_out -= 1;
-        if inner.closed {
-            inner.live -= 1;
-            inner.counts.evicted.count(Eviction::Closed);
-            return Some(conn.conn);
+        let (_, shard) = self.local_shard();
+        {
+            let mut idle = lock(&shard.idle);
+            // Read under the shard's lock: `close` sets it before draining the shards, so
+            // a connection put back here after the drain sees it.
+            if self.closed.load(Ordering::SeqCst) {
+                drop(idle);
+                let mut inner = lock(&self.inner);
+                inner.live -= 1;
+                inner.counts.evicted.count(Eviction::Closed);
+                return Some(conn.conn);
+            }
+            if ready {
+                idle.push_front(conn);
+            } else {
+                idle.push_back(conn);
+            }
         }
         if ready {
-            inner.idle.push_front(conn);
-            inner.returns += 1;
-            if self.has_waiters.load(Ordering::Acquire) {
-                Self::wake_waiters(&mut inner, &self.has_waiters);
+            // Counted, then waiters checked; `plan` does the reverse: so either this sees
+            // a waiter that just registered, or that waiter sees this return.
+            shard.returns.fetch_add(1, Ordering::SeqCst);
+            if self.has_waiters.load(Ordering::SeqCst) {
+                Self::wake_waiters(&mut lock(&self.inner), &self.has_waiters);
             }
-        } else {
-            inner.idle.push_back(conn);
         }
         None
     }
@@ -259,7 +330,6 @@ where
     pub(crate) fn evict(&self, conn: Conn<C>, reason: Eviction) {
         {
             let mut inner = lock(&self.inner);
-            inner.checked_out -= 1;
             inner.live -= 1;
             inner.counts.evicted.count(reason);
             // A slot is free: a waiter may connect.
@@ -319,18 +389,25 @@ where
                 return Plan::Fail(Arc::clone(error));
             }
         }
-        if inner.returns != seen {
-            // A connection came back after this caller looked: it would not be woken for it.
-            return Plan::Retry;
-        }
-        if !inner
+        let added = !inner
             .waiters
             .iter()
-            .any(|waker| waker.will_wake(cx.waker()))
-        {
+            .any(|waker| waker.will_wake(cx.waker()));
+        if added {
             inner.waiters.push(cx.waker().clone());
         }
-        self.has_waiters.store(true, Ordering::Release);
+        self.has_waiters.store(true, Ordering::SeqCst);
+        if self.returns() != seen {
+            // A connection came back after this caller looked, maybe before the waker was
+            // in place: look again rather than wait.
+            if added {
+                inner.waiters.pop();
+                if inner.waiters.is_empty() {
+                    self.has_waiters.store(false, Ordering::SeqCst);
+                }
+            }
+            return Plan::Retry;
+        }
         Plan::Wait
     }
 
@@ -379,13 +456,14 @@ where
                 inner.retry_at = None;
                 inner.last_error = None;
                 let now = Instant::now();
-                inner.idle.push_front(Conn {
+                let (_, shard) = self.local_shard();
+                lock(&shard.idle).push_front(Conn {
                     conn,
                     created: now,
                     last_used: self.config.idle_timeout.map(|_| now),
                     broken: self.config.fatal.as_ref().map(|_| Arc::default()),
                 });
-                inner.returns += 1;
+                shard.returns.fetch_add(1, Ordering::SeqCst);
             }
             Ok(conn) => {
                 drop(inner);
@@ -408,7 +486,8 @@ where
         let idle = {
             let mut inner = lock(&self.inner);
             inner.closed = true;
-            let idle = mem::take(&mut inner.idle);
+            self.closed.store(true, Ordering::SeqCst);
+            let idle = self.drain_idle();
             inner.live -= idle.len();
             for _ in 0..idle.len() {
                 inner.counts.evicted.count(Eviction::Closed);
@@ -437,7 +516,7 @@ where
             let mut expired = Vec::new();
             let mut kept = VecDeque::new();
             let keep_warm = self.config.min_idle;
-            for conn in mem::take(&mut inner.idle) {
+            for conn in self.drain_idle() {
                 match conn.expiry(&self.config, now) {
                     // Idle connections beyond `min_idle` may idle out; the rest stay warm.
                     Some(Eviction::Idle) if inner.live - expired.len() <= keep_warm => {
@@ -447,17 +526,19 @@ where
                     None => kept.push_back(conn),
                 }
             }
-            inner.idle = kept;
             inner.live -= expired.len();
             for (_, reason) in &expired {
                 inner.counts.evicted.count(*reason);
             }
             let to_check = if check_due {
                 *last_check = Some(now);
-                let taken = mem::take(&mut inner.idle);
-                inner.checked_out += taken.len();
-                taken
+                kept
             } else {
+                // Back, in the same order, into this thread's shard.
+                let (_, shard) = self.local_shard();
+                let mut idle = lock(&shard.idle);
+                kept.append(&mut idle);
+                *idle = kept;
                 VecDeque::new()
             };
             if !expired.is_empty() {
@@ -488,7 +569,6 @@ where
                 Err(error) => {
                     tracing::debug!(target: "sluice_pool", %error, "health check failed");
                     let mut inner = lock(&self.inner);
-                    inner.checked_out -= 1;
                     inner.live -= 1;
                     inner.counts.evicted.count(Eviction::HealthCheck);
                     Self::wake_waiters(&mut inner, &self.has_waiters);

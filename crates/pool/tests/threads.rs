@@ -1,0 +1,86 @@
+//! Many tasks on several threads share few one-at-a-time connections: every request is
+//! answered, none waits out its timeout (no lost wake-up between threads), and the pool never
+//! holds more than `max_size` connections. Real time, bounded.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_pool::PoolLayer;
+use tower::limit::ConcurrencyLimit;
+use tower::{service_fn, BoxError, Layer, Service, ServiceExt};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tasks_on_several_threads_share_few_connections() {
+    share(16, 300, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tasks_on_two_threads_pass_one_connection_back_and_forth() {
+    // The narrowest window for a lost wake-up: a waiter that looked while the other task had
+    // the only connection out must be woken when it comes back.
+    share(2, 5_000, 1).await;
+}
+
+async fn share(tasks: u64, requests: u64, max_size: usize) {
+    let made = Arc::new(AtomicUsize::new(0));
+    let connector = service_fn({
+        let made = Arc::clone(&made);
+        move |()| {
+            made.fetch_add(1, Ordering::Relaxed);
+            // One request at a time: busy until the response is out, as a plain socket.
+            let conn = ConcurrencyLimit::new(
+                service_fn(|request: u64| async move {
+                    tokio::task::yield_now().await;
+                    Ok::<_, Infallible>(request)
+                }),
+                1,
+            );
+            async move { Ok::<_, Infallible>(conn) }
+        }
+    });
+    let pool = PoolLayer::builder(())
+        .max_size(max_size)
+        .wait_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .layer(connector);
+    let handle = pool.handle();
+
+    let watch = tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            loop {
+                let stats = handle.stats();
+                assert!(stats.live + stats.connecting <= max_size, "{stats:?}");
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let mut running = tokio::task::JoinSet::new();
+    for task in 0..tasks {
+        let mut pool = pool.clone();
+        running.spawn(async move {
+            for i in 0..requests {
+                let request = task * requests + i;
+                let response = pool.ready().await?.call(request).await?;
+                assert_eq!(response, request);
+            }
+            Ok::<_, BoxError>(())
+        });
+    }
+    let all = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(done) = running.join_next().await {
+            done.unwrap().unwrap();
+        }
+    })
+    .await;
+    assert!(all.is_ok(), "stuck: {:?}", handle.stats());
+    assert!(!watch.is_finished(), "the watcher saw too many connections");
+    watch.abort();
+
+    let stats = handle.stats();
+    assert!(made.load(Ordering::Relaxed) <= max_size);
+    assert_eq!((stats.in_use, stats.idle), (0, stats.live), "{stats:?}");
+}
