@@ -2,8 +2,10 @@
 //!
 //! Items are grouped into batches on the caller's side, under one mutex held for a few
 //! dozen nanoseconds, so that `call` knows the batch its item joined and the response future
-//! waits on that batch's [`Completion`] (one per batch, not a channel per item). The worker
-//! is woken only when a batch opens (to arm its timer) or fills up, not for every item.
+//! waits on that batch's [`Completion`] (one per batch, not a channel per item). The mutex is
+//! parking_lot's: with producers on several threads it is taken once per item, and spinning
+//! briefly beats parking the thread. The worker takes it twice per batch (one look, one
+//! take) and is woken only when a batch fills up or opens with no timer armed.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -123,7 +125,7 @@ pub(crate) struct State<T, K> {
 
 pub(crate) struct Shared<T, K> {
     pub(crate) config: Config<T, K>,
-    state: Mutex<State<T, K>>,
+    state: parking_lot::Mutex<State<T, K>>,
     /// Items reserved by `poll_ready` or waiting for the inner service, against `capacity`.
     slots: AtomicUsize,
     producers: Mutex<Vec<Waker>>,
@@ -201,12 +203,12 @@ impl<T, K> Shared<T, K> {
         if !self.closed_flag.load(Ordering::Acquire) {
             return None;
         }
-        lock(&self.state).closed.clone()
+        self.state.lock().closed.clone()
     }
 
     /// Counts an item turned away because the queue was full.
     pub(crate) fn count_dropped(&self) {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         state.counts.submitted += 1;
         state.counts.dropped += 1;
     }
@@ -231,7 +233,7 @@ impl<T, K> Shared<T, K> {
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        lock(&self.state).counts.snapshot()
+        self.state.lock().counts.snapshot()
     }
 }
 
@@ -240,7 +242,7 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
         let max_in_flight_per_key = config.max_in_flight_per_key;
         Self {
             config,
-            state: Mutex::new(State {
+            state: parking_lot::Mutex::new(State {
                 open: HashMap::new(),
                 deadlines: VecDeque::new(),
                 ready: ReadyQueue::default(),
@@ -268,7 +270,7 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
         let size = self.config.max_bytes.as_ref().map(|(_, size)| size(&item));
         let mut wake_worker = false;
         let completion = {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             if let Some(failure) = &state.closed {
                 let failure = failure.clone();
                 drop(state);
@@ -329,7 +331,7 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
     /// every batch not yet complete.
     pub(crate) fn seal_all(&self, reason: FlushReason) -> Vec<Arc<Completion>> {
         let pending = {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             state.seal_open(reason);
             state
                 .ready
@@ -344,7 +346,7 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
     /// Stops accepting items; those already accepted are still delivered.
     pub(crate) fn close(&self) {
         {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             if state.closed.is_none() {
                 state.closed = Some(Failure::Closed(None));
                 self.closed_flag.store(true, Ordering::Release);
@@ -356,34 +358,46 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
 
     // ----- the worker's side -----
 
-    /// Hands over the batches whose window has passed; returns the next deadline.
-    pub(crate) fn seal_expired(&self, now: Instant) -> Option<Instant> {
-        let mut state = lock(&self.state);
-        while let Some((id, key, deadline)) = state.deadlines.front().cloned() {
-            let still_open = state.open.get(&key).is_some_and(|open| open.id == id);
-            if !still_open {
-                state.deadlines.pop_front();
-            } else if deadline <= now {
-                state.deadlines.pop_front();
-                state.seal(&key, FlushReason::Time);
-            } else {
-                return Some(deadline);
+    /// The worker's look at the state, under one lock: records the batches the inner service
+    /// finished (then completes them, outside the lock), hands over every open batch when
+    /// `closing` and those whose window has passed. Returns the next deadline and whether a
+    /// sealed batch may go to the inner service now.
+    pub(crate) fn turn(
+        &self,
+        finished: &mut Vec<(Dispatched<K>, Result<(), BoxError>)>,
+        closing: bool,
+        now: Instant,
+    ) -> (Option<Instant>, bool) {
+        let mut outcomes = Vec::with_capacity(finished.len());
+        let look = {
+            let mut state = self.state.lock();
+            for (done, result) in finished.drain(..) {
+                let outcome = result.map_err(|error| Failure::Batch(Arc::new(error)));
+                self.record(&mut state, &done, &outcome);
+                outcomes.push((done, outcome));
             }
+            if closing {
+                // No item can join an open batch any more: hand them all over now.
+                state.seal_open(FlushReason::Shutdown);
+            }
+            let next_deadline = state.seal_expired(now);
+            let dispatchable = state.ready.can_dispatch(self.config.max_in_flight);
+            (next_deadline, dispatchable)
+        };
+        for (done, outcome) in outcomes {
+            if let Err(failure) = &outcome {
+                tracing::debug!(target: "sluice_batch", items = done.items, error = %failure.to_error(), "batch failed");
+            }
+            done.completion.complete(outcome);
         }
-        None
+        look
     }
 
-    /// True if a sealed batch may go to the inner service now.
-    pub(crate) fn has_dispatchable(&self) -> bool {
-        lock(&self.state)
-            .ready
-            .can_dispatch(self.config.max_in_flight)
-    }
-
-    /// Takes the oldest sealed batch that may go to the inner service now.
-    pub(crate) fn take_dispatchable(&self) -> Option<Sealed<T, K>> {
-        let sealed = {
-            let mut state = lock(&self.state);
+    /// Takes the oldest sealed batch that may go to the inner service now; also says whether
+    /// another may follow it.
+    pub(crate) fn take_dispatchable(&self) -> Option<(Sealed<T, K>, bool)> {
+        let (sealed, more) = {
+            let mut state = self.state.lock();
             if !state.ready.can_dispatch(self.config.max_in_flight) {
                 return None;
             }
@@ -395,49 +409,37 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
             state
                 .in_flight_completions
                 .insert(sealed.id, Arc::clone(&sealed.completion));
-            sealed
+            let more = state.ready.can_dispatch(self.config.max_in_flight);
+            (sealed, more)
         };
         self.release(sealed.batch.len());
-        Some(sealed)
+        Some((sealed, more))
     }
 
-    /// Records the outcome of a batch the inner service finished.
-    pub(crate) fn finish(&self, done: Dispatched<K>, result: Result<(), BoxError>) {
-        let outcome = result.map_err(|error| Failure::Batch(Arc::new(error)));
-        {
-            let mut state = lock(&self.state);
-            let n = done.items as u64;
-            state.counts.in_flight -= n;
-            match &outcome {
-                Ok(()) => state.counts.sent += n,
-                Err(Failure::Batch(error))
-                    if self.config.rejected_if.as_ref().is_some_and(|is| is(error)) =>
-                {
-                    state.counts.rejected += n;
-                }
-                Err(_) => state.counts.failed += n,
+    /// Counts the outcome of a batch the inner service finished.
+    fn record(&self, state: &mut State<T, K>, done: &Dispatched<K>, outcome: &Result<(), Failure>) {
+        let n = done.items as u64;
+        state.counts.in_flight -= n;
+        match outcome {
+            Ok(()) => state.counts.sent += n,
+            Err(Failure::Batch(error))
+                if self.config.rejected_if.as_ref().is_some_and(|is| is(error)) =>
+            {
+                state.counts.rejected += n;
             }
-            state
-                .ready
-                .done(&done.key, self.config.max_in_flight_per_key);
-            state.in_flight_completions.remove(&done.id);
+            Err(_) => state.counts.failed += n,
         }
-        if let Err(failure) = &outcome {
-            tracing::debug!(target: "sluice_batch", items = done.items, error = %failure.to_error(), "batch failed");
-        }
-        done.completion.complete(outcome);
-    }
-
-    /// Hands every open batch over, without waking the worker (the worker's own call).
-    pub(crate) fn seal_open(&self, reason: FlushReason) {
-        lock(&self.state).seal_open(reason);
+        state
+            .ready
+            .done(&done.key, self.config.max_in_flight_per_key);
+        state.in_flight_completions.remove(&done.id);
     }
 
     /// Fails every item not yet in the inner service with `failure`, and refuses later items
     /// with `refusal` (the inner service is gone or broken for good).
     pub(crate) fn fail_waiting(&self, failure: Failure, refusal: Failure) {
         let failed: Vec<Arc<Completion>> = {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             // A plain shutdown gives way to the more telling reason.
             if matches!(state.closed, None | Some(Failure::Closed(None))) {
                 state.closed = Some(refusal);
@@ -462,7 +464,7 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
     /// Fails the batches still in the inner service (the worker is being dropped).
     pub(crate) fn fail_in_flight(&self, failure: &Failure) {
         let in_flight: Vec<Arc<Completion>> = {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             let n = state.counts.in_flight;
             state.counts.in_flight = 0;
             state.counts.failed += n;
@@ -488,13 +490,13 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
 
     /// True when nothing is open, sealed or in flight.
     pub(crate) fn is_drained(&self) -> bool {
-        let state = lock(&self.state);
+        let state = self.state.lock();
         state.open.is_empty() && state.ready.is_empty() && state.ready.in_flight() == 0
     }
 
     /// True when no more items can arrive: closed, or no service handle left.
     pub(crate) fn is_closing(&self) -> bool {
-        self.services.load(Ordering::Acquire) == 0 || lock(&self.state).closed.is_some()
+        self.services.load(Ordering::Acquire) == 0 || self.closed_flag.load(Ordering::Acquire)
     }
 }
 
@@ -522,6 +524,22 @@ impl<T, K> Sealed<T, K> {
 }
 
 impl<T, K: Hash + Eq + Clone> State<T, K> {
+    /// Hands over the batches whose window has passed; returns the next deadline.
+    fn seal_expired(&mut self, now: Instant) -> Option<Instant> {
+        while let Some((id, key, deadline)) = self.deadlines.front().cloned() {
+            let still_open = self.open.get(&key).is_some_and(|open| open.id == id);
+            if !still_open {
+                self.deadlines.pop_front();
+            } else if deadline <= now {
+                self.deadlines.pop_front();
+                self.seal(&key, FlushReason::Time);
+            } else {
+                return Some(deadline);
+            }
+        }
+        None
+    }
+
     fn seal_open(&mut self, reason: FlushReason) {
         let keys: Vec<K> = self.open.keys().cloned().collect();
         for key in keys {

@@ -12,7 +12,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use crate::batch::{Batch, FlushReason};
+use crate::batch::Batch;
 use crate::error::BoxError;
 use crate::shared::{Dispatched, Failure, Shared};
 
@@ -34,6 +34,8 @@ pin_project! {
         shared: Arc<Shared<T, K>>,
         service: S,
         in_flight: FuturesUnordered<InFlight<S::Future, K>>,
+        // Batches the inner service finished, recorded at the worker's next look.
+        done: Vec<(Dispatched<K>, Result<(), BoxError>)>,
         timer: Option<Pin<Box<Sleep>>>,
         // Set once the inner service's `poll_ready` failed: it is never polled again.
         broken: bool,
@@ -66,6 +68,7 @@ where
             shared,
             service,
             in_flight: FuturesUnordered::new(),
+            done: Vec::new(),
             timer: None,
             broken: false,
             finished: false,
@@ -87,23 +90,21 @@ where
             return Poll::Ready(());
         }
         loop {
-            while let Poll::Ready(Some((done, result))) = this.in_flight.poll_next_unpin(cx) {
-                this.shared.finish(done, result);
+            while let Poll::Ready(Some(done)) = this.in_flight.poll_next_unpin(cx) {
+                this.done.push(done);
             }
             let closing = this.shared.is_closing();
-            if closing {
-                // No item can join an open batch any more: hand them all over now.
-                this.shared.seal_open(FlushReason::Shutdown);
-            }
-            let next_deadline = this.shared.seal_expired(Instant::now());
+            let (next_deadline, mut dispatchable) =
+                this.shared.turn(this.done, closing, Instant::now());
 
             let mut dispatched = false;
-            while !*this.broken && this.shared.has_dispatchable() {
+            while !*this.broken && dispatchable {
                 match this.service.poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
-                        let Some(sealed) = this.shared.take_dispatchable() else {
+                        let Some((sealed, more)) = this.shared.take_dispatchable() else {
                             break;
                         };
+                        dispatchable = more;
                         let done = sealed.dispatched();
                         let future = this.service.call(sealed.batch);
                         this.in_flight.push(InFlight {
