@@ -126,8 +126,9 @@ impl Service<()> for SocketIoConnector {
     }
 }
 
-/// One open Socket.IO connection: a `Service<Batch<Emit, Name>>` that takes one batch at a
-/// time and writes it in the caller's task.
+/// One open Socket.IO connection: a `Service<Batch<Emit, Name>>` (and
+/// `Service<Batch<Encoded, Name>>`, what the sink sends) that takes one batch at a time and
+/// writes it in the caller's task.
 ///
 /// No writer task of its own: the batch worker polls the write, so a batch goes from being
 /// sealed to the socket without a hop between tasks, and the next batch is called in the
