@@ -135,6 +135,8 @@ impl Log {
                 .list
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            // Waiters that timed out are gone: forget them.
+            list.retain(|(_, waiter)| !waiter.is_closed());
             list.push((n, waiter));
             self.waiters.update(&list);
             reached
