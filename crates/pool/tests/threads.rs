@@ -1,6 +1,7 @@
-//! Many tasks on several threads share few one-at-a-time connections: every request is
-//! answered, none waits out its timeout (no lost wake-up between threads), and the pool never
-//! holds more than `max_size` connections. Real time, bounded.
+//! The pool's per-thread shards under real threads: many tasks share few one-at-a-time
+//! connections (every request is answered, none waits out its timeout, never more than
+//! `max_size` connections), and a close under way on every thread closes every connection.
+//! Real time, bounded.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -83,4 +84,93 @@ async fn share(tasks: u64, requests: u64, max_size: usize) {
     let stats = handle.stats();
     assert!(made.load(Ordering::Relaxed) <= max_size);
     assert_eq!((stats.in_use, stats.idle), (0, stats.live), "{stats:?}");
+}
+
+/// Counts the connections the pool closes.
+#[derive(Clone, Default)]
+struct CountCloses(Arc<AtomicUsize>);
+
+impl<C: Send + 'static> sluice_pool::Lifecycle<C> for CountCloses {
+    fn close(&self, conn: C) -> sluice_pool::BoxFuture<()> {
+        drop(conn);
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Box::pin(std::future::ready(()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn closing_while_tasks_on_several_threads_use_it_closes_every_connection() {
+    let made = Arc::new(AtomicUsize::new(0));
+    let closes = CountCloses::default();
+    let connector = service_fn({
+        let made = Arc::clone(&made);
+        move |()| {
+            made.fetch_add(1, Ordering::SeqCst);
+            let conn = ConcurrencyLimit::new(
+                service_fn(|request: u64| async move {
+                    tokio::task::yield_now().await;
+                    Ok::<_, Infallible>(request)
+                }),
+                1,
+            );
+            async move { Ok::<_, Infallible>(conn) }
+        }
+    });
+    let pool = PoolLayer::builder(())
+        .max_size(3)
+        .lifecycle(closes.clone())
+        .build()
+        .unwrap()
+        .layer(connector);
+    let handle = pool.handle();
+    let served = Arc::new(AtomicUsize::new(0));
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let mut pool = pool.clone();
+        let served = Arc::clone(&served);
+        running.spawn(async move {
+            for request in 0.. {
+                // After the close, `poll_ready` fails for good: the task stops there.
+                let Ok(ready) = pool.ready().await else {
+                    return;
+                };
+                if ready.call(request).await.is_ok() {
+                    served.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    drop(pool);
+    // Let the tasks get going on every thread before closing under them.
+    while served.load(Ordering::Relaxed) < 2_000 {
+        tokio::task::yield_now().await;
+    }
+    handle.close().await;
+    let stopped = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(done) = running.join_next().await {
+            done.unwrap();
+        }
+    })
+    .await;
+    assert!(stopped.is_ok(), "a task did not see the close");
+    // Connections in use when the pool closed are closed when they come back, on tasks of
+    // their own: wait for those, within a bound.
+    let all_closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while closes.0.load(Ordering::SeqCst) < made.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let stats = handle.stats();
+    assert!(
+        all_closed.is_ok(),
+        "made {made:?}, closed {:?}: {stats:?}",
+        closes.0
+    );
+    assert_eq!(closes.0.load(Ordering::SeqCst), made.load(Ordering::SeqCst));
+    assert_eq!(
+        (stats.live, stats.idle, stats.in_use),
+        (0, 0, 0),
+        "{stats:?}"
+    );
 }
