@@ -4,12 +4,15 @@
 //! Real time, bounded.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_pool::PoolLayer;
 use tower::limit::ConcurrencyLimit;
+use tower::util::{BoxService, ServiceFn};
 use tower::{service_fn, BoxError, Layer, Service, ServiceExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -24,23 +27,30 @@ async fn two_tasks_on_two_threads_pass_one_connection_back_and_forth() {
     share(2, 5_000, 1).await;
 }
 
+type Answer = Pin<Box<dyn Future<Output = Result<u64, Infallible>> + Send>>;
+
+/// Takes one request at a time, busy until the response is out, as a plain socket.
+type Conn = ConcurrencyLimit<ServiceFn<fn(u64) -> Answer>>;
+
+fn answer(request: u64) -> Answer {
+    Box::pin(async move {
+        tokio::task::yield_now().await;
+        Ok(request)
+    })
+}
+
+/// Makes [`Conn`]s, counting them in `made`.
+fn connector(made: Arc<AtomicUsize>) -> BoxService<(), Conn, Infallible> {
+    BoxService::new(service_fn(move |()| {
+        made.fetch_add(1, Ordering::SeqCst);
+        let conn = ConcurrencyLimit::new(service_fn(answer as fn(u64) -> Answer), 1);
+        std::future::ready(Ok(conn))
+    }))
+}
+
 async fn share(tasks: u64, requests: u64, max_size: usize) {
     let made = Arc::new(AtomicUsize::new(0));
-    let connector = service_fn({
-        let made = Arc::clone(&made);
-        move |()| {
-            made.fetch_add(1, Ordering::Relaxed);
-            // One request at a time: busy until the response is out, as a plain socket.
-            let conn = ConcurrencyLimit::new(
-                service_fn(|request: u64| async move {
-                    tokio::task::yield_now().await;
-                    Ok::<_, Infallible>(request)
-                }),
-                1,
-            );
-            async move { Ok::<_, Infallible>(conn) }
-        }
-    });
+    let connector = connector(Arc::clone(&made));
     let pool = PoolLayer::builder(())
         .max_size(max_size)
         .wait_timeout(Duration::from_secs(10))
@@ -102,20 +112,7 @@ impl<C: Send + 'static> sluice_pool::Lifecycle<C> for CountCloses {
 async fn closing_while_tasks_on_several_threads_use_it_closes_every_connection() {
     let made = Arc::new(AtomicUsize::new(0));
     let closes = CountCloses::default();
-    let connector = service_fn({
-        let made = Arc::clone(&made);
-        move |()| {
-            made.fetch_add(1, Ordering::SeqCst);
-            let conn = ConcurrencyLimit::new(
-                service_fn(|request: u64| async move {
-                    tokio::task::yield_now().await;
-                    Ok::<_, Infallible>(request)
-                }),
-                1,
-            );
-            async move { Ok::<_, Infallible>(conn) }
-        }
-    });
+    let connector = connector(Arc::clone(&made));
     let pool = PoolLayer::builder(())
         .max_size(3)
         .lifecycle(closes.clone())
