@@ -106,7 +106,6 @@ struct Inner {
     failures: u32,
     /// No connect before this, after a failure.
     retry_at: Option<Instant>,
-    closed: bool,
     counts: Counts,
 }
 
@@ -129,7 +128,8 @@ pub(crate) struct Shared<M, Target, C, L> {
     lifecycle: Arc<L>,
     inner: Mutex<Inner>,
     shards: Box<[Shard<C>]>,
-    /// Set with `Inner::closed`; read under a shard's lock when a connection goes back.
+    /// Set by `close`, under `inner`'s lock; also read under a shard's lock when a connection
+    /// goes back.
     closed: AtomicBool,
     /// Whether anything waits; read without the lock when a connection goes back.
     has_waiters: AtomicBool,
@@ -164,7 +164,6 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
                 last_error: None,
                 failures: 0,
                 retry_at: None,
-                closed: false,
                 counts: Counts::default(),
             }),
             closed: AtomicBool::new(false),
@@ -172,6 +171,10 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
             stopped: AtomicBool::new(false),
             maintained: AtomicBool::new(false),
         }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     fn local_shard(&self) -> (usize, &Shard<C>) {
@@ -227,7 +230,7 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
             connect_failures: inner.counts.connect_failures,
             evicted: inner.counts.evicted.clone(),
             last_connect_error: inner.last_error.as_ref().map(|e| e.to_string()),
-            closed: inner.closed,
+            closed: self.is_closed(),
         }
     }
 
@@ -250,7 +253,7 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
             let mut idle = lock(&shard.idle);
             // Read under the shard's lock: `close` sets it before draining the shards, so
             // a connection put back here after the drain sees it.
-            if self.closed.load(Ordering::SeqCst) {
+            if self.is_closed() {
                 drop(idle);
                 let mut inner = lock(&self.inner);
                 inner.live -= 1;
@@ -365,7 +368,7 @@ where
     pub(crate) fn plan(self: &Arc<Self>, cx: &mut Context<'_>, seen: u64) -> Plan {
         let now = Instant::now();
         let mut inner = lock(&self.inner);
-        if inner.closed {
+        if self.is_closed() {
             return Plan::Closed;
         }
         // One connect per waiting request at most: a caller polled again while its connect
@@ -449,7 +452,7 @@ where
         let mut inner = lock(&self.inner);
         inner.connecting -= 1;
         match result {
-            Ok(conn) if !inner.closed => {
+            Ok(conn) if !self.is_closed() => {
                 inner.live += 1;
                 inner.counts.created += 1;
                 inner.failures = 0;
@@ -485,7 +488,6 @@ where
     pub(crate) async fn close(&self) {
         let idle = {
             let mut inner = lock(&self.inner);
-            inner.closed = true;
             self.closed.store(true, Ordering::SeqCst);
             let idle = self.drain_idle();
             inner.live -= idle.len();
@@ -507,7 +509,7 @@ where
         let now = Instant::now();
         let (expired, to_check) = {
             let mut inner = lock(&self.inner);
-            if inner.closed {
+            if self.is_closed() {
                 return;
             }
             let check_due = self.config.health_check_interval.is_some_and(|interval| {
@@ -580,7 +582,7 @@ where
             {
                 let mut inner = lock(&self.inner);
                 let now = Instant::now();
-                if inner.closed
+                if self.is_closed()
                     || inner.live + inner.connecting >= self.config.min_idle
                     || inner.live + inner.connecting >= self.config.max_size
                     || inner.retry_at.is_some_and(|at| now < at)
