@@ -62,7 +62,10 @@
 //! full, `poll_ready` is `Pending` until the worker makes room ([`Overflow::Backpressure`],
 //! the default), or `call` fails at once with [`QueueFull`] and the item is counted as dropped
 //! ([`Overflow::DropNewest`]). A slot reserved by `poll_ready` and never used is released when
-//! the service is dropped.
+//! the service is dropped. With backpressure, `call` also reserves the slot of the caller's
+//! next item while the queue is less than half full (so its next `poll_ready` is free); such
+//! slots never hold more than half the queue, so producers that go quiet holding one cannot
+//! starve the others.
 //!
 //! # Flush and shutdown
 //!
@@ -95,7 +98,10 @@ mod config;
 pub mod error;
 pub mod future;
 mod handle;
+mod keys;
 mod layer;
+mod open;
+mod ready;
 mod service;
 mod shared;
 mod stats;

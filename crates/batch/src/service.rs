@@ -13,7 +13,7 @@ use crate::error::{BoxError, QueueFull};
 use crate::future::ResponseFuture;
 use crate::handle::BatchHandle;
 use crate::layer::BatchLayer;
-use crate::shared::Shared;
+use crate::shared::{Refusal, Shared, Submitted};
 use crate::worker::Worker;
 
 /// Collects items into batches for an inner `Service<Batch<T, K>>` run by a [`Worker`].
@@ -87,14 +87,7 @@ where
         if let Some(failure) = self.shared.closed() {
             return ResponseFuture::failed(failure.to_error());
         }
-        if !self.shared.try_reserve() {
-            self.shared.count_dropped();
-            return ResponseFuture::failed(Box::new(QueueFull::new()));
-        }
-        match self.shared.submit(item) {
-            Ok(completion) => ResponseFuture::waiting(completion),
-            Err(failure) => ResponseFuture::failed(failure.to_error()),
-        }
+        response(self.shared.submit(item, false, false))
     }
 }
 
@@ -125,25 +118,27 @@ where
     }
 
     fn call(&mut self, item: T) -> Self::Future {
-        if !mem::take(&mut self.reserved) {
-            match self.shared.config.overflow {
-                Overflow::DropNewest => {
-                    if !self.shared.try_reserve() {
-                        self.shared.count_dropped();
-                        return ResponseFuture::failed(Box::new(QueueFull::new()));
-                    }
-                }
-                Overflow::Backpressure => {
-                    panic!(
-                        "Batcher::call without poll_ready: poll_ready must return Ready(Ok) first"
-                    )
-                }
-            }
+        let reserved = mem::take(&mut self.reserved);
+        let backpressure = self.shared.config.overflow == Overflow::Backpressure;
+        assert!(
+            reserved || !backpressure,
+            "Batcher::call without poll_ready: poll_ready must return Ready(Ok) first"
+        );
+        // With backpressure, a slot for the next call is reserved now if the queue has room
+        // to spare, under the lock taken anyway, sparing the next `poll_ready` a lock.
+        let submitted = self.shared.submit(item, reserved, backpressure);
+        if let Ok(submitted) = &submitted {
+            self.reserved = submitted.next_reserved;
         }
-        match self.shared.submit(item) {
-            Ok(completion) => ResponseFuture::waiting(completion),
-            Err(failure) => ResponseFuture::failed(failure.to_error()),
-        }
+        response(submitted)
+    }
+}
+
+fn response(submitted: Result<Submitted, Refusal>) -> ResponseFuture {
+    match submitted {
+        Ok(submitted) => ResponseFuture::waiting(submitted.completion),
+        Err(Refusal::Closed(failure)) => ResponseFuture::failed(failure.to_error()),
+        Err(Refusal::Full) => ResponseFuture::failed(Box::new(QueueFull::new())),
     }
 }
 

@@ -4,12 +4,16 @@
 //! dozen nanoseconds, so that `call` knows the batch its item joined and the response future
 //! waits on that batch's [`Completion`] (one per batch, not a channel per item). The mutex is
 //! parking_lot's: with producers on several threads it is taken once per item, and spinning
-//! briefly beats parking the thread. The worker takes it twice per batch (one look, one
-//! take) and is woken only when a batch fills up or opens with no timer armed.
+//! briefly beats parking the thread. It also guards the queue's slots, so an item costs one
+//! lock and nothing else shared; and `call` reserves the next item's slot while it holds it.
+//! What an item touches under the lock is kept to a few cache lines (see [`State`]), since
+//! with producers on two cores the lock's hold time is mostly lines moving between them.
+//! The worker takes the lock twice per batch (one look, one take) and is woken only when a
+//! batch fills up or opens with no timer armed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{Hash, RandomState};
 use std::mem;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -21,6 +25,9 @@ use tokio::time::Instant;
 use crate::batch::{Batch, FlushReason};
 use crate::config::Config;
 use crate::error::{BatchFailed, BoxError, Closed};
+use crate::keys::{Hashed, IdMap};
+use crate::open::{Open, OpenBatches};
+use crate::ready::ReadyQueue;
 use crate::stats::{Counts, Stats};
 
 /// Why items did not get through.
@@ -93,44 +100,56 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The batch of one key that is still filling up.
-struct Open<T> {
-    id: u64,
-    items: Vec<T>,
-    bytes: usize,
-    completion: Arc<Completion>,
-}
-
 /// A batch that is full, or due, and waits for the inner service.
 pub(crate) struct Sealed<T, K> {
     id: u64,
+    pub(crate) key: Hashed<K>,
     pub(crate) batch: Batch<T, K>,
     pub(crate) completion: Arc<Completion>,
 }
 
+/// In declaration order (`repr(C)`), what every `call` touches first, so that it spans as
+/// few cache lines as possible.
+#[repr(C)]
 pub(crate) struct State<T, K> {
-    open: HashMap<K, Open<T>>,
-    /// Open batches' deadlines in the order they opened, which is deadline order since every
-    /// batch waits the same `max_wait`. Entries of batches sealed early are skipped.
-    deadlines: VecDeque<(u64, K, Instant)>,
-    ready: ReadyQueue<T, K>,
-    /// Completions of the batches in the inner service, for flushes.
-    in_flight_completions: HashMap<u64, Arc<Completion>>,
-    next_id: u64,
+    /// Items reserved by `poll_ready` or waiting for the inner service, against `capacity`.
+    /// Kept under the lock that `call` takes anyway: as an atomic of its own it was one more
+    /// cache line for producers on different cores to pass back and forth.
+    slots: usize,
     /// Set when no new item is accepted, with the reason given to them.
     closed: Option<Failure>,
+    open: OpenBatches<K, T>,
     counts: Counts,
+    /// Open batches' deadlines in the order they opened, which is deadline order since every
+    /// batch waits the same `max_wait`. Entries of batches sealed early are skipped.
+    deadlines: VecDeque<(u64, Hashed<K>, Instant)>,
+    ready: ReadyQueue<T, K>,
+    /// Completions of the batches in the inner service, for flushes.
+    in_flight_completions: IdMap<Arc<Completion>>,
+    next_id: u64,
     max_in_flight_per_key: usize,
+    /// Producers waiting for a slot.
+    producers: Vec<Waker>,
+}
+
+/// Why `submit` turned an item away.
+pub(crate) enum Refusal {
+    Closed(Failure),
+    /// No slot was reserved and none is free (counted as dropped).
+    Full,
+}
+
+/// An item accepted by `submit`.
+pub(crate) struct Submitted {
+    pub(crate) completion: Arc<Completion>,
+    /// A slot was reserved for the caller's next item.
+    pub(crate) next_reserved: bool,
 }
 
 pub(crate) struct Shared<T, K> {
     pub(crate) config: Config<T, K>,
+    hasher: RandomState,
     state: parking_lot::Mutex<State<T, K>>,
-    /// Items reserved by `poll_ready` or waiting for the inner service, against `capacity`.
-    slots: AtomicUsize,
-    producers: Mutex<Vec<Waker>>,
-    /// Set when `producers` may hold a waker.
-    producers_waiting: AtomicBool,
     worker: AtomicWaker,
     work: AtomicBool,
     /// Mirrors `state.closed.is_some()`, so `poll_ready` need not lock.
@@ -145,57 +164,32 @@ impl<T, K> fmt::Debug for Shared<T, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
             .field("config", &self.config)
-            .field("slots", &self.slots)
             .finish_non_exhaustive()
     }
 }
 
 impl<T, K> Shared<T, K> {
-    /// Takes a queue slot if one is free.
-    pub(crate) fn try_reserve(&self) -> bool {
-        let capacity = self.config.capacity;
-        self.slots
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                (used < capacity).then_some(used + 1)
-            })
-            .is_ok()
-    }
-
     /// Takes a queue slot, or registers to be woken when one frees up.
     pub(crate) fn poll_reserve(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.try_reserve() {
+        let mut state = self.state.lock();
+        if state.slots < self.config.capacity {
+            state.slots += 1;
             return Poll::Ready(());
         }
-        let mut producers = lock(&self.producers);
-        // Checked again after registering: `release` frees slots before it wakes producers.
-        if self.try_reserve() {
-            return Poll::Ready(());
-        }
-        if !producers.iter().any(|waker| waker.will_wake(cx.waker())) {
-            producers.push(cx.waker().clone());
-        }
-        self.producers_waiting.store(true, Ordering::Release);
-        // Checked once more: a release between the check above and the flag would not have
-        // looked at the waiters.
-        if self.try_reserve() {
-            return Poll::Ready(());
+        if !state
+            .producers
+            .iter()
+            .any(|waker| waker.will_wake(cx.waker()))
+        {
+            state.producers.push(cx.waker().clone());
         }
         Poll::Pending
     }
 
     /// Gives back `n` queue slots and wakes producers waiting for one.
     pub(crate) fn release(&self, n: usize) {
-        if n == 0 {
-            return;
-        }
-        self.slots.fetch_sub(n, Ordering::AcqRel);
-        // Only look at the waiters when there are some: this runs for every batch.
-        if self.producers_waiting.swap(false, Ordering::AcqRel) {
-            let producers = mem::take(&mut *lock(&self.producers));
-            for waker in producers {
-                waker.wake();
-            }
-        }
+        let producers = self.state.lock().release(n);
+        wake_all(producers);
     }
 
     /// Why new items are refused, if they are.
@@ -204,13 +198,6 @@ impl<T, K> Shared<T, K> {
             return None;
         }
         self.state.lock().closed.clone()
-    }
-
-    /// Counts an item turned away because the queue was full.
-    pub(crate) fn count_dropped(&self) {
-        let mut state = self.state.lock();
-        state.counts.submitted += 1;
-        state.counts.dropped += 1;
     }
 
     pub(crate) fn wake_worker(&self) {
@@ -225,11 +212,8 @@ impl<T, K> Shared<T, K> {
     }
 
     pub(crate) fn release_waiters(&self) {
-        self.producers_waiting.store(false, Ordering::Release);
-        let producers = mem::take(&mut *lock(&self.producers));
-        for waker in producers {
-            waker.wake();
-        }
+        let producers = mem::take(&mut self.state.lock().producers);
+        wake_all(producers);
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -242,19 +226,19 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
         let max_in_flight_per_key = config.max_in_flight_per_key;
         Self {
             config,
+            hasher: RandomState::new(),
             state: parking_lot::Mutex::new(State {
-                open: HashMap::new(),
+                open: OpenBatches::new(),
                 deadlines: VecDeque::new(),
                 ready: ReadyQueue::default(),
-                in_flight_completions: HashMap::new(),
+                in_flight_completions: IdMap::default(),
                 next_id: 0,
                 closed: None,
                 counts: Counts::default(),
                 max_in_flight_per_key,
+                slots: 0,
+                producers: Vec::new(),
             }),
-            slots: AtomicUsize::new(0),
-            producers: Mutex::new(Vec::new()),
-            producers_waiting: AtomicBool::new(false),
             worker: AtomicWaker::new(),
             work: AtomicBool::new(false),
             closed_flag: AtomicBool::new(false),
@@ -263,19 +247,46 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
         }
     }
 
-    /// Adds an item (its slot already reserved) to its key's open batch.
-    pub(crate) fn submit(&self, item: T) -> Result<Arc<Completion>, Failure> {
+    /// Adds an item to its key's open batch. Its slot was reserved already if `reserved`, or
+    /// is taken now if one is free. With `reserve_next`, and while the queue is less than
+    /// half full, a slot is also reserved for the caller's next item, so that its next
+    /// `poll_ready` need not take the lock: never more than half the queue is held that way,
+    /// so producers that hold one and go quiet cannot starve the others.
+    pub(crate) fn submit(
+        &self,
+        item: T,
+        reserved: bool,
+        reserve_next: bool,
+    ) -> Result<Submitted, Refusal> {
         // User code runs before the lock is taken.
         let key = (self.config.key_fn)(&item);
+        let key = Hashed::new(key, &self.hasher);
         let size = self.config.max_bytes.as_ref().map(|(_, size)| size(&item));
         let mut wake_worker = false;
-        let completion = {
+        let submitted = {
             let mut state = self.state.lock();
             if let Some(failure) = &state.closed {
                 let failure = failure.clone();
+                let producers = if reserved {
+                    state.release(1)
+                } else {
+                    Vec::new()
+                };
                 drop(state);
-                self.release(1);
-                return Err(failure);
+                wake_all(producers);
+                return Err(Refusal::Closed(failure));
+            }
+            if !reserved {
+                if state.slots >= self.config.capacity {
+                    state.counts.submitted += 1;
+                    state.counts.dropped += 1;
+                    return Err(Refusal::Full);
+                }
+                state.slots += 1;
+            }
+            let next_reserved = reserve_next && state.slots < self.config.capacity / 2;
+            if next_reserved {
+                state.slots += 1;
             }
             state.counts.submitted += 1;
             state.counts.waiting += 1;
@@ -304,12 +315,15 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
                     state
                         .deadlines
                         .push_back((id, key.clone(), now + self.config.max_wait));
-                    state.open.entry(key.clone()).or_insert(Open {
-                        id,
-                        items: Vec::with_capacity(self.config.max_items.min(1_024)),
-                        bytes: 0,
-                        completion: Arc::default(),
-                    })
+                    state.open.insert_hot(
+                        key.clone(),
+                        Open {
+                            id,
+                            items: Vec::with_capacity(self.config.max_items.min(1_024)),
+                            bytes: 0,
+                            completion: Arc::default(),
+                        },
+                    )
                 }
             };
             open.items.push(item);
@@ -319,12 +333,15 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
                 state.seal(&key, FlushReason::Size);
                 wake_worker = true;
             }
-            completion
+            Submitted {
+                completion,
+                next_reserved,
+            }
         };
         if wake_worker {
             self.wake_worker();
         }
-        Ok(completion)
+        Ok(submitted)
     }
 
     /// Hands every open batch over (for a flush or shutdown) and returns the completions of
@@ -396,7 +413,7 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
     /// Takes the oldest sealed batch that may go to the inner service now; also says whether
     /// another may follow it.
     pub(crate) fn take_dispatchable(&self) -> Option<(Sealed<T, K>, bool)> {
-        let (sealed, more) = {
+        let (sealed, more, producers) = {
             let mut state = self.state.lock();
             if !state.ready.can_dispatch(self.config.max_in_flight) {
                 return None;
@@ -410,9 +427,10 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
                 .in_flight_completions
                 .insert(sealed.id, Arc::clone(&sealed.completion));
             let more = state.ready.can_dispatch(self.config.max_in_flight);
-            (sealed, more)
+            let producers = state.release(sealed.batch.len());
+            (sealed, more, producers)
         };
-        self.release(sealed.batch.len());
+        wake_all(producers);
         Some((sealed, more))
     }
 
@@ -450,9 +468,8 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
             let n: u64 = ready.iter().map(|sealed| sealed.batch.len() as u64).sum();
             state.counts.waiting -= n;
             state.counts.failed += n;
-            let released = n as usize;
+            state.slots -= n as usize;
             drop(state);
-            self.release(released);
             ready.into_iter().map(|sealed| sealed.completion).collect()
         };
         for completion in failed {
@@ -504,7 +521,7 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
 #[derive(Debug)]
 pub(crate) struct Dispatched<K> {
     pub(crate) id: u64,
-    pub(crate) key: K,
+    key: Hashed<K>,
     pub(crate) items: usize,
     pub(crate) completion: Arc<Completion>,
 }
@@ -516,10 +533,29 @@ impl<T, K> Sealed<T, K> {
     {
         Dispatched {
             id: self.id,
-            key: self.batch.key().clone(),
+            key: self.key.clone(),
             items: self.batch.len(),
             completion: Arc::clone(&self.completion),
         }
+    }
+}
+
+impl<T, K> State<T, K> {
+    /// Gives back `n` queue slots; returns the producers to wake if any slot is free.
+    #[must_use = "the producers must be woken, once the lock is released"]
+    fn release(&mut self, n: usize) -> Vec<Waker> {
+        self.slots -= n;
+        if n > 0 {
+            mem::take(&mut self.producers)
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+fn wake_all(wakers: Vec<Waker>) {
+    for waker in wakers {
+        waker.wake();
     }
 }
 
@@ -541,144 +577,23 @@ impl<T, K: Hash + Eq + Clone> State<T, K> {
     }
 
     fn seal_open(&mut self, reason: FlushReason) {
-        let keys: Vec<K> = self.open.keys().cloned().collect();
+        let keys: Vec<Hashed<K>> = self.open.keys().cloned().collect();
         for key in keys {
             self.seal(&key, reason);
         }
     }
 
-    fn seal(&mut self, key: &K, reason: FlushReason) {
+    fn seal(&mut self, key: &Hashed<K>, reason: FlushReason) {
         if let Some(open) = self.open.remove(key) {
             self.ready.push(
                 Sealed {
                     id: open.id,
-                    batch: Batch::new(key.clone(), open.items, reason),
+                    key: key.clone(),
+                    batch: Batch::new(key.key().clone(), open.items, reason),
                     completion: open.completion,
                 },
                 self.max_in_flight_per_key,
             );
         }
-    }
-}
-
-/// Sealed batches, queued per key, and the keys that may send one now.
-///
-/// Finding the next batch to send is O(1) whatever the number of batches waiting: a key is
-/// in `runnable` once when it has a batch ready and room in flight.
-struct ReadyQueue<T, K> {
-    lanes: HashMap<K, Lane<T, K>>,
-    runnable: VecDeque<K>,
-    batches: usize,
-    in_flight: usize,
-}
-
-struct Lane<T, K> {
-    ready: VecDeque<Sealed<T, K>>,
-    in_flight: usize,
-    runnable: bool,
-}
-
-impl<T, K> Default for ReadyQueue<T, K> {
-    fn default() -> Self {
-        Self {
-            lanes: HashMap::new(),
-            runnable: VecDeque::new(),
-            batches: 0,
-            in_flight: 0,
-        }
-    }
-}
-
-impl<T, K: Hash + Eq + Clone> ReadyQueue<T, K> {
-    fn push(&mut self, sealed: Sealed<T, K>, per_key: usize) {
-        let key = sealed.batch.key().clone();
-        self.lanes
-            .entry(key.clone())
-            .or_insert_with(|| Lane {
-                ready: VecDeque::new(),
-                in_flight: 0,
-                runnable: false,
-            })
-            .ready
-            .push_back(sealed);
-        self.batches += 1;
-        self.mark(&key, per_key);
-    }
-
-    /// Queues `key` as runnable if it has a batch ready and room in flight.
-    fn mark(&mut self, key: &K, per_key: usize) {
-        if let Some(lane) = self.lanes.get_mut(key) {
-            if !lane.runnable && lane.in_flight < per_key && !lane.ready.is_empty() {
-                lane.runnable = true;
-                self.runnable.push_back(key.clone());
-            }
-        }
-    }
-
-    fn can_dispatch(&self, max_in_flight: usize) -> bool {
-        self.in_flight < max_in_flight && !self.runnable.is_empty()
-    }
-
-    fn pop(&mut self, per_key: usize) -> Option<Sealed<T, K>> {
-        let key = self.runnable.pop_front()?;
-        let lane = self.lanes.get_mut(&key)?;
-        lane.runnable = false;
-        let sealed = lane.ready.pop_front()?;
-        lane.in_flight += 1;
-        self.batches -= 1;
-        self.in_flight += 1;
-        self.mark(&key, per_key);
-        Some(sealed)
-    }
-
-    fn done(&mut self, key: &K, per_key: usize) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        let Some(lane) = self.lanes.get_mut(key) else {
-            return;
-        };
-        lane.in_flight = lane.in_flight.saturating_sub(1);
-        if lane.ready.is_empty() && lane.in_flight == 0 {
-            self.lanes.remove(key);
-        } else {
-            self.mark(key, per_key);
-        }
-    }
-
-    fn completions(&self) -> impl Iterator<Item = Arc<Completion>> + '_ {
-        self.lanes.values().flat_map(|lane| {
-            lane.ready
-                .iter()
-                .map(|sealed| Arc::clone(&sealed.completion))
-        })
-    }
-
-    /// Takes every ready batch out.
-    fn drain(&mut self) -> Vec<Sealed<T, K>> {
-        self.runnable.clear();
-        self.batches = 0;
-        let mut drained = Vec::new();
-        self.lanes.retain(|_, lane| {
-            lane.runnable = false;
-            drained.extend(lane.ready.drain(..));
-            lane.in_flight > 0
-        });
-        drained
-    }
-
-    /// The batches in flight were given up on.
-    fn forget_in_flight(&mut self) {
-        self.in_flight = 0;
-        self.lanes.retain(|_, lane| {
-            lane.in_flight = 0;
-            !lane.ready.is_empty()
-        });
-    }
-
-    fn is_empty(&self) -> bool {
-        self.batches == 0
-    }
-
-    fn in_flight(&self) -> usize {
-        self.in_flight
     }
 }

@@ -4,15 +4,18 @@ use crate::batch::FlushReason;
 
 /// Counts kept under the state lock, so that a snapshot always satisfies
 /// `submitted == sent + failed + rejected + dropped + queued`.
+///
+/// `repr(C)`: the two that every `call` updates come first.
 #[derive(Debug, Default, Clone)]
+#[repr(C)]
 pub(crate) struct Counts {
     pub(crate) submitted: u64,
+    /// Accepted, not yet handed to the inner service.
+    pub(crate) waiting: u64,
     pub(crate) sent: u64,
     pub(crate) failed: u64,
     pub(crate) rejected: u64,
     pub(crate) dropped: u64,
-    /// Accepted, not yet handed to the inner service.
-    pub(crate) waiting: u64,
     /// Handed to the inner service, which has not answered yet.
     pub(crate) in_flight: u64,
     pub(crate) batches: BatchCounts,

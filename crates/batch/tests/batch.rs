@@ -424,6 +424,68 @@ async fn a_reserved_slot_is_released_when_the_service_is_dropped() {
     assert_ready_ok!(batcher.poll_ready());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_slot_reserved_ahead_counts_against_capacity_and_is_released_on_drop() {
+    let layer = BatchLayer::builder()
+        .max_items(10)
+        .capacity(4)
+        .build()
+        .unwrap();
+    let (inner, _seen) = recorder(0);
+    let (batcher, _worker) = layer.pair(inner);
+    let mut quiet = ServiceSpawn::new(batcher.clone());
+    let mut busy = ServiceSpawn::new(batcher);
+    // With the queue under half full, `call` reserves a slot for the caller's next item ...
+    drop(submit(&mut quiet, 1));
+    // ... which the other producer cannot use while the quiet one holds it.
+    drop(submit(&mut busy, 2));
+    drop(submit(&mut busy, 3));
+    assert_pending!(busy.poll_ready());
+    assert_eq!(busy.get_ref().handle().stats().queue_len, 3);
+    drop(quiet);
+    assert!(busy.is_woken());
+    assert_ready_ok!(busy.poll_ready());
+}
+
+#[tokio::test(start_paused = true)]
+async fn slots_reserved_ahead_never_hold_more_than_half_the_queue() {
+    let capacity = 10;
+    let layer = BatchLayer::builder()
+        .max_items(1)
+        .capacity(capacity)
+        .build()
+        .unwrap();
+    let (inner, seen) = recorder(0);
+    let (batcher, worker) = pair_spawned(&layer, inner);
+    let mut worker = worker;
+    // Producers that each send one item, which is delivered, and go quiet, holding the slot
+    // `call` reserved for their next item.
+    let quiet: Vec<_> = (0..2 * capacity)
+        .map(|i| {
+            let mut producer = ServiceSpawn::new(batcher.get_ref().clone());
+            drop(submit(&mut producer, i as u32));
+            assert_pending!(worker.poll());
+            producer
+        })
+        .collect();
+    assert_eq!(seen.lock().unwrap().len(), 2 * capacity);
+    assert_eq!(batcher.get_ref().handle().stats().queue_len, 0);
+    // The queue is empty; what the quiet producers hold is not.
+    let mut late = ServiceSpawn::new(batcher.get_ref().clone());
+    let mut accepted = 0;
+    while late.poll_ready().is_ready() {
+        drop(late.call(0));
+        accepted += 1;
+    }
+    assert!(
+        accepted >= capacity / 2,
+        "only {accepted} of {capacity} slots left for a new producer"
+    );
+    drop(quiet);
+    assert!(late.is_woken());
+    assert_ready_ok!(late.poll_ready());
+}
+
 #[test]
 fn bad_configuration_is_an_error_from_build() {
     let error = BatchLayer::<u32>::builder()
