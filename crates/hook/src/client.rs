@@ -8,15 +8,29 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::normalize::{self, BadInput, MAX_INPUT};
-use crate::protocol;
-use crate::spool::Spool;
+use crate::size::{self, Fit};
+use crate::store::{NewEvent, Store};
+use crate::{protocol, safety};
 
-/// How long to wait for a relay's answer before trying the next way.
-const RELAY_BUDGET: Duration = Duration::from_millis(300);
+/// How long a running relay has to acknowledge an event before the hook spools it itself.
+const RELAY_ACK_BUDGET: Duration = Duration::from_millis(50);
+/// How long a relay the hook just started has to say it listens.
+const RELAY_START_BUDGET: Duration = Duration::from_millis(300);
+/// The longest a hook waits for another process's write lock on the store.
+const STORE_BUSY_BUDGET: Duration = Duration::from_millis(250);
+
+/// One event ready to hand on: its id, its payload within the size limit, and whether the
+/// size guard had to shrink it.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub event_id: String,
+    pub json: String,
+    pub oversized: bool,
+}
 
 /// Reads the event on stdin and hands it on. Always succeeds from Claude Code's point of view:
 /// a problem is one line on stderr.
@@ -39,21 +53,18 @@ pub fn run(config: &Config) {
             let _ = send_lines(
                 config,
                 &[format!("B {}", bad.kind())],
-                Duration::from_millis(100),
+                Duration::from_millis(50),
             );
             return;
         }
     };
-    let lines: Vec<String> = normalize::payloads(hook_input)
-        .iter()
-        .map(|payload| format!("E {payload}"))
-        .collect();
+    let events = prepare(normalize::payloads(hook_input), config.max_event_bytes);
     let started = Instant::now();
-    match deliver(config, &lines, deadline) {
+    match deliver(config, &events, deadline) {
         Ok(how) if config.verbose => {
             eprintln!(
                 "sluice-hook: {} event(s) {how} in {:.2?}",
-                lines.len(),
+                events.len(),
                 started.elapsed()
             );
         }
@@ -62,36 +73,87 @@ pub fn run(config: &Config) {
     }
 }
 
+/// Gives each payload a time-ordered id (`data.event_id`, so any dashboard can drop
+/// duplicates) and fits it under `max_event_bytes`.
+pub fn prepare(payloads: Vec<Value>, max_event_bytes: usize) -> Vec<Prepared> {
+    payloads
+        .into_iter()
+        .map(|mut payload| {
+            let event_id = uuid::Uuid::now_v7().to_string();
+            if let Some(data) = payload.get_mut("data").and_then(Value::as_object_mut) {
+                data.insert("event_id".to_string(), json!(event_id));
+            }
+            let (json, fit) = size::fit(payload, max_event_bytes);
+            Prepared {
+                event_id,
+                json,
+                oversized: fit != Fit::Unchanged,
+            }
+        })
+        .collect()
+}
+
 fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
-/// Relay, else a relay we start, else the spool, else a direct send; says which.
-fn deliver(config: &Config, lines: &[String], deadline: Instant) -> Result<&'static str, String> {
-    let relay_budget = RELAY_BUDGET.min(remaining(deadline));
-    if send_lines(config, lines, relay_budget).is_ok() {
-        return Ok("handed to the relay");
+/// Relay, else a relay we start, else the store, else a direct send; says which.
+fn deliver(
+    config: &Config,
+    events: &[Prepared],
+    deadline: Instant,
+) -> Result<&'static str, String> {
+    let lines: Vec<String> = events
+        .iter()
+        .map(|e| protocol::event_line(&e.event_id, &e.json, e.oversized))
+        .collect();
+    match send_lines(config, &lines, RELAY_ACK_BUDGET.min(remaining(deadline))) {
+        Ok(()) => return Ok("handed to the relay"),
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!("sluice-hook: {error}; the event goes to the spool");
+        }
+        Err(error) if config.spawn_relay && no_relay(&error) => {
+            if start_relay(config, RELAY_START_BUDGET.min(remaining(deadline)))
+                && send_lines(config, &lines, RELAY_ACK_BUDGET.min(remaining(deadline))).is_ok()
+            {
+                return Ok("handed to a relay just started");
+            }
+        }
+        Err(_) => {}
     }
-    if config.spawn_relay
-        && start_relay(config, RELAY_BUDGET.min(remaining(deadline)))
-        && send_lines(config, lines, RELAY_BUDGET.min(remaining(deadline))).is_ok()
-    {
-        return Ok("handed to a relay just started");
-    }
-    match spool_lines(config, lines) {
-        Ok(()) => Ok("spooled for the next relay"),
-        Err(spool_error) => direct_send(config, lines, remaining(deadline))
+    match store_events(config, events, STORE_BUSY_BUDGET.min(remaining(deadline))) {
+        Ok(()) => Ok("spooled for the relay"),
+        Err(store_error) => direct_send(config, &lines, remaining(deadline))
             .map(|()| "sent directly")
-            .map_err(|error| format!("spool: {spool_error}; direct send: {error}")),
+            .map_err(|error| format!("spool: {store_error}; direct send: {error}")),
     }
+}
+
+/// Whether a failed connect means no relay listens (rather than a relay that is slow).
+fn no_relay(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// Connects to the relay's socket, in a runtime directory we trust, served by our own user.
+fn connect(config: &Config, budget: Duration) -> std::io::Result<UnixStream> {
+    safety::check_dir(&config.runtime_dir).map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => error,
+        _ => std::io::Error::new(std::io::ErrorKind::PermissionDenied, error.to_string()),
+    })?;
+    let stream = UnixStream::connect(config.socket())?;
+    safety::check_peer(&stream)?;
+    let timeout = Some(budget.max(Duration::from_millis(1)));
+    stream.set_write_timeout(timeout)?;
+    stream.set_read_timeout(timeout)?;
+    Ok(stream)
 }
 
 /// Sends request lines to the relay and waits for one acknowledgement each.
 pub fn send_lines(config: &Config, lines: &[String], budget: Duration) -> std::io::Result<()> {
-    let timeout = Some(budget.max(Duration::from_millis(1)));
-    let mut stream = UnixStream::connect(config.socket())?;
-    stream.set_write_timeout(timeout)?;
-    stream.set_read_timeout(timeout)?;
+    let mut stream = connect(config, budget)?;
     let mut request = String::new();
     for line in lines {
         request.push_str(line);
@@ -111,9 +173,7 @@ pub fn send_lines(config: &Config, lines: &[String], budget: Duration) -> std::i
 
 /// Asks the relay for one answer line (stats).
 pub fn request(config: &Config, line: &str, budget: Duration) -> std::io::Result<String> {
-    let mut stream = UnixStream::connect(config.socket())?;
-    stream.set_read_timeout(Some(budget))?;
-    stream.set_write_timeout(Some(budget))?;
+    let mut stream = connect(config, budget)?;
     stream.write_all(format!("{line}\n").as_bytes())?;
     let mut answer = String::new();
     BufReader::new(stream).read_line(&mut answer)?;
@@ -204,21 +264,31 @@ fn start_relay(config: &Config, budget: Duration) -> bool {
     readiness.recv_timeout(budget).unwrap_or(false)
 }
 
-fn spool_lines(config: &Config, lines: &[String]) -> std::io::Result<()> {
-    let spool = Spool::new(&config.state_dir, config.spool_max_bytes)?;
-    for line in lines {
-        if let Some(payload) = line.strip_prefix("E ") {
-            spool.append(payload.as_bytes())?;
-        }
-    }
-    Ok(())
+/// Writes the events into the store itself (no relay answered in time).
+fn store_events(config: &Config, events: &[Prepared], busy: Duration) -> Result<(), String> {
+    safety::private_dir(&config.state_dir).map_err(|e| e.to_string())?;
+    let mut store = Store::open(&config.store_path(), config.spool_max_bytes, busy)
+        .map_err(|e| crate::error_chain(&e))?;
+    let new: Vec<NewEvent<'_>> = events
+        .iter()
+        .map(|e| NewEvent {
+            event_id: &e.event_id,
+            payload: &e.json,
+            oversized: e.oversized,
+        })
+        .collect();
+    store
+        .append(&new)
+        .map(drop)
+        .map_err(|e| crate::error_chain(&e))
 }
 
 /// The payloads of event lines.
 pub fn payloads(lines: &[String]) -> Vec<Value> {
     lines
         .iter()
-        .filter_map(|line| line.strip_prefix("E "))
+        .filter_map(|line| line.get(2..))
+        .map(|rest| protocol::split_event(rest).1)
         .filter_map(|json| serde_json::from_str(json).ok())
         .collect()
 }

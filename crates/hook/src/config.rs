@@ -18,6 +18,8 @@ pub struct Config {
     /// How long the relay lives without events.
     pub idle: Duration,
     pub spool_max_bytes: u64,
+    /// The largest payload sent; bigger events are shrunk by the size guard.
+    pub max_event_bytes: usize,
     pub verbose: bool,
 }
 
@@ -50,6 +52,9 @@ impl Config {
             spool_max_bytes: env("SLUICE_SPOOL_MAX_BYTES")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(64 << 20),
+            max_event_bytes: env("SLUICE_MAX_EVENT_BYTES")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(crate::size::DEFAULT_MAX_EVENT_BYTES),
             verbose: env("SLUICE_LOG").is_some(),
         };
         let mut rest = Vec::new();
@@ -72,12 +77,25 @@ impl Config {
         Ok((config, rest))
     }
 
+    /// One relay per dashboard URL: its socket, lock and store are named after the URL, so a
+    /// hook configured for another dashboard never hands its events to this one's relay.
+    fn url_tag(&self) -> String {
+        format!("{:08x}", crc32fast::hash(self.url.as_bytes()))
+    }
+
     pub fn socket(&self) -> PathBuf {
-        self.runtime_dir.join("relay.sock")
+        self.runtime_dir
+            .join(format!("relay-{}.sock", self.url_tag()))
     }
 
     pub fn relay_lock(&self) -> PathBuf {
-        self.runtime_dir.join("relay.lock")
+        self.runtime_dir
+            .join(format!("relay-{}.lock", self.url_tag()))
+    }
+
+    /// The spool database of this URL's relay.
+    pub fn store_path(&self) -> PathBuf {
+        self.state_dir.join(format!("spool-{}.db", self.url_tag()))
     }
 }
 

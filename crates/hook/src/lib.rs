@@ -13,5 +13,19 @@ mod git;
 pub mod install;
 pub mod normalize;
 pub mod protocol;
-pub mod spool;
+pub mod safety;
+pub mod size;
+pub mod store;
 mod time;
+
+/// An error and its causes on one line: `outer: inner: innermost`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,12 +1,36 @@
 //! The relay's socket protocol: one line per request, one line per answer.
 //!
-//! - `E <json>`: an event payload; answered `A` once it is spooled.
+//! - `E <event_id> <json>`: an event payload; answered `A` once it is in the store.
+//! - `O <event_id> <json>`: the same, for an event the size guard had to shrink (counted).
 //! - `B <kind>`: a hook refused a bad input (counted); answered `A`.
 //! - `S`: the relay's stats; answered with one line of JSON.
 //! - `Q`: flush and exit; answered `A` when done.
+//!
+//! A line longer than [`MAX_LINE`] closes the connection.
 
 pub const EVENT: u8 = b'E';
+pub const OVERSIZED_EVENT: u8 = b'O';
 pub const BAD_INPUT: u8 = b'B';
 pub const STATS: u8 = b'S';
 pub const QUIT: u8 = b'Q';
 pub const ACK: &[u8] = b"A\n";
+/// The longest request line: the largest hook input plus its header.
+pub const MAX_LINE: usize = crate::normalize::MAX_INPUT + 1024;
+
+/// The request line for one event.
+pub fn event_line(event_id: &str, json: &str, oversized: bool) -> String {
+    let kind = if oversized { OVERSIZED_EVENT } else { EVENT };
+    format!("{} {event_id} {json}", kind as char)
+}
+
+/// An event line's id and payload (after its kind byte and space). A line from an older hook
+/// (`E <json>`) has no id: `None`.
+pub fn split_event(rest: &str) -> (Option<&str>, &str) {
+    if rest.starts_with('{') {
+        return (None, rest);
+    }
+    match rest.split_once(' ') {
+        Some((id, json)) => (Some(id), json),
+        None => (None, rest),
+    }
+}

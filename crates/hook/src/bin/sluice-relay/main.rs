@@ -6,9 +6,12 @@
 #![allow(clippy::print_stdout, clippy::exit)] // a command prints its answers and exits
 
 mod dashboard;
+mod deliver;
 mod demo;
 mod direct;
+mod ingest;
 mod relay;
+mod store_worker;
 
 use std::io::Read;
 use std::time::Duration;

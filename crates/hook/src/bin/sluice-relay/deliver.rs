@@ -1,0 +1,131 @@
+//! Delivery from the store: rounds of the oldest events, each about one sink batch, so a
+//! round goes out on one connection in order. An event is deleted from the store only once
+//! the sink confirmed it, and a round stops at its first failure: nothing after a failed
+//! event counts as delivered, so a replay starts exactly there, in order.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use serde_json::Value;
+use sluice_socketio_sink::{Emit, SinkError};
+use tokio::sync::watch;
+
+use sluice_hook::error_chain;
+
+use crate::relay::Relay;
+
+/// The most events in a round, and the sink's batch size (one round, one batch).
+pub(crate) const ROUND_EVENTS: usize = 50;
+/// The most payload bytes in a round, and the sink's batch byte cap.
+pub(crate) const ROUND_BYTES: usize = 1 << 20;
+/// The longest wait before retrying after a failure: delivery resumes this soon after the
+/// dashboard is back, however long it was away.
+pub(crate) const MAX_RETRY_WAIT: Duration = Duration::from_secs(1);
+
+pub(crate) async fn run(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
+    let mut replaying = false;
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        let rows = match relay.store.take(ROUND_EVENTS, ROUND_BYTES).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the store");
+                if pause(Duration::from_millis(200), &mut stopped).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if rows.is_empty() {
+            replaying = false;
+            tokio::select! {
+                () = relay.new_events.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stopped.changed() => {}
+            }
+            continue;
+        }
+        let outcomes: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                let emit = serde_json::from_str::<Value>(&row.payload)
+                    .ok()
+                    .map(|value| relay.sink.emit(Emit::new("claude_event", value)));
+                (row.key, emit)
+            })
+            .collect();
+        let mut confirmed = Vec::with_capacity(outcomes.len());
+        let mut failure = None;
+        let mut unreadable = 0;
+        for (key, outcome) in outcomes {
+            let Some(outcome) = outcome else {
+                // Not JSON: nothing a dashboard could take. Counted, and let go.
+                unreadable += 1;
+                confirmed.push(key);
+                continue;
+            };
+            tokio::select! {
+                result = outcome => match result {
+                    Ok(()) => confirmed.push(key),
+                    Err(error) => {
+                        failure = Some(error);
+                        break;
+                    }
+                },
+                // What is unconfirmed stays in the store for the next relay.
+                _ = stopped.changed() => return,
+            }
+        }
+        let delivered = confirmed.len() as u64 - unreadable;
+        if let Err(error) = relay.store.confirm(confirmed).await {
+            tracing::error!(%error, "cannot record a delivery; the events will be sent again");
+        }
+        let counts = &relay.counts;
+        counts.delivered.fetch_add(delivered, Ordering::Relaxed);
+        counts.unreadable.fetch_add(unreadable, Ordering::Relaxed);
+        if replaying {
+            counts.replayed.fetch_add(delivered, Ordering::Relaxed);
+        }
+        let Some(error) = failure else {
+            continue;
+        };
+        replaying = true;
+        counts.retries.fetch_add(1, Ordering::Relaxed);
+        let wait = retry_wait(&error);
+        let described = error_chain(&error);
+        tracing::debug!(
+            error = described,
+            ?wait,
+            "delivery failed; retrying from the store"
+        );
+        if !matches!(error, SinkError::BreakerOpen { .. }) {
+            *relay
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(described);
+        }
+        if pause(wait, &mut stopped).await {
+            return;
+        }
+    }
+}
+
+fn retry_wait(error: &SinkError) -> Duration {
+    match error {
+        SinkError::BreakerOpen { retry_after } => retry_after
+            .unwrap_or(Duration::from_millis(200))
+            .clamp(Duration::from_millis(20), MAX_RETRY_WAIT),
+        _ => Duration::from_millis(200),
+    }
+}
+
+/// Waits `wait`; true when the relay is stopping.
+async fn pause(wait: Duration, stopped: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => *stopped.borrow(),
+        _ = stopped.changed() => true,
+    }
+}

@@ -1,0 +1,292 @@
+//! The spool: a SQLite database (WAL, `synchronous=NORMAL`) of the events the dashboard has not
+//! yet confirmed, in arrival order, with lifetime counters that survive restarts.
+//!
+//! An event is inserted before the relay acknowledges it to the hook, and deleted by its key in
+//! the transaction that records the dashboard's confirmation, so a SIGKILL of any process loses
+//! nothing acknowledged (a power loss can cost the last transactions before the OS wrote the WAL
+//! out: `synchronous=NORMAL` does not fsync each commit). The byte cap deletes the oldest rows
+//! inside the insert's transaction and counts them. Hook and relay may both write; SQLite's
+//! locking and a busy timeout keep them apart.
+
+mod damage;
+mod legacy;
+mod schema;
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::Serialize;
+
+pub use self::damage::Opened;
+
+/// An event waiting in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Arrival order; never reused.
+    pub key: i64,
+    pub event_id: String,
+    /// The `claude_event` payload, as JSON text.
+    pub payload: String,
+}
+
+/// An event to insert.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    pub event_id: &'a str,
+    pub payload: &'a str,
+    /// Whether the size guard had to shrink it (counted under `oversized`).
+    pub oversized: bool,
+}
+
+/// What the store holds and has done, from its own tables (never by reading the backlog).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Events waiting.
+    pub depth: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// Events deleted unsent by the byte cap, oldest first.
+    pub dropped: u64,
+    /// Events shrunk by the size guard.
+    pub oversized: u64,
+    /// Damaged stores set aside, and unreadable records of an imported legacy spool.
+    pub damaged: u64,
+}
+
+/// A failure of the store.
+#[derive(Debug)]
+pub enum StoreError {
+    Io(std::io::Error),
+    Sqlite(rusqlite::Error),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(_) => f.write_str("spool file error"),
+            Self::Sqlite(_) => f.write_str("spool database error"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(error) => Some(error),
+            Self::Sqlite(error) => Some(error),
+        }
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(error: std::io::Error) -> Self {
+        Self::Io(error)
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Sqlite(error)
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One connection to a store file.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    max_bytes: u64,
+    /// Device and inode of the file opened, to notice it was removed or replaced.
+    file: (u64, u64),
+}
+
+impl Store {
+    /// Opens (creating, mode 0600) the store at `path` without an integrity check: the hook's
+    /// way in. `busy` bounds how long it waits for another writer.
+    pub fn open(path: &Path, max_bytes: u64, busy: Duration) -> Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path)?;
+        let meta = file.metadata()?;
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(busy)?;
+        schema::prepare(&conn)?;
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+            max_bytes,
+            file: (meta.dev(), meta.ino()),
+        })
+    }
+
+    /// Opens the store for the relay: checks its integrity, sets a damaged store aside (and
+    /// copies what can still be read into a fresh one), and imports a legacy `spool.log`.
+    pub fn open_checked(path: &Path, max_bytes: u64) -> Result<(Self, Opened)> {
+        damage::open_checked(path, max_bytes)
+    }
+
+    /// Inserts events in one transaction, after deleting as many of the oldest rows as the
+    /// cap needs (the newest event is always kept, even alone over the cap). Returns the new
+    /// keys and how many old rows the cap deleted.
+    pub fn append(&mut self, events: &[NewEvent<'_>]) -> Result<(Vec<i64>, u64)> {
+        let max = i64::try_from(self.max_bytes).unwrap_or(i64::MAX);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut bytes = schema::counter(&tx, "bytes")?;
+        let mut dropped = 0u64;
+        let mut keys = Vec::with_capacity(events.len());
+        {
+            let mut oldest = tx.prepare_cached("SELECT id, size FROM events ORDER BY id")?;
+            let mut delete = tx.prepare_cached("DELETE FROM events WHERE id <= ?1")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (event_id, payload, size, enqueued_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for event in events {
+                let size = i64::try_from(event.payload.len()).unwrap_or(i64::MAX);
+                if bytes > 0 && bytes.saturating_add(size) > max {
+                    let need = bytes.saturating_add(size) - max;
+                    let (mut freed, mut count, mut last) = (0i64, 0u64, None);
+                    let mut rows = oldest.query([])?;
+                    while let Some(row) = rows.next()? {
+                        last = Some(row.get::<_, i64>(0)?);
+                        freed += row.get::<_, i64>(1)?;
+                        count += 1;
+                        if freed >= need {
+                            break;
+                        }
+                    }
+                    drop(rows);
+                    if let Some(last) = last {
+                        delete.execute([last])?;
+                    }
+                    bytes -= freed;
+                    dropped += count;
+                }
+                insert.execute(params![event.event_id, event.payload, size, now_ms()])?;
+                keys.push(tx.last_insert_rowid());
+                bytes += size;
+            }
+        }
+        let oversized = events.iter().filter(|e| e.oversized).count() as i64;
+        schema::add(&tx, "dropped", i64::try_from(dropped).unwrap_or(i64::MAX))?;
+        schema::add(&tx, "oversized", oversized)?;
+        tx.commit()?;
+        Ok((keys, dropped))
+    }
+
+    /// Up to `limit` of the oldest events, and no more than `max_bytes` of payload (the first
+    /// always, whatever its size).
+    pub fn take(&self, limit: usize, max_bytes: usize) -> Result<Vec<Row>> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT id, event_id, payload FROM events ORDER BY id LIMIT ?1")?;
+        let mut rows = statement.query([i64::try_from(limit).unwrap_or(i64::MAX)])?;
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(row) = rows.next()? {
+            let payload: String = row.get(2)?;
+            if !out.is_empty() && bytes + payload.len() > max_bytes {
+                break;
+            }
+            bytes += payload.len();
+            out.push(Row {
+                key: row.get(0)?,
+                event_id: row.get(1)?,
+                payload,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes the events the dashboard confirmed, in one transaction. A key already gone was
+    /// deleted by the cap while in flight: it arrived after all, so it no longer counts as
+    /// dropped. Returns how many rows were deleted.
+    pub fn confirm(&mut self, keys: &[i64]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut deleted = 0u64;
+        {
+            let mut delete = tx.prepare_cached("DELETE FROM events WHERE id = ?1")?;
+            for key in keys {
+                deleted += delete.execute([key])? as u64;
+            }
+        }
+        let arrived_after_drop = keys.len() as u64 - deleted;
+        if arrived_after_drop > 0 {
+            schema::add(&tx, "dropped", -(arrived_after_drop as i64))?;
+        }
+        tx.commit()?;
+        Ok(deleted)
+    }
+
+    /// The store's counters, from its `meta` table.
+    pub fn counters(&self) -> Result<Counters> {
+        Ok(schema::counters(&self.conn)?)
+    }
+
+    /// Adds to the `damaged` counter.
+    pub fn note_damaged(&self, n: u64) -> Result<()> {
+        schema::add(&self.conn, "damaged", i64::try_from(n).unwrap_or(i64::MAX))?;
+        Ok(())
+    }
+
+    /// Whether `path` still names the file this connection has open (a removed or replaced
+    /// state directory makes it a ghost that no new process can see).
+    pub fn is_current(&self) -> bool {
+        std::fs::metadata(&self.path).is_ok_and(|meta| (meta.dev(), meta.ino()) == self.file)
+    }
+
+    /// Moves every waiting event into `other`, oldest first; returns how many.
+    pub fn move_into(&mut self, other: &mut Self) -> Result<u64> {
+        let rows = self.take(usize::MAX, usize::MAX)?;
+        let events: Vec<NewEvent<'_>> = rows
+            .iter()
+            .map(|row| NewEvent {
+                event_id: &row.event_id,
+                payload: &row.payload,
+                oversized: false,
+            })
+            .collect();
+        other.append(&events)?;
+        let keys: Vec<i64> = rows.iter().map(|row| row.key).collect();
+        self.confirm(&keys)?;
+        Ok(rows.len() as u64)
+    }
+
+    /// The key of the newest event, if any (for tests and diagnostics).
+    pub fn newest_key(&self) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row("SELECT max(id) FROM events", [], |row| {
+                row.get::<_, Option<i64>>(0)
+            })
+            .optional()?
+            .flatten())
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,81 @@
+//! The store's tables: `events` in arrival order, and `meta`, the lifetime counters that
+//! triggers keep exact whoever writes.
+
+use rusqlite::Connection;
+
+use super::Counters;
+
+/// Bumped when the tables change.
+const VERSION: i64 = 1;
+
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id    TEXT    NOT NULL,
+    payload     TEXT    NOT NULL,
+    size        INTEGER NOT NULL,
+    enqueued_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta (name, value) VALUES
+    ('depth', 0), ('bytes', 0), ('dropped', 0), ('oversized', 0), ('damaged', 0);
+CREATE TRIGGER IF NOT EXISTS events_in AFTER INSERT ON events BEGIN
+    UPDATE meta SET value = value + 1 WHERE name = 'depth';
+    UPDATE meta SET value = value + new.size WHERE name = 'bytes';
+END;
+CREATE TRIGGER IF NOT EXISTS events_out AFTER DELETE ON events BEGIN
+    UPDATE meta SET value = value - 1 WHERE name = 'depth';
+    UPDATE meta SET value = value - old.size WHERE name = 'bytes';
+END;
+";
+
+/// Sets WAL mode and creates the tables once (a reader of `user_version` otherwise).
+pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(mode, "the spool is not in WAL mode");
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version != VERSION {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {TABLES} PRAGMA user_version = {VERSION}; COMMIT;"
+        ))?;
+    }
+    Ok(())
+}
+
+pub(super) fn counter(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |row| {
+        row.get(0)
+    })
+}
+
+pub(super) fn add(conn: &Connection, name: &str, n: i64) -> rusqlite::Result<()> {
+    if n != 0 {
+        conn.prepare_cached("UPDATE meta SET value = value + ?2 WHERE name = ?1")?
+            .execute(rusqlite::params![name, n])?;
+    }
+    Ok(())
+}
+
+pub(super) fn counters(conn: &Connection) -> rusqlite::Result<Counters> {
+    let mut counters = Counters::default();
+    let mut statement = conn.prepare_cached("SELECT name, value FROM meta")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let value = u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0);
+        match row.get_ref(0)?.as_str()? {
+            "depth" => counters.depth = value,
+            "bytes" => counters.bytes = value,
+            "dropped" => counters.dropped = value,
+            "oversized" => counters.oversized = value,
+            "damaged" => counters.damaged = value,
+            _ => {}
+        }
+    }
+    Ok(counters)
+}
