@@ -67,7 +67,7 @@ impl Model {
     }
 }
 
-fn open(path: &PathBuf) -> Store {
+fn open(path: &std::path::Path) -> Store {
     Store::open(path, CAP, Duration::from_secs(5)).unwrap()
 }
 

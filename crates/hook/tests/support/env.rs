@@ -25,6 +25,15 @@ impl Env {
         }
     }
 
+    /// The relay's store for this URL.
+    #[allow(dead_code)] // not every test binary looks at the store
+    pub(crate) fn store_path(&self) -> PathBuf {
+        self.dir.join("state").join(format!(
+            "spool-{:08x}.db",
+            crc32fast::hash(self.url.as_bytes())
+        ))
+    }
+
     pub(crate) fn command(&self) -> Command {
         let mut command = Command::new(BIN);
         command

@@ -24,8 +24,10 @@ use crate::store_worker::StoreWorker;
 
 /// The most hook connections served at once; more wait in the listen backlog.
 const MAX_CLIENTS: usize = 128;
-/// How long the relay gives the sink to deliver what it holds when it stops.
+/// How long the relay gives the sink to deliver what it holds when it stops; with a second
+/// each for the delivery loop and the store, a stop takes at most 4 s.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+const STEP_GRACE: Duration = Duration::from_secs(1);
 
 /// Counters of the relay itself (the store keeps its own, across restarts).
 #[derive(Debug, Default)]
@@ -221,9 +223,10 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
     }
     drop(listener);
     let _ = fs::remove_file(&socket);
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, sender).await;
+    let _ = tokio::time::timeout(STEP_GRACE, sender).await;
     watchdog.abort();
     let _ = relay.sink.shutdown(Some(SHUTDOWN_GRACE)).await;
+    let _ = tokio::time::timeout(STEP_GRACE, relay.store.close()).await;
     tracing::info!("relay stopped");
     0
 }

@@ -32,6 +32,8 @@ enum Command {
     Take(usize, usize, Reply<Vec<Row>>),
     Confirm(Vec<i64>, Reply<u64>),
     Counters(Reply<Counters>),
+    /// Makes sure the events are in the file at the store's path, then ends the thread.
+    Close(Reply<()>),
 }
 
 /// A handle on the store's thread; the thread ends when every handle is gone.
@@ -75,6 +77,11 @@ impl StoreWorker {
     pub(crate) async fn counters(&self) -> Result<Counters, String> {
         self.ask(Command::Counters).await
     }
+
+    /// Ends the thread once the events it holds are in the file at the store's path.
+    pub(crate) async fn close(&self) -> Result<(), String> {
+        self.ask(Command::Close).await
+    }
 }
 
 fn run(
@@ -111,6 +118,8 @@ fn run(
                         Err(_) => break,
                     }
                 }
+                // A ghost file would take the events with it when the relay exits.
+                reopen_if_gone(&mut store, path, max_bytes);
                 append_group(&mut store, group);
             }
             Command::Take(limit, max, reply) => {
@@ -121,6 +130,11 @@ fn run(
             }
             Command::Counters(reply) => {
                 let _ = reply.send(store.counters().map_err(|e| error_chain(&e)));
+            }
+            Command::Close(reply) => {
+                reopen_if_gone(&mut store, path, max_bytes);
+                let _ = reply.send(Ok(()));
+                return;
             }
         }
         if checked.elapsed() >= CHECK_EVERY {
@@ -175,7 +189,7 @@ fn reopen_if_gone(store: &mut Store, path: &std::path::Path, max_bytes: u64) {
             ),
         },
         Err(error) => {
-            tracing::error!(%error, path = %path.display(), "the store's file was removed and cannot be made again")
+            tracing::error!(%error, path = %path.display(), "the store's file was removed and cannot be made again");
         }
     }
 }
