@@ -6,16 +6,24 @@
 //! - `cold`: no relay: the hook starts one, hands the event over, and the relay is stopped
 //!   again before the next iteration.
 //! - `concurrent`: events/s sustained by 8 hook processes at a time.
+//! - `store_only`: no relay and none started: the hook writes the store itself.
 //!
 //! Criterion reports medians; the percentiles the targets name (p50, p99 over 500
-//! invocations) are printed at the end.
+//! invocations) are printed at the end, with the relay-level figures: a SIGSTOPped relay, the
+//! latency from a hook's start to the dashboard seeing its event (idle, and at 2,000
+//! events/s), the relay's ingest rate, and the replay of a 100,000-event backlog.
 
 #![allow(missing_docs, clippy::print_stdout)] // criterion_group! items; a bench prints
 
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sluice_dashboard::Dashboard;
+use sluice_dashboard::{Dashboard, Log};
+use sluice_hook::store::{NewEvent, Store};
 
 const INPUT: &[u8] = br#"{"session_id":"3f1c2a9e","transcript_path":"/tmp/t.jsonl","cwd":"/tmp","permission_mode":"default","hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{"command":"git status --short","description":"Show working tree status"}}"#;
 
@@ -32,6 +40,76 @@ fn timed(env: &Env) -> Duration {
     let elapsed = start.elapsed();
     assert!(output.status.success());
     elapsed
+}
+
+/// One hook invocation with the relay never started; returns its wall time.
+fn timed_store_only(env: &Env) -> Duration {
+    let start = Instant::now();
+    let mut child = env
+        .command()
+        .env("SLUICE_NO_SPAWN", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(INPUT).unwrap();
+    assert!(child.wait().unwrap().success());
+    start.elapsed()
+}
+
+fn relay_pid(env: &Env) -> u32 {
+    env.stats()["relay_pid"].as_u64().expect("a relay runs") as u32
+}
+
+fn signal(pid: u32, name: &str) {
+    Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+fn socket(env: &Env) -> PathBuf {
+    std::fs::read_dir(env.dir.join("run"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "sock"))
+        .expect("a relay socket")
+}
+
+/// One event frame, as a hook sends it.
+fn frame(id: &str, n: usize) -> String {
+    let payload = serde_json::json!({"event": "claude_event", "subtype": "user_prompt",
+        "data": {"event_id": id, "prompt": format!("prompt {n}")}});
+    format!("E {id} {payload}\n")
+}
+
+/// Connects, sends one frame and waits for its acknowledgement, as a hook does.
+fn hand_over(socket: &PathBuf, frame: &str) {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream.write_all(frame.as_bytes()).unwrap();
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).unwrap();
+    assert_eq!(answer, "A\n");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until the dashboard has `n` events, polling; returns whether it did.
+fn wait_for(log: &Log, n: usize, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while log.len() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    log.len() >= n
 }
 
 fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
@@ -79,6 +157,14 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
+    let store_only = Env::new("store-only", dashboard.addr());
+    let mut group = c.benchmark_group("store_only");
+    group.sample_size(50);
+    group.bench_function("no_relay_no_spawn", |b| {
+        b.iter(|| timed_store_only(&store_only));
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("concurrent");
     group.sample_size(10);
     const PROCESSES: usize = 8;
@@ -118,8 +204,159 @@ fn bench(c: &mut Criterion) {
             .collect(),
     );
     println!("| no relay (cold start, 30 runs) | {p50:.2?} | {p99:.2?} |");
-    drop((up, down, cold));
+    let (p50, p99) = percentiles((0..300).map(|_| timed_store_only(&store_only)).collect());
+    println!(
+        "| no relay, none started: the hook writes the store (300 runs) | {p50:.2?} | {p99:.2?} |"
+    );
+    let stopped = Env::new("stopped", dashboard.addr());
+    timed(&stopped);
+    let pid = relay_pid(&stopped);
+    signal(pid, "STOP");
+    let (p50, p99) = percentiles((0..100).map(|_| timed(&stopped)).collect());
+    signal(pid, "CONT");
+    println!("| relay SIGSTOPped (100 runs) | {p50:.2?} | {p99:.2?} |");
+    drop((up, down, cold, store_only, stopped));
+
+    relay_figures(&runtime, &dashboard);
     runtime.block_on(dashboard.stop());
+}
+
+/// The relay-level figures, printed.
+fn relay_figures(runtime: &tokio::runtime::Runtime, dashboard: &Dashboard) {
+    let log = dashboard.received().clone();
+
+    // Hook start to the dashboard seeing the event, one at a time (an idle relay).
+    let env = Env::new("latency", dashboard.addr());
+    timed(&env);
+    let mut feed = log.subscribe();
+    let samples: Vec<Duration> = (0..300)
+        .map(|_| {
+            let start = Instant::now();
+            timed(&env);
+            runtime.block_on(feed.recv()).unwrap();
+            start.elapsed()
+        })
+        .collect();
+    let (p50, p99) = percentiles(samples);
+    println!("\nhook start to the dashboard seeing the event, idle relay (300): p50 {p50:.2?}, p99 {p99:.2?}");
+
+    // Frames at 2,000 events/s for 5 s; latency from handing over to the dashboard.
+    log.clear();
+    let socket_path = socket(&env);
+    let rate = 2_000;
+    let total = rate * 5;
+    let start = Instant::now();
+    let sent_at: Vec<Instant> = (0..total)
+        .map(|n| {
+            let due = start + Duration::from_secs_f64(n as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let at = Instant::now();
+            hand_over(&socket_path, &frame(&format!("rate-{n:06}"), n));
+            at
+        })
+        .collect();
+    let mut arrived = vec![None; total];
+    while arrived.iter().any(Option::is_none) {
+        match runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), feed.recv()).await })
+        {
+            Ok(Ok(received)) => {
+                let n = received.data["data"]["event_id"]
+                    .as_str()
+                    .and_then(|id| id.strip_prefix("rate-"))
+                    .and_then(|n| n.parse::<usize>().ok());
+                if let Some(n) = n {
+                    arrived[n].get_or_insert(Instant::now());
+                }
+            }
+            Ok(Err(_)) => continue, // lagged: the log still has them, but not their times
+            Err(_) => break,
+        }
+    }
+    let latencies: Vec<Duration> = arrived
+        .iter()
+        .zip(&sent_at)
+        .filter_map(|(arrived, sent)| Some(arrived.as_ref()?.duration_since(*sent)))
+        .collect();
+    let stats = env.stats();
+    let (p50, p99) = percentiles(latencies.clone());
+    println!(
+        "at {rate} events/s for 5 s: {} of {total} timed, p50 {p50:.2?}, p99 {p99:.2?}; relay stats: {stats}",
+        latencies.len()
+    );
+
+    // Ingest: 8 threads, each handing over frames as hooks do, a connection per event.
+    let ingest = Env::new("ingest", "127.0.0.1:9".parse().unwrap());
+    timed(&ingest);
+    let path = socket(&ingest);
+    const THREADS: usize = 8;
+    const EACH: usize = 2_500;
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for thread in 0..THREADS {
+            let path = &path;
+            scope.spawn(move || {
+                for n in 0..EACH {
+                    hand_over(path, &frame(&format!("in-{thread}-{n}"), n));
+                }
+            });
+        }
+    });
+    let elapsed = start.elapsed();
+    println!(
+        "relay ingest into the store, 8 concurrent senders, {} events: {:.0} events/s",
+        THREADS * EACH,
+        (THREADS * EACH) as f64 / elapsed.as_secs_f64()
+    );
+    drop(ingest);
+
+    // Replay of a 100,000-event backlog: time to the dashboard, and the relay's peak RSS.
+    log.clear();
+    let replay = Env::new("replay", dashboard.addr());
+    std::fs::create_dir_all(replay.dir.join("state")).unwrap();
+    const BACKLOG: usize = 100_000;
+    {
+        let mut store =
+            Store::open(&replay.store_path(), 256 << 20, Duration::from_secs(1)).unwrap();
+        let frames: Vec<(String, String)> = (0..BACKLOG)
+            .map(|n| {
+                let id = format!("backlog-{n:06}");
+                let payload = serde_json::json!({"event": "claude_event", "subtype": "user_prompt",
+                    "data": {"event_id": id, "prompt": format!("prompt {n}")}});
+                (id, payload.to_string())
+            })
+            .collect();
+        let new: Vec<NewEvent<'_>> = frames
+            .iter()
+            .map(|(id, payload)| NewEvent {
+                event_id: id,
+                payload,
+                oversized: false,
+            })
+            .collect();
+        store.append(&new).unwrap();
+    }
+    let start = Instant::now();
+    timed(&replay);
+    let pid = relay_pid(&replay);
+    let mut peak = 0;
+    while log.len() < BACKLOG + 1 && start.elapsed() < Duration::from_secs(300) {
+        peak = peak.max(rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let all = wait_for(&log, BACKLOG + 1, Duration::from_secs(1));
+    println!(
+        "replay of a {BACKLOG}-event backlog: {} in {:.2?}, relay peak RSS {:.1} MiB",
+        if all {
+            "all delivered"
+        } else {
+            "NOT all delivered"
+        },
+        start.elapsed(),
+        peak as f64 / 1024.0
+    );
 }
 
 criterion_group!(benches, bench);

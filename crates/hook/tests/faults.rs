@@ -412,3 +412,82 @@ fn event_ids_are_unique_and_time_ordered() {
         assert_eq!(value["data"]["event_id"], p.event_id.as_str());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_resumes_within_two_seconds_of_the_dashboard_coming_back() {
+    // Today's main: 17 to 20 s after a 45 s outage (breaker backoff capped at 30 s).
+    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = dashboard.addr();
+    let env = Env::new("recovery", addr);
+    assert!(env.hook(&prompt(0)).status.success());
+    let log = dashboard.received().clone();
+    assert!(wait_until(&log, Duration::from_secs(10), |log| distinct(log) == 1).await);
+    let log = dashboard.stop().await;
+    // An outage long enough for every backoff to reach its cap.
+    let outage = Instant::now();
+    let mut n = 1;
+    while outage.elapsed() < Duration::from_secs(12) {
+        assert!(env.hook(&prompt(n)).status.success());
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let back = Instant::now();
+    let _dashboard = Dashboard::start_with_log(addr, log.clone()).await.unwrap();
+    let first = wait_until(&log, Duration::from_secs(10), |log| distinct(log) > 1).await;
+    let resumed = back.elapsed();
+    assert!(first, "nothing arrived after the outage: {}", env.stats());
+    eprintln!("delivery resumed {resumed:?} after the dashboard came back");
+    assert!(
+        resumed < Duration::from_secs(2),
+        "resumed after {resumed:?}"
+    );
+    assert!(wait_until(&log, Duration::from_secs(10), |log| distinct(log) == n).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_relay_exits_only_once_its_store_is_empty() {
+    // Today's main never idle-exited after a cap drop (its pending count stuck at 229).
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let env = Env::new("idle", addr);
+    let hook = |n: usize| {
+        let mut child = env
+            .command()
+            .env("SLUICE_IDLE_SECS", "1")
+            .env("SLUICE_SPOOL_MAX_BYTES", "2000")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&prompt(n)).unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    for n in 0..30 {
+        hook(n);
+    }
+    let pid = relay_pid(&env).expect("a relay runs");
+    let stats = env.stats();
+    assert!(
+        stats["spool_dropped"].as_u64().unwrap() > 0,
+        "the cap bit: {stats}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(alive(pid), "idle, but events wait: it stays");
+    let dashboard = Dashboard::start(addr).await.unwrap();
+    let log = dashboard.received().clone();
+    let depth = stats["spool_depth"].as_u64().unwrap() as usize;
+    assert!(wait_until(&log, Duration::from_secs(10), |log| distinct(log) == depth).await);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !alive(pid),
+        "the store is empty and the relay idle: it exits"
+    );
+}

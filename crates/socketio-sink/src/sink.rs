@@ -34,6 +34,7 @@ pub struct SinkBuilder {
     max_wait: Duration,
     max_bytes: usize,
     queue_capacity: usize,
+    reconnect_backoff: (Duration, Duration),
 }
 
 impl SinkBuilder {
@@ -49,6 +50,7 @@ impl SinkBuilder {
             max_wait: Duration::from_millis(50),
             max_bytes: 64 * 1024,
             queue_capacity: 10_000,
+            reconnect_backoff: (Duration::from_millis(100), Duration::from_secs(5)),
         }
     }
 
@@ -133,6 +135,14 @@ impl SinkBuilder {
         self
     }
 
+    /// Sets the wait before reconnecting after a failed connect: from `initial`, doubling up
+    /// to `max` (default 100 ms to 5 s). A small `max` finds a returning server sooner.
+    #[must_use]
+    pub fn reconnect_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.reconnect_backoff = (initial, max);
+        self
+    }
+
     /// Builds the sink and starts its worker on the current Tokio runtime.
     pub fn build(self) -> Result<SocketIoSink, BoxError> {
         let url = self.connector.url().to_string();
@@ -141,7 +151,7 @@ impl SinkBuilder {
             .max_size(self.max_connections)
             .connect_timeout(self.connect_timeout)
             .wait_timeout(self.wait_timeout)
-            .backoff(Duration::from_millis(100), Duration::from_secs(5))
+            .backoff(self.reconnect_backoff.0, self.reconnect_backoff.1)
             .lifecycle(Goodbye {
                 timeout: Duration::from_secs(1),
             })

@@ -151,6 +151,7 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
             multiplier: 2.0,
             jitter: true,
         })
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
         .max_items(ROUND_EVENTS)
         .max_bytes(ROUND_BYTES)
         .build()
