@@ -119,6 +119,12 @@ impl Store {
         let meta = file.metadata()?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(busy)?;
+        // Closing the last connection would checkpoint the WAL, with an fsync: a hook closes
+        // after every event. Checkpoints still run as the WAL grows (every 1,000 pages).
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )?;
         schema::prepare(&conn)?;
         Ok(Self {
             conn,

@@ -259,6 +259,16 @@ async fn a_runtime_dir_that_is_not_ours_gets_nothing() {
     let rows = store.take(10, usize::MAX).unwrap();
     assert_eq!(rows.len(), 1);
     assert!(rows[0].payload.contains("prompt 7"));
+    for file in std::fs::read_dir(env.store_path().parent().unwrap()).unwrap() {
+        let file = file.unwrap();
+        let mode = file.metadata().unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "{:?} is private: {mode:o}",
+            file.file_name()
+        );
+    }
     assert_eq!(
         std::fs::metadata(&run).unwrap().permissions().mode() & 0o777,
         0o777,
@@ -490,4 +500,65 @@ async fn the_idle_relay_exits_only_once_its_store_is_empty() {
         !alive(pid),
         "the store is empty and the relay idle: it exits"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_for_another_dashboard_gets_its_own_relay() {
+    // Today's main: the relay of the first URL took every later hook's events, whatever
+    // their SLUICE_URL, and spooled them behind an open breaker.
+    let first = Dashboard::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let second = Dashboard::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let env = Env::new("two-urls", first.addr());
+    assert!(env.hook(&prompt(0)).status.success());
+    let other_url = format!("http://{}", second.addr());
+    let output = env
+        .command()
+        .env("SLUICE_URL", &other_url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(&prompt(1))?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(assert_arrives(&first, &["prompt 0"]).await);
+    assert!(assert_arrives(&second, &["prompt 1"]).await);
+    let stats = env
+        .command()
+        .env("SLUICE_URL", &other_url)
+        .arg("stats")
+        .output()
+        .unwrap();
+    let stats: Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(
+        stats["server_url"],
+        other_url.as_str(),
+        "stats name their relay's URL"
+    );
+    let _ = env
+        .command()
+        .env("SLUICE_URL", &other_url)
+        .arg("stop")
+        .output();
+}
+
+/// Waits until the dashboard has exactly these prompts, in order.
+async fn assert_arrives(dashboard: &Dashboard, prompts: &[&str]) -> bool {
+    let log = dashboard.received().clone();
+    wait_until(&log, Duration::from_secs(10), |log| {
+        let got: Vec<String> = log
+            .events()
+            .iter()
+            .filter_map(|e| e.data["data"]["prompt"].as_str().map(str::to_string))
+            .collect();
+        got == prompts
+    })
+    .await
 }
