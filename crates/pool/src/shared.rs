@@ -16,7 +16,7 @@ use std::future::poll_fn;
 use std::mem;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -384,7 +384,8 @@ where
         {
             inner.connecting += 1;
             drop(inner);
-            self.start_connect(cx);
+            // If the connector is not ready, it wakes this caller when it is.
+            let _ = self.start_connect(cx);
             inner = lock(&self.inner);
         }
         if inner.live == 0 && inner.connecting == 0 {
@@ -415,8 +416,9 @@ where
     }
 
     /// Asks the connector for a connection and runs the connect in a task of its own. The
-    /// caller has counted it in `connecting`.
-    fn start_connect(self: &Arc<Self>, cx: &mut Context<'_>) {
+    /// caller has counted it in `connecting`. `Pending` (and uncounted) when the connector
+    /// is not ready: it wakes `cx` when it is.
+    fn start_connect(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<()> {
         let connecting = {
             let mut connector = lock(&self.connector);
             match connector.poll_ready(cx) {
@@ -425,7 +427,7 @@ where
                 Poll::Pending => {
                     // The connector will wake the caller; the next poll tries again.
                     lock(&self.inner).connecting -= 1;
-                    return;
+                    return Poll::Pending;
                 }
             }
         };
@@ -445,6 +447,7 @@ where
             }
             Err(error) => self.connected(Err(error)),
         }
+        Poll::Ready(())
     }
 
     /// Records the end of a connect.
@@ -503,8 +506,8 @@ where
         }
     }
 
-    /// One round of upkeep: evict expired idle connections, health-check the rest when due,
-    /// and top up `min_idle`.
+    /// One round of upkeep: evict expired idle connections and health-check the rest when
+    /// due (`poll_keep_warm` then tops up `min_idle`).
     async fn maintain(self: &Arc<Self>, last_check: &mut Option<Instant>) {
         let now = Instant::now();
         let (expired, to_check) = {
@@ -577,7 +580,11 @@ where
                 }
             }
         }
-        // Keep `min_idle` connections warm.
+    }
+
+    /// Starts connects until `min_idle` connections are alive or connecting. `Pending` when
+    /// the connector is not ready: it wakes `cx` when it is.
+    fn poll_keep_warm(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             {
                 let mut inner = lock(&self.inner);
@@ -587,15 +594,11 @@ where
                     || inner.live + inner.connecting >= self.config.max_size
                     || inner.retry_at.is_some_and(|at| now < at)
                 {
-                    return;
+                    return Poll::Ready(());
                 }
                 inner.connecting += 1;
             }
-            poll_fn(|cx| {
-                self.start_connect(cx);
-                Poll::Ready(())
-            })
-            .await;
+            ready!(self.start_connect(cx));
         }
     }
 }
@@ -615,14 +618,37 @@ pub(crate) async fn maintenance<M, Target, C, L>(
     let mut last_check = None;
     let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick_seen = false;
     loop {
-        interval.tick().await;
-        let Some(shared) = shared.upgrade() else {
+        if !mem::take(&mut tick_seen) {
+            interval.tick().await;
+        }
+        let Some(pool) = shared.upgrade() else {
             return; // the pool is gone
         };
-        if shared.stopped.load(Ordering::Acquire) {
+        if pool.stopped.load(Ordering::Acquire) {
             return;
         }
-        shared.maintain(&mut last_check).await;
+        pool.maintain(&mut last_check).await;
+        drop(pool);
+        // Keep `min_idle` warm. A connector that is not ready wakes this task when it is;
+        // wait for that, but no longer than the next round, so that a pool dropped or
+        // closed meanwhile (or a wake-up the connector gave to a request instead) cannot
+        // keep this task waiting for ever.
+        poll_fn(|cx| {
+            let Some(pool) = shared.upgrade() else {
+                return Poll::Ready(());
+            };
+            if pool.poll_keep_warm(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            tick_seen = interval.poll_tick(cx).is_ready();
+            if tick_seen {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     }
 }
