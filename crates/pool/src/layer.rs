@@ -55,12 +55,12 @@ where
     type Service = Pool<M, Target, L>;
 
     fn layer(&self, connector: M) -> Self::Service {
-        let shared = Arc::new(Shared::new(
+        let shared = Shared::new(
             self.config.clone(),
             self.target.clone(),
             connector,
             Arc::clone(&self.lifecycle),
-        ));
+        );
         // Keeps `min_idle` warm from the start when a runtime is at hand, else from the
         // first request.
         shared.ensure_maintenance();

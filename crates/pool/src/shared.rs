@@ -16,7 +16,7 @@ use std::future::poll_fn;
 use std::mem;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::task::{ready, Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -101,7 +101,11 @@ struct Inner {
     /// Connections alive: idle in a shard, or handed out.
     live: usize,
     connecting: usize,
-    waiters: Vec<Waker>,
+    /// Requests waiting for a connection, each by the id of its `Pool`: one entry per
+    /// waiting service, removed when it stops waiting or is dropped.
+    waiters: Vec<(u64, Waker)>,
+    /// The id of the next `Pool` to wait.
+    next_waiter: u64,
     last_error: Option<Arc<BoxError>>,
     failures: u32,
     /// No connect before this, after a failure.
@@ -137,6 +141,9 @@ pub(crate) struct Shared<M, Target, C, L> {
     stopped: AtomicBool,
     /// Whether the maintenance task was started.
     maintained: AtomicBool,
+    /// Given to connections that answer `Pending`: wakes every waiter when one of them is
+    /// ready, whoever polled it last (see [`BusyWaker`]).
+    busy_waker: Waker,
 }
 
 impl<M, Target, C, L> fmt::Debug for Shared<M, Target, C, L> {
@@ -148,29 +155,9 @@ impl<M, Target, C, L> fmt::Debug for Shared<M, Target, C, L> {
 }
 
 impl<M, Target, C, L> Shared<M, Target, C, L> {
-    pub(crate) fn new(config: Config, target: Target, connector: M, lifecycle: Arc<L>) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let shards = cores.min(config.max_size).clamp(1, 64);
-        Self {
-            shards: (0..shards).map(|_| Shard::new()).collect(),
-            config,
-            target,
-            connector: Mutex::new(connector),
-            lifecycle,
-            inner: Mutex::new(Inner {
-                live: 0,
-                connecting: 0,
-                waiters: Vec::new(),
-                last_error: None,
-                failures: 0,
-                retry_at: None,
-                counts: Counts::default(),
-            }),
-            closed: AtomicBool::new(false),
-            has_waiters: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
-            maintained: AtomicBool::new(false),
-        }
+    /// The waker to poll a connection with after it answered `Pending` to the caller's.
+    pub(crate) fn busy_waker(&self) -> &Waker {
+        &self.busy_waker
     }
 
     fn is_closed(&self) -> bool {
@@ -240,8 +227,29 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
 
     fn wake_waiters(inner: &mut Inner, has_waiters: &AtomicBool) {
         has_waiters.store(false, Ordering::Release);
-        for waker in mem::take(&mut inner.waiters) {
+        for (_, waker) in inner.waiters.drain(..) {
             waker.wake();
+        }
+    }
+
+    /// Tells the waiters a connection is ready: counted first, then waiters checked; `plan`
+    /// does the reverse, so either this sees a waiter that just registered, or that waiter
+    /// sees this count.
+    fn came_ready(&self, shard: &Shard<C>) {
+        shard.returns.fetch_add(1, Ordering::SeqCst);
+        if self.has_waiters.load(Ordering::SeqCst) {
+            Self::wake_waiters(&mut lock(&self.inner), &self.has_waiters);
+        }
+    }
+
+    /// Takes the `Pool` with this id off the waiter list, if it is on it.
+    pub(crate) fn stop_waiting(&self, id: u64) {
+        let mut inner = lock(&self.inner);
+        if let Some(place) = inner.waiters.iter().position(|(waiter, _)| *waiter == id) {
+            inner.waiters.swap_remove(place);
+            if inner.waiters.is_empty() {
+                self.has_waiters.store(false, Ordering::SeqCst);
+            }
         }
     }
 
@@ -267,12 +275,7 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
             }
         }
         if ready {
-            // Counted, then waiters checked; `plan` does the reverse: so either this sees
-            // a waiter that just registered, or that waiter sees this return.
-            shard.returns.fetch_add(1, Ordering::SeqCst);
-            if self.has_waiters.load(Ordering::SeqCst) {
-                Self::wake_waiters(&mut lock(&self.inner), &self.has_waiters);
-            }
+            self.came_ready(shard);
         }
         None
     }
@@ -297,6 +300,38 @@ where
     C: Send + 'static,
     L: Lifecycle<C>,
 {
+    pub(crate) fn new(
+        config: Config,
+        target: Target,
+        connector: M,
+        lifecycle: Arc<L>,
+    ) -> Arc<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let shards = cores.min(config.max_size).clamp(1, 64);
+        Arc::new_cyclic(|shared| Self {
+            shards: (0..shards).map(|_| Shard::new()).collect(),
+            busy_waker: Waker::from(Arc::new(BusyWaker(shared.clone()))),
+            config,
+            target,
+            connector: Mutex::new(connector),
+            lifecycle,
+            inner: Mutex::new(Inner {
+                live: 0,
+                connecting: 0,
+                waiters: Vec::new(),
+                next_waiter: 0,
+                last_error: None,
+                failures: 0,
+                retry_at: None,
+                counts: Counts::default(),
+            }),
+            closed: AtomicBool::new(false),
+            has_waiters: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            maintained: AtomicBool::new(false),
+        })
+    }
+
     /// Puts a connection back after `call`, or closes it if the pool was closed meanwhile.
     pub(crate) fn checkin(&self, mut conn: Conn<C>, used: bool) {
         if used && self.config.idle_timeout.is_some() {
@@ -364,8 +399,14 @@ where
 
     /// Decides what a request that found no ready connection does; starts a connect if
     /// there is room, and registers the caller to be woken.
-    /// `seen` is the count of returns from before the caller looked (see `checkout`).
-    pub(crate) fn plan(self: &Arc<Self>, cx: &mut Context<'_>, seen: u64) -> Plan {
+    /// `seen` is the count of returns from before the caller looked (see `checkout`);
+    /// `waiter` is the caller's id on the waiter list, given on its first wait.
+    pub(crate) fn plan(
+        self: &Arc<Self>,
+        cx: &mut Context<'_>,
+        seen: u64,
+        waiter: &mut Option<u64>,
+    ) -> Plan {
         let now = Instant::now();
         let mut inner = lock(&self.inner);
         if self.is_closed() {
@@ -373,11 +414,8 @@ where
         }
         // One connect per waiting request at most: a caller polled again while its connect
         // is under way must not start another.
-        let registered = inner
-            .waiters
-            .iter()
-            .any(|waker| waker.will_wake(cx.waker()));
-        let demand = inner.waiters.len() + usize::from(!registered);
+        let listed = waiter.is_some_and(|id| inner.waiters.iter().any(|(w, _)| *w == id));
+        let demand = inner.waiters.len() + usize::from(!listed);
         if inner.live + inner.connecting < self.config.max_size
             && inner.connecting < demand
             && inner.retry_at.is_none_or(|at| now >= at)
@@ -393,23 +431,23 @@ where
                 return Plan::Fail(Arc::clone(error));
             }
         }
-        let added = !inner
-            .waiters
-            .iter()
-            .any(|waker| waker.will_wake(cx.waker()));
-        if added {
-            inner.waiters.push(cx.waker().clone());
+        // Listed, or listed again: the list may have been woken and emptied meanwhile.
+        let inner = &mut *inner;
+        match waiter.and_then(|id| inner.waiters.iter_mut().find(|(w, _)| *w == id)) {
+            Some((_, waker)) => waker.clone_from(cx.waker()),
+            None => {
+                let id = *waiter.get_or_insert_with(|| {
+                    inner.next_waiter += 1;
+                    inner.next_waiter
+                });
+                inner.waiters.push((id, cx.waker().clone()));
+            }
         }
         self.has_waiters.store(true, Ordering::SeqCst);
         if self.returns() != seen {
             // A connection came back after this caller looked, maybe before the waker was
-            // in place: look again rather than wait.
-            if added {
-                inner.waiters.pop();
-                if inner.waiters.is_empty() {
-                    self.has_waiters.store(false, Ordering::SeqCst);
-                }
-            }
+            // in place: look again rather than wait. (The caller leaves the list when it
+            // stops waiting.)
             return Plan::Retry;
         }
         Plan::Wait
@@ -469,6 +507,7 @@ where
                     last_used: self.config.idle_timeout.map(|_| now),
                     broken: self.config.fatal.as_ref().map(|_| Arc::default()),
                 });
+                // Counted for `plan`; every waiter is woken below.
                 shard.returns.fetch_add(1, Ordering::SeqCst);
             }
             Ok(conn) => {
@@ -599,6 +638,23 @@ where
                 inner.connecting += 1;
             }
             ready!(self.start_connect(cx));
+        }
+    }
+}
+
+/// The waker a busy connection gets: a connection keeps only the waker of the last task
+/// that polled it, and that task may be gone, or no longer polling the pool, when the
+/// connection becomes ready. This one tells every waiter of the pool instead.
+struct BusyWaker<M, Target, C, L>(Weak<Shared<M, Target, C, L>>);
+
+impl<M, Target, C, L> Wake for BusyWaker<M, Target, C, L> {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.came_ready(shared.local_shard().1);
         }
     }
 }
