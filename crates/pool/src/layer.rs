@@ -12,7 +12,9 @@ use crate::shared::Shared;
 
 /// Wraps a connector (a `Service<Target>` whose responses are connections) in a [`Pool`].
 ///
-/// Each connector it wraps gets a pool of its own.
+/// Each connector it wraps gets a pool of its own. Wrapping needs no runtime (the upkeep
+/// for `min_idle`, lifetimes and health checks then starts when a request first waits), but
+/// the pool must be used within a Tokio runtime: see [`Pool`]'s panics.
 pub struct PoolLayer<Target, L = ()> {
     target: Target,
     config: Config,

@@ -17,6 +17,12 @@ use crate::stats::Eviction;
 /// Sends each request over one of up to `max_size` connections made by a connector `M`.
 ///
 /// Cheap to clone; clones share the connections. See the [crate documentation](crate).
+///
+/// # Panics
+///
+/// `poll_ready` panics outside a Tokio runtime when it must connect or wait: connects run
+/// on tasks spawned on the current runtime, and waits are timed by its clock (with the
+/// `time` driver enabled). Building a pool needs no runtime.
 pub struct Pool<M, Target, L = ()>
 where
     M: Service<Target>,

@@ -456,7 +456,15 @@ where
     /// Asks the connector for a connection and runs the connect in a task of its own. The
     /// caller has counted it in `connecting`. `Pending` (and uncounted) when the connector
     /// is not ready: it wakes `cx` when it is.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime, before asking the connector, with the counts restored.
     fn start_connect(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            lock(&self.inner).connecting -= 1;
+            panic!("sluice-pool connects on tasks of its own: use the pool within a Tokio runtime");
+        };
         let connecting = {
             let mut connector = lock(&self.connector);
             match connector.poll_ready(cx) {
@@ -475,7 +483,7 @@ where
                 let timeout = self.config.connect_timeout;
                 // From now, not from when the task first runs.
                 let deadline = Instant::now() + timeout;
-                tokio::spawn(async move {
+                runtime.spawn(async move {
                     let result = match tokio::time::timeout_at(deadline, future).await {
                         Ok(result) => result.map_err(Into::into),
                         Err(_) => Err(Box::new(ConnectTimedOut { after: timeout }) as BoxError),
