@@ -2,10 +2,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use tower_layer::Layer;
-use tower_service::Service;
 
 use crate::config::{Builder, Config};
-use crate::error::BoxError;
+use crate::connect::Connector;
 use crate::lifecycle::Lifecycle;
 use crate::service::Pool;
 use crate::shared::Shared;
@@ -47,11 +46,8 @@ impl<Target, L> PoolLayer<Target, L> {
 
 impl<M, Target, C, L> Layer<M> for PoolLayer<Target, L>
 where
-    M: Service<Target, Response = C> + Send + 'static,
-    M::Future: Send + 'static,
-    M::Error: Into<BoxError>,
+    M: Connector<Target, Response = C>,
     Target: Clone + Send + Sync + 'static,
-    C: Send + 'static,
     L: Lifecycle<C>,
 {
     type Service = Pool<M, Target, L>;

@@ -85,6 +85,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod config;
+mod connect;
 pub mod error;
 pub mod future;
 mod handle;

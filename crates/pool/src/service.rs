@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
+use crate::connect::Connector;
 use crate::error::{BoxError, Closed, ConnectFailed, PoolTimeout};
 use crate::future::ResponseFuture;
 use crate::handle::PoolHandle;
@@ -17,6 +18,12 @@ use crate::stats::Eviction;
 /// Sends each request over one of up to `max_size` connections made by a connector `M`.
 ///
 /// Cheap to clone; clones share the connections. See the [crate documentation](crate).
+///
+/// The connector `M` is a `Service<Target>` that is `Send + 'static`, whose futures are
+/// `Send + 'static`, whose errors convert into [`BoxError`] and whose responses, the
+/// connections, are `Send + 'static`; the target is `Clone + Send + Sync + 'static`. (The
+/// pool's impls name these bounds through a private `Connector<Target>` trait that every
+/// such service implements.)
 ///
 /// # Panics
 ///
@@ -62,13 +69,13 @@ where
     }
 }
 
+// `Connector` is private on purpose (see connect.rs): every connector a `PoolLayer` wraps
+// meets it, and `Pool`'s docs say what it asks.
+#[allow(private_bounds)]
 impl<M, Target, C, L> Pool<M, Target, L>
 where
-    M: Service<Target, Response = C> + Send + 'static,
-    M::Future: Send + 'static,
-    M::Error: Into<BoxError>,
+    M: Connector<Target, Response = C>,
     Target: Clone + Send + Sync + 'static,
-    C: Send + 'static,
     L: Lifecycle<C>,
 {
     /// A handle to observe and close this pool.
@@ -79,11 +86,9 @@ where
 
 impl<M, Target, C, L, Req> Service<Req> for Pool<M, Target, L>
 where
-    M: Service<Target, Response = C> + Send + 'static,
-    M::Future: Send + 'static,
-    M::Error: Into<BoxError>,
+    M: Connector<Target, Response = C>,
     Target: Clone + Send + Sync + 'static,
-    C: Service<Req> + Send + 'static,
+    C: Service<Req>,
     C::Error: Into<BoxError>,
     L: Lifecycle<C>,
 {
@@ -126,13 +131,11 @@ where
     }
 }
 
+#[allow(private_bounds)] // as above
 impl<M, Target, C, L> Pool<M, Target, L>
 where
-    M: Service<Target, Response = C> + Send + 'static,
-    M::Future: Send + 'static,
-    M::Error: Into<BoxError>,
+    M: Connector<Target, Response = C>,
     Target: Clone + Send + Sync + 'static,
-    C: Send + 'static,
     L: Lifecycle<C>,
 {
     /// Reserves a ready connection, or a failure to give `call`; `Pending` while waiting.

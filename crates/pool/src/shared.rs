@@ -20,9 +20,9 @@ use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tower_service::Service;
 
 use crate::config::Config;
+use crate::connect::Connector;
 use crate::error::{BoxError, ConnectTimedOut};
 use crate::lifecycle::Lifecycle;
 use crate::stats::{Counts, Eviction, Stats};
@@ -293,11 +293,8 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
 
 impl<M, Target, C, L> Shared<M, Target, C, L>
 where
-    M: Service<Target, Response = C> + Send + 'static,
-    M::Future: Send + 'static,
-    M::Error: Into<BoxError>,
+    M: Connector<Target, Response = C>,
     Target: Clone + Send + Sync + 'static,
-    C: Send + 'static,
     L: Lifecycle<C>,
 {
     pub(crate) fn new(
@@ -672,11 +669,8 @@ pub(crate) async fn maintenance<M, Target, C, L>(
     shared: Weak<Shared<M, Target, C, L>>,
     period: Duration,
 ) where
-    M: Service<Target, Response = C> + Send + 'static,
-    M::Future: Send + 'static,
-    M::Error: Into<BoxError>,
+    M: Connector<Target, Response = C>,
     Target: Clone + Send + Sync + 'static,
-    C: Send + 'static,
     L: Lifecycle<C>,
 {
     let mut last_check = None;
