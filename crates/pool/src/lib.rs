@@ -92,8 +92,11 @@ mod handle;
 mod layer;
 mod lifecycle;
 mod service;
+mod shard;
 mod shared;
 mod stats;
+mod wait;
+mod worker;
 
 pub use crate::config::Builder;
 pub use crate::error::{

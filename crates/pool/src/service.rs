@@ -12,8 +12,10 @@ use crate::error::{BoxError, Closed, ConnectFailed, PoolTimeout};
 use crate::future::ResponseFuture;
 use crate::handle::PoolHandle;
 use crate::lifecycle::Lifecycle;
-use crate::shared::{Conn, Plan, Shared};
+use crate::shard::Conn;
+use crate::shared::Shared;
 use crate::stats::Eviction;
+use crate::wait::Plan;
 
 /// Sends each request over one of up to `max_size` connections made by a connector `M`.
 ///
