@@ -25,7 +25,9 @@ use crate::wait::Plan;
 /// `Send + 'static`, whose errors convert into [`BoxError`] and whose responses, the
 /// connections, are `Send + 'static`; the target is `Clone + Send + Sync + 'static`. (The
 /// pool's impls name these bounds through a private `Connector<Target>` trait that every
-/// such service implements.)
+/// such service implements.) Prefer an owned target (a `String`, an address) to a borrowed
+/// one: with a `&'static str`, a pool used inside `tokio::spawn` does not compile today
+/// (rustc cannot prove the connector's impl for every lifetime it erases in the task).
 ///
 /// # Panics
 ///
