@@ -3,9 +3,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tower_service::Service;
-
-use crate::error::BoxError;
+use crate::connect::Connector;
 use crate::lifecycle::Lifecycle;
 use crate::shared::Shared;
 use crate::stats::Stats;
@@ -20,11 +18,8 @@ pub(crate) trait Control: Send + Sync + fmt::Debug {
 
 impl<M, Target, C, L> Control for Shared<M, Target, C, L>
 where
-    M: Service<Target, Response = C> + Send + 'static,
-    M::Future: Send + 'static,
-    M::Error: Into<BoxError>,
+    M: Connector<Target, Response = C>,
     Target: Clone + Send + Sync + 'static,
-    C: Send + 'static,
     L: Lifecycle<C>,
 {
     fn stats(&self) -> Stats {

@@ -2,17 +2,18 @@ use std::fmt;
 use std::sync::Arc;
 
 use tower_layer::Layer;
-use tower_service::Service;
 
 use crate::config::{Builder, Config};
-use crate::error::BoxError;
+use crate::connect::Connector;
 use crate::lifecycle::Lifecycle;
 use crate::service::Pool;
 use crate::shared::Shared;
 
 /// Wraps a connector (a `Service<Target>` whose responses are connections) in a [`Pool`].
 ///
-/// Each connector it wraps gets a pool of its own.
+/// Each connector it wraps gets a pool of its own. Wrapping needs no runtime (the upkeep
+/// for `min_idle`, lifetimes and health checks then starts when a request first waits), but
+/// the pool must be used within a Tokio runtime: see [`Pool`]'s panics.
 pub struct PoolLayer<Target, L = ()> {
     target: Target,
     config: Config,
@@ -45,22 +46,19 @@ impl<Target, L> PoolLayer<Target, L> {
 
 impl<M, Target, C, L> Layer<M> for PoolLayer<Target, L>
 where
-    M: Service<Target, Response = C> + Send + 'static,
-    M::Future: Send + 'static,
-    M::Error: Into<BoxError>,
+    M: Connector<Target, Response = C>,
     Target: Clone + Send + Sync + 'static,
-    C: Send + 'static,
     L: Lifecycle<C>,
 {
     type Service = Pool<M, Target, L>;
 
     fn layer(&self, connector: M) -> Self::Service {
-        let shared = Arc::new(Shared::new(
+        let shared = Shared::new(
             self.config.clone(),
             self.target.clone(),
             connector,
             Arc::clone(&self.lifecycle),
-        ));
+        );
         // Keeps `min_idle` warm from the start when a runtime is at hand, else from the
         // first request.
         shared.ensure_maintenance();

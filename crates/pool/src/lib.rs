@@ -67,6 +67,13 @@
 //! pool needs no restart. Errors of the connections pass through unchanged. `poll_ready`
 //! fails only with [`Closed`], once [`PoolHandle::close`] was called.
 //!
+//! # Runtime
+//!
+//! The pool runs on Tokio: connects, closes and the upkeep run on tasks spawned on the
+//! current runtime, and `connect_timeout`, `wait_timeout` and the backoff use Tokio's clock,
+//! so its time driver must be enabled. A pool can be built anywhere, but `poll_ready` panics
+//! outside a runtime as soon as it has to connect or wait, as `tokio::spawn` does.
+//!
 //! # Stats
 //!
 //! [`PoolHandle::stats`] reports live, idle, in-use and connecting connections, waiting
@@ -78,14 +85,18 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod config;
+mod connect;
 pub mod error;
 pub mod future;
 mod handle;
 mod layer;
 mod lifecycle;
 mod service;
+mod shard;
 mod shared;
 mod stats;
+mod wait;
+mod worker;
 
 pub use crate::config::Builder;
 pub use crate::error::{

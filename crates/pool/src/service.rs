@@ -7,16 +7,33 @@ use std::task::{Context, Poll};
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
+use crate::connect::Connector;
 use crate::error::{BoxError, Closed, ConnectFailed, PoolTimeout};
 use crate::future::ResponseFuture;
 use crate::handle::PoolHandle;
 use crate::lifecycle::Lifecycle;
-use crate::shared::{Conn, Plan, Shared};
+use crate::shard::Conn;
+use crate::shared::Shared;
 use crate::stats::Eviction;
+use crate::wait::Plan;
 
 /// Sends each request over one of up to `max_size` connections made by a connector `M`.
 ///
 /// Cheap to clone; clones share the connections. See the [crate documentation](crate).
+///
+/// The connector `M` is a `Service<Target>` that is `Send + 'static`, whose futures are
+/// `Send + 'static`, whose errors convert into [`BoxError`] and whose responses, the
+/// connections, are `Send + 'static`; the target is `Clone + Send + Sync + 'static`. (The
+/// pool's impls name these bounds through a private `Connector<Target>` trait that every
+/// such service implements.) Prefer an owned target (a `String`, an address) to a borrowed
+/// one: with a `&'static str`, a pool used inside `tokio::spawn` does not compile today
+/// (rustc cannot prove the connector's impl for every lifetime it erases in the task).
+///
+/// # Panics
+///
+/// `poll_ready` panics outside a Tokio runtime when it must connect or wait: connects run
+/// on tasks spawned on the current runtime, and waits are timed by its clock (with the
+/// `time` driver enabled). Building a pool needs no runtime.
 pub struct Pool<M, Target, L = ()>
 where
     M: Service<Target>,
@@ -26,6 +43,8 @@ where
     reserved: Option<Reserved<M::Response>>,
     /// Bounds the wait for a connection: the timer and when the wait began.
     wait: Option<(Pin<Box<Sleep>>, Instant)>,
+    /// This service's id on the pool's waiter list while it waits.
+    waiter: Option<u64>,
 }
 
 enum Reserved<C> {
@@ -42,17 +61,25 @@ where
             shared,
             reserved: None,
             wait: None,
+            waiter: None,
+        }
+    }
+
+    /// Leaves the pool's waiter list, if on it.
+    fn stop_waiting(&mut self) {
+        if let Some(id) = self.waiter.take() {
+            self.shared.stop_waiting(id);
         }
     }
 }
 
+// `Connector` is private on purpose (see connect.rs): every connector a `PoolLayer` wraps
+// meets it, and `Pool`'s docs say what it asks.
+#[allow(private_bounds)]
 impl<M, Target, C, L> Pool<M, Target, L>
 where
-    M: Service<Target, Response = C> + Send + 'static,
-    M::Future: Send + 'static,
-    M::Error: Into<BoxError>,
+    M: Connector<Target, Response = C>,
     Target: Clone + Send + Sync + 'static,
-    C: Send + 'static,
     L: Lifecycle<C>,
 {
     /// A handle to observe and close this pool.
@@ -63,11 +90,9 @@ where
 
 impl<M, Target, C, L, Req> Service<Req> for Pool<M, Target, L>
 where
-    M: Service<Target, Response = C> + Send + 'static,
-    M::Future: Send + 'static,
-    M::Error: Into<BoxError>,
+    M: Connector<Target, Response = C>,
     Target: Clone + Send + Sync + 'static,
-    C: Service<Req> + Send + 'static,
+    C: Service<Req>,
     C::Error: Into<BoxError>,
     L: Lifecycle<C>,
 {
@@ -79,39 +104,11 @@ where
         if self.reserved.is_some() {
             return Poll::Ready(Ok(()));
         }
-        loop {
-            let (ready, seen) = self.take_ready(cx);
-            if let Some(conn) = ready {
-                self.wait = None;
-                self.reserved = Some(Reserved::Conn(conn));
-                return Poll::Ready(Ok(()));
-            }
-            match self.shared.plan(cx, seen) {
-                Plan::Retry => continue,
-                Plan::Closed => return Poll::Ready(Err(Box::new(Closed::new()))),
-                Plan::Fail(error) => {
-                    // Nothing to wait for: give the caller the real connect error now.
-                    self.wait = None;
-                    let error = Box::new(ConnectFailed::new(error));
-                    self.reserved = Some(Reserved::Failed(error));
-                    return Poll::Ready(Ok(()));
-                }
-                Plan::Wait => break,
-            }
+        let poll = self.reserve(cx);
+        if poll.is_ready() {
+            self.stop_waiting();
         }
-        self.shared.ensure_maintenance();
-        let timeout = self.shared.config.wait_timeout;
-        let (timer, started) = self
-            .wait
-            .get_or_insert_with(|| (Box::pin(tokio::time::sleep(timeout)), Instant::now()));
-        if timer.as_mut().poll(cx).is_ready() {
-            let waited = started.elapsed();
-            self.wait = None;
-            let error = PoolTimeout::new(waited, self.shared.last_error());
-            self.reserved = Some(Reserved::Failed(Box::new(error)));
-            return Poll::Ready(Ok(()));
-        }
-        Poll::Pending
+        poll
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
@@ -138,15 +135,63 @@ where
     }
 }
 
+#[allow(private_bounds)] // as above
 impl<M, Target, C, L> Pool<M, Target, L>
 where
-    M: Service<Target, Response = C> + Send + 'static,
-    M::Future: Send + 'static,
-    M::Error: Into<BoxError>,
+    M: Connector<Target, Response = C>,
     Target: Clone + Send + Sync + 'static,
-    C: Send + 'static,
     L: Lifecycle<C>,
 {
+    /// Reserves a ready connection, or a failure to give `call`; `Pending` while waiting.
+    fn reserve<Req>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>>
+    where
+        C: Service<Req>,
+        C::Error: Into<BoxError>,
+    {
+        // A connection may come back, or a busy one become ready, just as this caller
+        // turns to wait: it looks again, a few times in one poll at most (a connection
+        // out of coop budget wakes its waker at once, every time).
+        let mut looks = 0;
+        loop {
+            looks += 1;
+            let (ready, seen) = self.take_ready(cx);
+            if let Some(conn) = ready {
+                self.wait = None;
+                self.reserved = Some(Reserved::Conn(conn));
+                return Poll::Ready(Ok(()));
+            }
+            match self.shared.plan(cx, seen, &mut self.waiter) {
+                Plan::Retry if looks < 4 => continue,
+                Plan::Retry => {
+                    cx.waker().wake_by_ref();
+                    break;
+                }
+                Plan::Closed => return Poll::Ready(Err(Box::new(Closed::new()))),
+                Plan::Fail(error) => {
+                    // Nothing to wait for: give the caller the real connect error now.
+                    self.wait = None;
+                    let error = Box::new(ConnectFailed::new(error));
+                    self.reserved = Some(Reserved::Failed(error));
+                    return Poll::Ready(Ok(()));
+                }
+                Plan::Wait => break,
+            }
+        }
+        self.shared.ensure_maintenance();
+        let timeout = self.shared.config.wait_timeout;
+        let (timer, started) = self
+            .wait
+            .get_or_insert_with(|| (Box::pin(tokio::time::sleep(timeout)), Instant::now()));
+        if timer.as_mut().poll(cx).is_ready() {
+            let waited = started.elapsed();
+            self.wait = None;
+            let error = PoolTimeout::new(waited, self.shared.last_error());
+            self.reserved = Some(Reserved::Failed(Box::new(error)));
+            return Poll::Ready(Ok(()));
+        }
+        Poll::Pending
+    }
+
     /// Takes out the first idle connection that is ready, evicting broken and expired ones
     /// on the way and putting busy ones back. Also returns the count of returns seen before
     /// the first look.
@@ -173,14 +218,24 @@ where
                 self.shared.evict(conn, reason);
                 continue;
             }
-            match conn.conn.poll_ready(cx) {
+            let mut polled = conn.conn.poll_ready(cx);
+            if polled.is_pending() {
+                // It keeps only the last poller's waker, and this caller may stop polling:
+                // poll it again for the pool's, which wakes every waiter. The returns are
+                // noted first, so that it cannot wake them before this caller is listed.
+                seen.get_or_insert_with(|| self.shared.returns());
+                polled = conn
+                    .conn
+                    .poll_ready(&mut Context::from_waker(self.shared.busy_waker()));
+            }
+            match polled {
                 Poll::Ready(Ok(())) => break Some(conn),
                 Poll::Ready(Err(error)) => {
                     let error: BoxError = error.into();
                     tracing::debug!(target: "sluice_pool", %error, "connection broken");
                     self.shared.evict(conn, Eviction::Broken);
                 }
-                // It registered our waker; it wakes us when it can take a request.
+                // It wakes the pool's waiters when it can take a request.
                 Poll::Pending => busy.push(conn),
             }
         };
@@ -206,6 +261,7 @@ where
     M: Service<Target>,
 {
     fn drop(&mut self) {
+        self.stop_waiting();
         if let Some(Reserved::Conn(conn)) = self.reserved.take() {
             self.shared.give_back(conn);
         }

@@ -1,0 +1,141 @@
+//! Requests that found no ready connection: what they do (connect, wait or fail), the list
+//! of waiters, and the waker that tells them all when a busy connection becomes ready.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Wake, Waker};
+
+use tokio::time::Instant;
+
+use crate::connect::Connector;
+use crate::error::BoxError;
+use crate::lifecycle::Lifecycle;
+use crate::shard::Shard;
+use crate::shared::{lock, Inner, Shared};
+
+/// What a request without a ready connection should do.
+pub(crate) enum Plan {
+    /// A connection came back meanwhile: look again.
+    Retry,
+    /// Wait: a connection may free up, or a connect is under way.
+    Wait,
+    /// Fail now: nothing is alive or connecting, and the last connect failed.
+    Fail(Arc<BoxError>),
+    /// The pool is closed.
+    Closed,
+}
+
+impl<M, Target, C, L> Shared<M, Target, C, L> {
+    /// The waker to poll a connection with after it answered `Pending` to the caller's.
+    pub(crate) fn busy_waker(&self) -> &Waker {
+        &self.busy_waker
+    }
+
+    pub(crate) fn wake_waiters(inner: &mut Inner, has_waiters: &AtomicBool) {
+        has_waiters.store(false, Ordering::Release);
+        for (_, waker) in inner.waiters.drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Tells the waiters a connection is ready: counted first, then waiters checked; `plan`
+    /// does the reverse, so either this sees a waiter that just registered, or that waiter
+    /// sees this count.
+    pub(crate) fn came_ready(&self, shard: &Shard<C>) {
+        shard.returns.fetch_add(1, Ordering::SeqCst);
+        if self.has_waiters.load(Ordering::SeqCst) {
+            Self::wake_waiters(&mut lock(&self.inner), &self.has_waiters);
+        }
+    }
+
+    /// Takes the `Pool` with this id off the waiter list, if it is on it.
+    pub(crate) fn stop_waiting(&self, id: u64) {
+        let mut inner = lock(&self.inner);
+        if let Some(place) = inner.waiters.iter().position(|(waiter, _)| *waiter == id) {
+            inner.waiters.swap_remove(place);
+            if inner.waiters.is_empty() {
+                self.has_waiters.store(false, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+impl<M, Target, C, L> Shared<M, Target, C, L>
+where
+    M: Connector<Target, Response = C>,
+    Target: Clone + Send + Sync + 'static,
+    L: Lifecycle<C>,
+{
+    /// Decides what a request that found no ready connection does; starts a connect if
+    /// there is room, and registers the caller to be woken.
+    /// `seen` is the count of returns from before the caller looked (see `checkout`);
+    /// `waiter` is the caller's id on the waiter list, given on its first wait.
+    pub(crate) fn plan(
+        self: &Arc<Self>,
+        cx: &mut Context<'_>,
+        seen: u64,
+        waiter: &mut Option<u64>,
+    ) -> Plan {
+        let now = Instant::now();
+        let mut inner = lock(&self.inner);
+        if self.is_closed() {
+            return Plan::Closed;
+        }
+        // One connect per waiting request at most: a caller polled again while its connect
+        // is under way must not start another.
+        let listed = waiter.is_some_and(|id| inner.waiters.iter().any(|(w, _)| *w == id));
+        let demand = inner.waiters.len() + usize::from(!listed);
+        if inner.live + inner.connecting < self.config.max_size
+            && inner.connecting < demand
+            && inner.retry_at.is_none_or(|at| now >= at)
+        {
+            inner.connecting += 1;
+            drop(inner);
+            // If the connector is not ready, it wakes this caller when it is.
+            let _ = self.start_connect(cx);
+            inner = lock(&self.inner);
+        }
+        if inner.live == 0 && inner.connecting == 0 {
+            if let Some(error) = &inner.last_error {
+                return Plan::Fail(Arc::clone(error));
+            }
+        }
+        // Listed, or listed again: the list may have been woken and emptied meanwhile.
+        let inner = &mut *inner;
+        match waiter.and_then(|id| inner.waiters.iter_mut().find(|(w, _)| *w == id)) {
+            Some((_, waker)) => waker.clone_from(cx.waker()),
+            None => {
+                let id = *waiter.get_or_insert_with(|| {
+                    inner.next_waiter += 1;
+                    inner.next_waiter
+                });
+                inner.waiters.push((id, cx.waker().clone()));
+            }
+        }
+        self.has_waiters.store(true, Ordering::SeqCst);
+        if self.returns() != seen {
+            // A connection came back after this caller looked, maybe before the waker was
+            // in place: look again rather than wait. (The caller leaves the list when it
+            // stops waiting.)
+            return Plan::Retry;
+        }
+        Plan::Wait
+    }
+}
+
+/// The waker a busy connection gets: a connection keeps only the waker of the last task
+/// that polled it, and that task may be gone, or no longer polling the pool, when the
+/// connection becomes ready. This one tells every waiter of the pool instead.
+pub(crate) struct BusyWaker<M, Target, C, L>(pub(crate) Weak<Shared<M, Target, C, L>>);
+
+impl<M, Target, C, L> Wake for BusyWaker<M, Target, C, L> {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.came_ready(shared.local_shard().1);
+        }
+    }
+}
