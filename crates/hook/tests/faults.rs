@@ -562,3 +562,58 @@ async fn assert_arrives(dashboard: &Dashboard, prompts: &[&str]) -> bool {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_drops_exactly_the_oldest_and_counts_them() {
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let env = Env::new("cap-oldest", addr);
+    let total = 400;
+    for n in 0..total {
+        let mut child = env
+            .command()
+            .env("SLUICE_SPOOL_MAX_BYTES", "20000")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&prompt(n)).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    let dropped = env.stats()["spool_dropped"].as_u64().unwrap() as usize;
+    assert!(
+        dropped > 0 && dropped < total,
+        "the cap bit: {}",
+        env.stats()
+    );
+    let dashboard = Dashboard::start(addr).await.unwrap();
+    let log = dashboard.received().clone();
+    assert!(
+        wait_until(&log, Duration::from_secs(10), |log| distinct(log)
+            == total - dropped)
+        .await
+    );
+    let numbers: Vec<usize> = log
+        .events()
+        .iter()
+        .filter_map(|e| {
+            e.data["data"]["prompt"]
+                .as_str()?
+                .strip_prefix("prompt ")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(
+        numbers,
+        (dropped..total).collect::<Vec<_>>(),
+        "the newest, each once, in order"
+    );
+    assert_eq!(
+        env.stats()["spool_dropped"].as_u64().unwrap() as usize,
+        dropped
+    );
+}
