@@ -242,6 +242,7 @@ fn relay_figures(runtime: &tokio::runtime::Runtime, dashboard: &Dashboard) {
 
     // Frames at 2,000 events/s for 5 s; latency from handing over to the dashboard.
     log.clear();
+    let before = env.stats();
     let socket_path = socket(&env);
     let rate = 2_000;
     let total = rate * 5;
@@ -282,8 +283,11 @@ fn relay_figures(runtime: &tokio::runtime::Runtime, dashboard: &Dashboard) {
         .collect();
     let stats = env.stats();
     let (p50, p99) = percentiles(latencies.clone());
+    let grew = |key: &str| stats[key].as_f64().unwrap_or(0.0) - before[key].as_f64().unwrap_or(0.0);
+    let mean_batch = grew("delivered") / grew("delivery_rounds").max(1.0);
     println!(
-        "at {rate} events/s for 5 s: {} of {total} timed, p50 {p50:.2?}, p99 {p99:.2?}; relay stats: {stats}",
+        "at {rate} events/s for 5 s: {} of {total} timed, p50 {p50:.2?}, p99 {p99:.2?}, \
+         mean batch {mean_batch:.1} events (delivered / delivery rounds)",
         latencies.len()
     );
 

@@ -84,6 +84,7 @@ pub(crate) async fn run(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
             tracing::error!(%error, "cannot record a delivery; the events will be sent again");
         }
         let counts = &relay.counts;
+        counts.rounds.fetch_add(1, Ordering::Relaxed);
         counts.delivered.fetch_add(delivered, Ordering::Relaxed);
         counts.unreadable.fetch_add(unreadable, Ordering::Relaxed);
         if replaying {

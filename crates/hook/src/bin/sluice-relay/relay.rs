@@ -37,6 +37,8 @@ pub(crate) struct Counts {
     pub(crate) delivered: AtomicU64,
     pub(crate) replayed: AtomicU64,
     pub(crate) retries: AtomicU64,
+    /// Delivery rounds (about one sink batch each): `delivered / rounds` is the mean batch.
+    pub(crate) rounds: AtomicU64,
     /// Stored payloads that were not JSON, let go.
     pub(crate) unreadable: AtomicU64,
 }
@@ -257,6 +259,7 @@ impl Relay {
             set("delivered", load(&counts.delivered));
             set("replayed", load(&counts.replayed));
             set("send_retries", load(&counts.retries));
+            set("delivery_rounds", load(&counts.rounds));
             set("unreadable", load(&counts.unreadable));
             let last_error = self
                 .last_error
