@@ -46,6 +46,21 @@ impl fmt::Display for EmitTimedOut {
 
 impl std::error::Error for EmitTimedOut {}
 
+/// A written batch was not acknowledged within `ack_timeout`; the connection is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckTimedOut {
+    /// The timeout that passed.
+    pub after: Duration,
+}
+
+impl fmt::Display for AckTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no ack within {:?}", self.after)
+    }
+}
+
+impl std::error::Error for AckTimedOut {}
+
 /// The connection failed: a write error, the server closed it, or the handshake failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionLost {
@@ -106,6 +121,8 @@ pub enum SinkError {
     EmitTimedOut(Duration),
     /// The connection failed while emitting.
     ConnectionLost(String),
+    /// The server did not acknowledge the batch in time (written, maybe received).
+    AckTimedOut(Duration),
     /// The event's namespace is not the sink's.
     WrongNamespace(WrongNamespace),
     /// Anything else.
@@ -155,6 +172,9 @@ impl SinkError {
         if let Some(timeout) = error.downcast_ref::<EmitTimedOut>() {
             return Some(Self::EmitTimedOut(timeout.after));
         }
+        if let Some(timeout) = error.downcast_ref::<AckTimedOut>() {
+            return Some(Self::AckTimedOut(timeout.after));
+        }
         if let Some(lost) = error.downcast_ref::<ConnectionLost>() {
             return Some(Self::ConnectionLost(lost.message.clone()));
         }
@@ -191,6 +211,7 @@ impl fmt::Display for SinkError {
             Self::PoolTimeout(None) => f.write_str("no connection in time"),
             Self::EmitTimedOut(after) => write!(f, "emit not written within {after:?}"),
             Self::ConnectionLost(message) => write!(f, "connection lost: {message}"),
+            Self::AckTimedOut(after) => write!(f, "no ack within {after:?}"),
             Self::WrongNamespace(wrong) => wrong.fmt(f),
             Self::Other(error) => error.fmt(f),
         }

@@ -25,19 +25,38 @@
 //!
 //! # Delivery
 //!
-//! An event counts as sent once `emit` wrote it to a connection whose namespace the server
-//! accepted. That is "written", not "received": an event written just before the connection
-//! dies can be lost without an error (the server offers no cheap acknowledgement). Events
-//! that fail are counted as failed, events turned away while the breaker is open or the queue
-//! is full as dropped; each emit's future tells which, so a caller can keep them (the hook's
-//! spool does).
+//! With [`Delivery::Acknowledged`] (the default) an event counts as sent once the server
+//! acknowledged it. The last emit of a batch asks for an ack; Socket.IO keeps a
+//! connection's events in order and servers handle them in order, so that one ack confirms
+//! the batch and every batch written before it on the connection. Never more than one ack
+//! is outstanding per connection: while one travels, the next batches are written and the
+//! ack after it confirms them. An ack that does not come within
+//! [`ack_timeout`](SinkBuilder::ack_timeout) (5 s) fails the batches waiting for it with
+//! [`SinkError::AckTimedOut`] and the connection is replaced. Events written but not yet
+//! acknowledged are counted as `unconfirmed` (within `queued`).
+//!
+//! With [`Delivery::Written`] an event counts as sent once it was written to a connection
+//! whose namespace the server accepted: "written", not "received". An event written just
+//! before the connection dies can be lost without an error.
+//!
+//! **Which one does a server need?** Servers that acknowledge an emit that asks for it
+//! (claude-mpm's dashboard, python-socketio, Node socket.io and socketioxide handlers that
+//! take an ack callback and call it) work with `Acknowledged`. A server whose handler for the
+//! event ignores the ack never answers: every batch then fails with `AckTimedOut` after
+//! `ack_timeout`, and the sink's `unconfirmed` stays up while `sent` stays at 0. That is
+//! the sign to build the sink with `.delivery(Delivery::Written)`.
+//!
+//! Events that fail are counted as failed, events turned away while the breaker is open or
+//! the queue is full as dropped; each emit's future tells which, so a caller can keep them
+//! (the hook's spool does).
 //!
 //! # What the client's defects cost us
 //!
 //! `rust_socketio` 0.6 is used behind one small module, which waits for the namespace to be
 //! accepted before a connection is used, turns its reconnect loop off (the pool reconnects
 //! with backoff), bounds every emit with a timeout, treats any emit error as a broken
-//! connection, never uses `emit_with_ack`, and sends an array as one argument.
+//! connection, keeps at most one `emit_with_ack` outstanding per connection (its ack ids
+//! collide and panic otherwise), and sends an array as one argument.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -46,9 +65,10 @@ mod client;
 mod connection;
 mod emit;
 pub mod error;
+mod pipeline;
 mod sink;
 
 pub use crate::connection::{Connection, SocketIoConnector};
-pub use crate::emit::{Emit, Encoded, Encoding, Name};
+pub use crate::emit::{Delivery, Emit, Encoded, Encoding, Name};
 pub use crate::error::{BoxError, SinkError};
 pub use crate::sink::{EmitFuture, SinkBuilder, SinkStats, SocketIoSink};

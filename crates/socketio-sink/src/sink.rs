@@ -3,6 +3,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -13,15 +15,16 @@ use sluice_pool::{PoolHandle, PoolLayer};
 use tower::{Service, ServiceBuilder};
 
 use crate::connection::{Goodbye, SocketIoConnector};
-use crate::emit::{Emit, Encoded, Encoding, Name};
+use crate::emit::{Delivery, Emit, Encoded, Encoding, Name};
 use crate::error::{BoxError, SinkError};
 
 /// Builds a [`SocketIoSink`]; get one from [`SocketIoSink::builder`].
 ///
 /// The defaults are the reference system's: 5 connections; the breaker opens after 5
 /// failures in a row, for 30 s; batches of at most 10 events, at most 50 ms after the first,
-/// grouped by namespace. Plus: a queue of 10,000 events that drops the newest when full (an
-/// emit never waits), 5 s to connect, 5 s per emit, 2 s to wait for a connection.
+/// grouped by namespace. Plus: delivery confirmed by the server's ack (5 s to come, 8
+/// batches on their way at once), a queue of 10,000 events that drops the newest when full
+/// (an emit never waits), 5 s to connect, 5 s per emit, 2 s to wait for a connection.
 #[derive(Debug, Clone)]
 pub struct SinkBuilder {
     connector: SocketIoConnector,
@@ -34,6 +37,7 @@ pub struct SinkBuilder {
     max_wait: Duration,
     max_bytes: usize,
     queue_capacity: usize,
+    max_in_flight: Option<usize>,
 }
 
 impl SinkBuilder {
@@ -49,6 +53,7 @@ impl SinkBuilder {
             max_wait: Duration::from_millis(50),
             max_bytes: 64 * 1024,
             queue_capacity: 10_000,
+            max_in_flight: None,
         }
     }
 
@@ -133,6 +138,31 @@ impl SinkBuilder {
         self
     }
 
+    /// Sets when an event counts as sent (default [`Delivery::Acknowledged`]; see the
+    /// [crate documentation](crate#delivery) for which one a server needs).
+    #[must_use]
+    pub fn delivery(mut self, delivery: Delivery) -> Self {
+        self.connector = self.connector.delivery(delivery);
+        self
+    }
+
+    /// Sets how long a written batch waits for the server's ack (default 5 s). Past it the
+    /// batch fails with [`SinkError::AckTimedOut`] and its connection is replaced.
+    #[must_use]
+    pub fn ack_timeout(mut self, timeout: Duration) -> Self {
+        self.connector = self.connector.ack_timeout(timeout);
+        self
+    }
+
+    /// Sets how many batches may be on their way at once (default: 8 with
+    /// [`Delivery::Acknowledged`], written while earlier ones wait for their ack; 1 with
+    /// [`Delivery::Written`], as before acks). They share one connection, in order.
+    #[must_use]
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = Some(n);
+        self
+    }
+
     /// Builds the sink and starts its worker on the current Tokio runtime.
     pub fn build(self) -> Result<SocketIoSink, BoxError> {
         let url = self.connector.url().to_string();
@@ -150,14 +180,22 @@ impl SinkBuilder {
             .consecutive_failures(self.failure_threshold)
             .open_backoff(self.open_duration)
             .build()?;
+        let max_in_flight = self
+            .max_in_flight
+            .unwrap_or(match self.connector.delivery_kind() {
+                Delivery::Written => 1,
+                _ => 8,
+            });
+        let unconfirmed = self.connector.unconfirmed();
         let mut batch = BatchLayer::builder()
             .max_items(self.max_items)
+            .max_in_flight_per_key(max_in_flight)
             .max_wait(self.max_wait)
             .capacity(self.queue_capacity)
             .overflow(Overflow::DropNewest)
-            // One batch per namespace in flight (the default) keeps the namespace's order
-            // across connections; the next batch is called in the same poll of the worker in
-            // which the previous one finished, so the socket does not idle between them.
+            // A namespace's batches are called in order and a connection stays ready while
+            // it carries some, so they all go to the same connection, which writes them in
+            // call order (see `Connection`).
             .key_fn(|event: &Encoded| event.namespace().clone())
             .rejected_if(|error| error.is::<BreakerOpen>());
         if self.connector.encoding_kind() == Encoding::Array {
@@ -181,6 +219,7 @@ impl SinkBuilder {
             server_url: url,
             namespace,
             max_connections: self.max_connections,
+            unconfirmed,
         })
     }
 }
@@ -195,6 +234,7 @@ pub struct SocketIoSink {
     server_url: String,
     namespace: String,
     max_connections: usize,
+    unconfirmed: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for SocketIoSink {
@@ -213,8 +253,8 @@ impl SocketIoSink {
     }
 
     /// Queues `emit` and returns at once, never waiting for the network. The returned future
-    /// resolves when the event was written, or with why not; dropping it does not withdraw
-    /// the event.
+    /// resolves when the event was delivered (acknowledged, or written in
+    /// [`Delivery::Written`]), or with why not; dropping it does not withdraw the event.
     ///
     /// The payload is serialized here, on the caller's thread (see [`Encoded`]).
     pub fn emit(&self, emit: Emit) -> EmitFuture {
@@ -228,7 +268,7 @@ impl SocketIoSink {
         }
     }
 
-    /// Resolves once everything emitted before the call was written or failed.
+    /// Resolves once everything emitted before the call was delivered or failed.
     pub async fn flush(&self) {
         self.batch.flush().await;
     }
@@ -263,6 +303,8 @@ impl SocketIoSink {
             dropped_breaker_open: batch.rejected,
             dropped_queue_full: batch.dropped,
             queued: batch.queued,
+            // Counted within `queued`: it never exceeds it, even between the two reads.
+            unconfirmed: self.unconfirmed.load(Ordering::Relaxed).min(batch.queued),
             connects: pool.created,
             reconnects: pool.created.saturating_sub(1).min(pool.evicted.total()),
             connect_failures: pool.connect_failures,
@@ -292,7 +334,7 @@ impl Service<Emit> for SocketIoSink {
     }
 }
 
-/// Resolves when an emitted event was written, or with why not.
+/// Resolves when an emitted event was delivered, or with why not.
 pub struct EmitFuture {
     inner: Option<Result<sluice_batch::future::ResponseFuture, SinkError>>,
 }
@@ -322,9 +364,10 @@ impl Future for EmitFuture {
 
 /// A snapshot of the sink: the reference system's `get_stats` fields, and ours.
 ///
-/// `submitted == sent + failed + dropped + queued` in every snapshot; `total_events_sent`
-/// counts events written to a connection whose namespace the server accepted, never events
-/// merely queued.
+/// `submitted == sent + failed + dropped + queued` in every snapshot; `sent` counts events
+/// the server acknowledged ([`Delivery::Acknowledged`]) or that were written to a
+/// connection whose namespace it accepted ([`Delivery::Written`]), never events merely
+/// queued or written and not yet acknowledged (those are `unconfirmed`, within `queued`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct SinkStats {
@@ -334,7 +377,7 @@ pub struct SinkStats {
     pub available_connections: usize,
     /// Connections open.
     pub active_connections: usize,
-    /// Events written (same as `sent`).
+    /// Events delivered (same as `sent`).
     pub total_events_sent: u64,
     /// Events that failed on the way (same as `failed`).
     pub total_errors: u64,
@@ -348,7 +391,8 @@ pub struct SinkStats {
     pub server_url: String,
     /// Events handed to `emit`.
     pub submitted: u64,
-    /// Events written.
+    /// Events delivered: acknowledged by the server (or written, in
+    /// [`Delivery::Written`]).
     pub sent: u64,
     /// Events that failed on the way (connect, emit, timeout).
     pub failed: u64,
@@ -358,8 +402,11 @@ pub struct SinkStats {
     pub dropped_breaker_open: u64,
     /// Of `dropped`: the queue was full.
     pub dropped_queue_full: u64,
-    /// Events accepted and not yet answered.
+    /// Events accepted and not yet answered: waiting, being written or waiting for their
+    /// ack.
     pub queued: u64,
+    /// Of `queued`: written and waiting for the server's ack.
+    pub unconfirmed: u64,
     /// Connections made.
     pub connects: u64,
     /// Connections made to replace lost ones.

@@ -11,16 +11,8 @@ use sluice_socketio_sink::{Emit, Encoding, SinkError, SocketIoSink};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-fn event(seq: u64) -> Emit {
-    Emit::new("claude_event", json!({ "seq": seq, "type": "hook" }))
-}
-
-fn seqs(log: &Log) -> Vec<u64> {
-    log.events()
-        .iter()
-        .filter_map(|r| r.data.get("seq").and_then(Value::as_u64))
-        .collect()
-}
+mod support;
+use support::{event, seqs};
 
 /// Emits `events`, checks every outcome, and returns what the server has once it received
 /// `frames` emits.
