@@ -5,7 +5,8 @@
 //!
 //! - `connect()` returns before the server accepted the namespace, and emitting before that
 //!   loses events: a connection counts as open only after the `"open"` callback (the
-//!   namespace's CONNECT), and a CONNECT_ERROR becomes [`NamespaceRefused`].
+//!   namespace's CONNECT), and a CONNECT_ERROR becomes [`NamespaceRefused`] (recognised by
+//!   the exact text the client reports it with: see [`CONNECT_ERROR_PREFIX`]).
 //! - Its reconnect loop spins when the server is gone for long: it is turned off, the pool
 //!   reconnects with backoff instead.
 //! - `emit` has no timeout and `"close"` does not fire on transport loss: every write runs
@@ -31,7 +32,9 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::emit::{Delivery, Name};
-use crate::error::{AckTimedOut, BoxError, ConnectionLost, EmitTimedOut, NamespaceRefused};
+use crate::error::{
+    AckTimedOut, BoxError, ConnectError, ConnectionLost, EmitTimedOut, LostHow, NamespaceRefused,
+};
 
 /// The single argument of an event.
 #[derive(Debug)]
@@ -79,7 +82,7 @@ pub(crate) struct LinkConfig {
 #[derive(Debug, Clone)]
 pub(crate) enum Broken {
     /// The transport failed or the server closed it.
-    Lost(String),
+    Lost(Arc<dyn std::error::Error + Send + Sync>),
     /// A write took longer than the emit timeout.
     EmitTimedOut(Duration),
     /// An acknowledgement did not come within the ack timeout.
@@ -89,7 +92,7 @@ pub(crate) enum Broken {
 impl Broken {
     fn into_error(self) -> BoxError {
         match self {
-            Self::Lost(message) => Box::new(ConnectionLost { message }),
+            Self::Lost(cause) => Box::new(ConnectionLost::new(cause)),
             Self::EmitTimedOut(after) => Box::new(EmitTimedOut { after }),
             Self::AckTimedOut(after) => Box::new(AckTimedOut { after }),
         }
@@ -132,7 +135,7 @@ impl Health {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-            .unwrap_or_else(|| Broken::Lost("connection broken".to_string()))
+            .unwrap_or_else(|| Broken::Lost(Arc::new(LostHow::ServerClosed)))
     }
 }
 
@@ -183,11 +186,11 @@ impl Link {
                 let message = describe(&payload);
                 // Before "open", an error is the answer to our CONNECT.
                 signal(&on_error, Err(message.clone()));
-                error_health.fail(Broken::Lost(message));
+                error_health.fail(Broken::Lost(Arc::new(LostHow::ClientReported(message))));
                 async {}.boxed()
             })
             .on("close", move |_, _| {
-                close_health.fail(Broken::Lost("the server closed the connection".to_string()));
+                close_health.fail(Broken::Lost(Arc::new(LostHow::ServerClosed)));
                 async {}.boxed()
             });
         if let Some(auth) = &config.auth {
@@ -196,27 +199,19 @@ impl Link {
         for (name, value) in &config.headers {
             builder = builder.opening_header(name.as_str(), value.as_str());
         }
-        let client = builder.connect().await.map_err(|error| -> BoxError {
-            Box::new(ConnectionLost {
-                message: error.to_string(),
-            })
-        })?;
+        let client = builder
+            .connect()
+            .await
+            .map_err(|error| -> BoxError { Box::new(ConnectError::new(&config.url, error)) })?;
         match accepted.await {
             Ok(Ok(())) => Ok(Self { client, health }),
             Ok(Err(message)) => {
                 let _ = client.disconnect().await;
-                if message.contains("ConnectError") {
-                    Err(Box::new(NamespaceRefused {
-                        namespace: config.namespace.clone(),
-                        message,
-                    }))
-                } else {
-                    Err(Box::new(ConnectionLost { message }))
-                }
+                Err(refusal(&config.namespace, message))
             }
-            Err(_) => Err(Box::new(ConnectionLost {
-                message: "the client stopped before the namespace was accepted".to_string(),
-            })),
+            Err(_) => Err(Box::new(ConnectionLost::new(Arc::new(
+                LostHow::StoppedBeforeOpen,
+            )))),
         }
     }
 
@@ -275,14 +270,43 @@ impl Link {
     }
 
     fn lost(&self, error: rust_socketio::Error) -> BoxError {
-        let message = error.to_string();
-        self.health.fail(Broken::Lost(message.clone()));
-        Box::new(ConnectionLost { message })
+        let cause: Arc<dyn std::error::Error + Send + Sync> = Arc::new(error);
+        self.health.fail(Broken::Lost(Arc::clone(&cause)));
+        Box::new(ConnectionLost::new(cause))
     }
 
     /// Closes the connection politely, within `timeout`.
     pub(crate) async fn close(self, timeout: Duration) {
         let _ = tokio::time::timeout(timeout, self.client.disconnect()).await;
+    }
+}
+
+/// What rust_socketio 0.6 puts before a CONNECT_ERROR packet's data when it reports it.
+///
+/// The client hands a CONNECT_ERROR to us only as the text of an `"error"` callback, built
+/// as this prefix and the packet's data (`PacketId::ConnectError` in its
+/// `asynchronous/client/client.rs`): no typed route exists. So the refusal is recognised by
+/// this exact prefix, not by a substring anywhere in the text, and the server's own message
+/// is read from the data after it.
+const CONNECT_ERROR_PREFIX: &str = "Received an ConnectError frame: ";
+
+/// The error for an `"error"` callback that came before the namespace was accepted.
+fn refusal(namespace: &str, reported: String) -> BoxError {
+    match reported.strip_prefix(CONNECT_ERROR_PREFIX) {
+        Some(data) => {
+            let parsed = serde_json::from_str::<Value>(data).ok();
+            let message = match parsed.as_ref().and_then(|v| v.get("message")) {
+                Some(Value::String(message)) => message.clone(),
+                _ => data.to_string(),
+            };
+            Box::new(NamespaceRefused {
+                namespace: namespace.to_string(),
+                message,
+            })
+        }
+        None => Box::new(ConnectionLost::new(Arc::new(LostHow::ClientReported(
+            reported,
+        )))),
     }
 }
 
@@ -319,5 +343,28 @@ mod tests {
             assert_eq!(Argument::Json(text.clone()).into_payload(name), parsed);
         }
         assert!(is_plain("claude_event") && is_plain("héllo ✓"));
+    }
+
+    #[test]
+    fn a_connect_error_frame_is_a_refusal_and_anything_else_a_lost_connection() {
+        let refused = refusal(
+            "/admin",
+            format!("{CONNECT_ERROR_PREFIX}{{\"message\":\"Invalid namespace\"}}"),
+        );
+        let refused = refused.downcast_ref::<NamespaceRefused>().unwrap();
+        assert_eq!(
+            (refused.namespace.as_str(), refused.message.as_str()),
+            ("/admin", "Invalid namespace")
+        );
+        // A transport error that merely mentions ConnectError is not a refusal.
+        let lost = refusal("/", "websocket: ConnectError while reading".to_string());
+        let lost = lost.downcast_ref::<ConnectionLost>().unwrap();
+        let how = std::error::Error::source(lost)
+            .and_then(|cause| cause.downcast_ref::<LostHow>())
+            .unwrap();
+        assert_eq!(
+            how,
+            &LostHow::ClientReported("websocket: ConnectError while reading".to_string())
+        );
     }
 }

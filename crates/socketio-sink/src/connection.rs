@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use crate::client::{Argument, Link, LinkConfig};
 use crate::emit::{Delivery, Emit, Encoded, Encoding, Name};
-use crate::error::{BoxError, WrongNamespace};
+use crate::error::{host_of, BoxError, ConnectError, WrongNamespace};
 use crate::pipeline::Pipeline;
 
 /// Makes Socket.IO connections for the pool: a `Service<()>` whose responses are
@@ -26,6 +26,40 @@ pub struct SocketIoConnector {
     encoding: Encoding,
     /// Events written and not yet acknowledged, over every connection made.
     unconfirmed: Arc<AtomicU64>,
+    /// The last connect error with its cause, for the sink's stats.
+    last_failure: Arc<LastFailure>,
+}
+
+/// The last connect that failed in the connector, described with its host and cause (the
+/// pool keeps only the error's one-line text).
+#[derive(Debug, Default)]
+pub(crate) struct LastFailure(std::sync::Mutex<Option<(String, String)>>);
+
+impl LastFailure {
+    fn record(&self, error: &BoxError) {
+        if let Some(connect) = error.downcast_ref::<ConnectError>() {
+            let full = format!("{connect} ({})", connect.reason());
+            *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((connect.to_string(), full));
+        }
+    }
+
+    /// `pool_error` (the pool's last connect error, as text) with its host and cause:
+    /// `cannot connect to 127.0.0.1:9 (connection refused)`.
+    pub(crate) fn describe(&self, pool_error: String, url: &str) -> String {
+        let last = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*last {
+            Some((line, full)) if *line == pool_error => full.clone(),
+            // Not ours: a connect timeout, made by the pool around the connector.
+            _ => format!("cannot connect to {} ({pool_error})", host_of(url)),
+        }
+    }
 }
 
 impl fmt::Debug for SocketIoConnector {
@@ -57,6 +91,7 @@ impl SocketIoConnector {
             }),
             encoding: Encoding::PerEvent,
             unconfirmed: Arc::default(),
+            last_failure: Arc::default(),
         }
     }
 
@@ -133,6 +168,10 @@ impl SocketIoConnector {
     pub(crate) fn unconfirmed(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.unconfirmed)
     }
+
+    pub(crate) fn last_failure(&self) -> Arc<LastFailure> {
+        Arc::clone(&self.last_failure)
+    }
 }
 
 impl Service<()> for SocketIoConnector {
@@ -148,8 +187,11 @@ impl Service<()> for SocketIoConnector {
         let config = Arc::clone(&self.config);
         let encoding = self.encoding;
         let unconfirmed = Arc::clone(&self.unconfirmed);
+        let last_failure = Arc::clone(&self.last_failure);
         Box::pin(async move {
-            let link = Link::open(&config).await?;
+            let link = Link::open(&config)
+                .await
+                .inspect_err(|error| last_failure.record(error))?;
             tracing::debug!(target: "sluice_socketio", url = %config.url, "connected");
             Ok(Connection::start(link, config, encoding, unconfirmed))
         })

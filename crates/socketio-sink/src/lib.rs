@@ -70,5 +70,5 @@ mod sink;
 
 pub use crate::connection::{Connection, SocketIoConnector};
 pub use crate::emit::{Delivery, Emit, Encoded, Encoding, Name};
-pub use crate::error::{BoxError, SinkError};
+pub use crate::error::{BoxError, ConnectError, SinkError};
 pub use crate::sink::{EmitFuture, SinkBuilder, SinkStats, SocketIoSink};

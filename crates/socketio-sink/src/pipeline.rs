@@ -22,7 +22,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::client::{Argument, Broken, Link, LinkConfig};
 use crate::emit::{Delivery, Name};
-use crate::error::{AckTimedOut, BoxError, EmitTimedOut};
+use crate::error::{AckTimedOut, BoxError, EmitTimedOut, LostHow};
 
 /// One event on the wire: its name and single argument.
 pub(crate) type Event = (Name, Argument);
@@ -335,9 +335,7 @@ impl Drop for Abandoned<'_> {
             .unconfirmed
             .fetch_sub(self.counted, Ordering::Relaxed);
         if self.armed {
-            self.link.fail(Broken::Lost(
-                "a batch was abandoned mid-delivery".to_string(),
-            ));
+            self.link.fail(Broken::Lost(Arc::new(LostHow::Abandoned)));
         }
     }
 }

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use serde::Serialize;
 use sluice_batch::{BatchHandle, BatchLayer, Batcher, Overflow, ShutdownTimedOut};
 use sluice_breaker::{BreakerHandle, BreakerOpen, CircuitBreakerLayer, OpenDuration, State};
 use sluice_pool::{PoolHandle, PoolLayer};
 use tower::{Service, ServiceBuilder};
 
-use crate::connection::{Goodbye, SocketIoConnector};
+use crate::connection::{Goodbye, LastFailure, SocketIoConnector};
 use crate::emit::{Delivery, Emit, Encoded, Encoding, Name};
 use crate::error::{BoxError, SinkError};
 
@@ -187,6 +188,7 @@ impl SinkBuilder {
                 _ => 8,
             });
         let unconfirmed = self.connector.unconfirmed();
+        let last_failure = self.connector.last_failure();
         let mut batch = BatchLayer::builder()
             .max_items(self.max_items)
             .max_in_flight_per_key(max_in_flight)
@@ -220,6 +222,7 @@ impl SinkBuilder {
             namespace,
             max_connections: self.max_connections,
             unconfirmed,
+            last_failure,
         })
     }
 }
@@ -235,6 +238,7 @@ pub struct SocketIoSink {
     namespace: String,
     max_connections: usize,
     unconfirmed: Arc<AtomicU64>,
+    last_failure: Arc<LastFailure>,
 }
 
 impl fmt::Debug for SocketIoSink {
@@ -264,7 +268,7 @@ impl SocketIoSink {
     /// Queues an event whose payload is JSON text already; otherwise as [`emit`](Self::emit).
     pub fn emit_encoded(&self, event: Encoded) -> EmitFuture {
         EmitFuture {
-            inner: Some(Ok(self.batcher.try_call(event))),
+            inner: self.batcher.try_call(event),
         }
     }
 
@@ -309,7 +313,9 @@ impl SocketIoSink {
             reconnects: pool.created.saturating_sub(1).min(pool.evicted.total()),
             connect_failures: pool.connect_failures,
             breaker_transitions: breaker.transitions,
-            last_error: pool.last_connect_error,
+            last_error: pool
+                .last_connect_error
+                .map(|error| self.last_failure.describe(error, &self.server_url)),
         }
     }
 
@@ -334,9 +340,12 @@ impl Service<Emit> for SocketIoSink {
     }
 }
 
-/// Resolves when an emitted event was delivered, or with why not.
-pub struct EmitFuture {
-    inner: Option<Result<sluice_batch::future::ResponseFuture, SinkError>>,
+pin_project! {
+    /// Resolves when an emitted event was delivered, or with why not.
+    pub struct EmitFuture {
+        #[pin]
+        inner: sluice_batch::future::ResponseFuture,
+    }
 }
 
 impl fmt::Debug for EmitFuture {
@@ -348,17 +357,11 @@ impl fmt::Debug for EmitFuture {
 impl Future for EmitFuture {
     type Output = Result<(), SinkError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.inner {
-            Some(Ok(response)) => Pin::new(response)
-                .poll(cx)
-                .map(|result| result.map_err(SinkError::from_box)),
-            Some(Err(_)) => match self.inner.take() {
-                Some(Err(error)) => Poll::Ready(Err(error)),
-                _ => Poll::Ready(Err(SinkError::Closed)),
-            },
-            None => Poll::Ready(Err(SinkError::Closed)),
-        }
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project()
+            .inner
+            .poll(cx)
+            .map(|result| result.map_err(SinkError::from_box))
     }
 }
 
@@ -415,6 +418,7 @@ pub struct SinkStats {
     pub connect_failures: u64,
     /// Breaker state changes.
     pub breaker_transitions: u64,
-    /// The last connect error, until a connect succeeds.
+    /// The last connect error with its host and cause, until a connect succeeds:
+    /// `cannot connect to 127.0.0.1:9 (connection refused)`.
     pub last_error: Option<String>,
 }

@@ -145,7 +145,7 @@ async fn a_server_that_never_acks_fails_the_batch_after_the_timeout_and_the_conn
         let outcome = sink.emit(event(seq)).await;
         let waited = started.elapsed();
         match outcome {
-            Err(SinkError::AckTimedOut(after)) => assert_eq!(after, timeout),
+            Err(SinkError::AckTimedOut(error)) => assert_eq!(error.after, timeout),
             other => panic!("event {seq}: expected AckTimedOut, got {other:?}"),
         }
         assert!(

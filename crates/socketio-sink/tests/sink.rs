@@ -340,7 +340,14 @@ async fn a_server_that_never_answers_the_handshake_is_bounded_by_the_connect_tim
         "{:?}",
         started.elapsed()
     );
-    assert!(error.to_string().contains("timed out"), "{error}");
+    let timed_out = match &error {
+        SinkError::Connect(failed) => failed.error().is::<sluice_pool::ConnectTimedOut>(),
+        SinkError::PoolTimeout(timeout) => timeout
+            .last_connect_error()
+            .is_some_and(|e| e.is::<sluice_pool::ConnectTimedOut>()),
+        _ => false,
+    };
+    assert!(timed_out, "{error:?}");
     sink.shutdown(Some(Duration::from_secs(2))).await.unwrap();
     silent.abort();
 }
@@ -365,4 +372,34 @@ async fn a_refused_namespace_is_a_clear_error() {
     assert!(error.to_string().contains("/admin"), "{error}");
     sink.shutdown(None).await.unwrap();
     dashboard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connect_names_the_host_and_the_cause() {
+    let addr = free_addr().await;
+    let sink = SocketIoSink::builder(format!("http://{addr}"))
+        .build()
+        .unwrap();
+    let error = sink.emit(event(0)).await.unwrap_err();
+    let host = addr.to_string();
+    let connect = error.connect_error().unwrap_or_else(|| panic!("{error:?}"));
+    assert_eq!(
+        (connect.host(), connect.reason().as_str()),
+        (host.as_str(), "connection refused")
+    );
+    // One line per layer, each about itself; the causes are typed sources.
+    assert_eq!(error.to_string(), "could not connect");
+    let source = std::error::Error::source(&error).unwrap();
+    assert!(
+        source.is::<sluice_socketio_sink::ConnectError>(),
+        "{source:?}"
+    );
+    assert_eq!(source.to_string(), format!("cannot connect to {host}"));
+    let client = source.source().unwrap();
+    assert!(client.is::<rust_socketio::Error>(), "{client:?}");
+    assert_eq!(
+        sink.stats().last_error,
+        Some(format!("cannot connect to {host} (connection refused)"))
+    );
+    sink.shutdown(None).await.unwrap();
 }
