@@ -2,11 +2,13 @@
 //! it, as the real dashboard does.
 
 use std::convert::Infallible;
+use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
 use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Data, Event, SocketRef};
@@ -29,6 +31,33 @@ pub enum Acks {
     After(Duration),
     /// Never: a server that does not acknowledge.
     Never,
+}
+
+/// Every argument of an event. socketioxide hands a handler the first argument unless the
+/// type asks for a tuple: this one deserializes as a tuple of any length, so it gets all of
+/// them (the event name is skipped by the parser).
+struct Args(Vec<Value>);
+
+impl<'de> Deserialize<'de> for Args {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Every;
+        impl<'de> Visitor<'de> for Every {
+            type Value = Args;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an event's arguments")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Args, A::Error> {
+                let mut args = Vec::new();
+                while let Some(arg) = seq.next_element()? {
+                    args.push(arg);
+                }
+                Ok(Args(args))
+            }
+        }
+        deserializer.deserialize_tuple(usize::MAX, Every)
+    }
 }
 
 /// Whether the event asked for an ack (socketioxide's [`AckSender`] does not say).
@@ -57,14 +86,14 @@ pub(crate) async fn serve(listener: TcpListener, log: Log, acks: Acks) {
         // and spawns only the (empty) future, so the log keeps the wire order.
         socket.on_fallback(
             move |Event(event): Event,
-                  Data::<Value>(data): Data<Value>,
+                  Data::<Args>(Args(args)): Data<Args>,
                   AckRequested(requested): AckRequested,
                   ack: AckSender| {
                 recorder.push(Received {
                     namespace: "/".to_string(),
                     event,
-                    args: 1,
-                    data,
+                    args: args.len(),
+                    data: args.into_iter().next().unwrap_or(Value::Null),
                 });
                 if requested {
                     let now = pending.fetch_add(1, Ordering::AcqRel) + 1;

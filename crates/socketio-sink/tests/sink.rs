@@ -72,6 +72,14 @@ async fn array_encoding_sends_one_argument_per_batch() {
         .unwrap();
     let events = deliver(&sink, (0..100).map(event), dashboard.received(), 10).await;
     assert_eq!(events.len(), 10);
+    // One argument, the array, per emit: the dashboard counts arguments, so ten would show.
+    assert!(
+        events
+            .iter()
+            .all(|r| r.args == 1 && r.data.as_array().is_some_and(|a| a.len() == 10)),
+        "{:?}",
+        events.iter().map(|r| r.args).collect::<Vec<_>>()
+    );
     let all: Vec<u64> = events
         .iter()
         .flat_map(|r| r.data.as_array().unwrap().clone())
