@@ -11,6 +11,10 @@ pub(crate) struct Open<T> {
     pub(crate) id: u64,
     pub(crate) items: Vec<T>,
     pub(crate) bytes: usize,
+    /// Queued to go as soon as the inner service is ready ([`Dispatch::Eager`]).
+    ///
+    /// [`Dispatch::Eager`]: crate::Dispatch::Eager
+    pub(crate) eager: bool,
     pub(crate) completion: Arc<Completion>,
 }
 

@@ -64,6 +64,14 @@ impl<T, K: Hash + Eq + Clone> ReadyQueue<T, K> {
         }
     }
 
+    /// True when `key` has no batch waiting and room in flight: a batch sealed for it now
+    /// would go at once (within `max_in_flight`).
+    pub(crate) fn is_idle(&self, key: &Hashed<K>, per_key: usize) -> bool {
+        self.lanes
+            .get(key)
+            .is_none_or(|lane| lane.ready.is_empty() && lane.in_flight < per_key)
+    }
+
     pub(crate) fn can_dispatch(&self, max_in_flight: usize) -> bool {
         self.in_flight < max_in_flight && !self.runnable.is_empty()
     }

@@ -23,7 +23,7 @@ use futures_util::task::AtomicWaker;
 use tokio::time::Instant;
 
 use crate::batch::{Batch, FlushReason};
-use crate::config::Config;
+use crate::config::{Config, Dispatch};
 use crate::error::{BatchFailed, BoxError, Closed};
 use crate::keys::{Hashed, IdMap};
 use crate::open::{Open, OpenBatches};
@@ -124,10 +124,15 @@ pub(crate) struct State<T, K> {
     /// batch waits the same `max_wait`. Entries of batches sealed early are skipped.
     deadlines: VecDeque<(u64, Hashed<K>, Instant)>,
     ready: ReadyQueue<T, K>,
+    /// With [`Dispatch::Eager`]: open batches (id and key) to hand over as soon as the inner
+    /// service is ready, oldest first; their key was idle when queued. Entries of batches
+    /// sealed meanwhile, or whose key is busy again, are skipped.
+    eager: VecDeque<(u64, Hashed<K>)>,
     /// Completions of the batches in the inner service, for flushes.
     in_flight_completions: IdMap<Arc<Completion>>,
     next_id: u64,
     max_in_flight_per_key: usize,
+    dispatch: Dispatch,
     /// Producers waiting for a slot.
     producers: Vec<Waker>,
 }
@@ -224,6 +229,7 @@ impl<T, K> Shared<T, K> {
 impl<T, K: Hash + Eq + Clone> Shared<T, K> {
     pub(crate) fn new(config: Config<T, K>) -> Self {
         let max_in_flight_per_key = config.max_in_flight_per_key;
+        let dispatch = config.dispatch;
         Self {
             config,
             hasher: RandomState::new(),
@@ -231,11 +237,13 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
                 open: OpenBatches::new(),
                 deadlines: VecDeque::new(),
                 ready: ReadyQueue::default(),
+                eager: VecDeque::new(),
                 in_flight_completions: IdMap::default(),
                 next_id: 0,
                 closed: None,
                 counts: Counts::default(),
                 max_in_flight_per_key,
+                dispatch,
                 slots: 0,
                 producers: Vec::new(),
             }),
@@ -315,12 +323,21 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
                     state
                         .deadlines
                         .push_back((id, key.clone(), now + self.config.max_wait));
+                    // Eager: a batch that opens at an idle key goes as soon as the worker
+                    // finds the inner service ready.
+                    let eager = state.dispatch == Dispatch::Eager
+                        && state.ready.is_idle(&key, state.max_in_flight_per_key);
+                    if eager {
+                        state.eager.push_back((id, key.clone()));
+                        wake_worker = true;
+                    }
                     state.open.insert_hot(
                         key.clone(),
                         Open {
                             id,
                             items: Vec::with_capacity(self.config.max_items.min(1_024)),
                             bytes: 0,
+                            eager,
                             completion: Arc::default(),
                         },
                     )
@@ -398,7 +415,7 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
                 state.seal_open(FlushReason::Shutdown);
             }
             let next_deadline = state.seal_expired(now);
-            let dispatchable = state.ready.can_dispatch(self.config.max_in_flight);
+            let dispatchable = state.can_dispatch(self.config.max_in_flight);
             (next_deadline, dispatchable)
         };
         for (done, outcome) in outcomes {
@@ -416,7 +433,13 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
         let (sealed, more, producers) = {
             let mut state = self.state.lock();
             if !state.ready.can_dispatch(self.config.max_in_flight) {
-                return None;
+                // Nothing sealed may go: an eager batch, if one may, is sealed now, with
+                // every item that joined it while the inner service got ready.
+                if !state.eager_ready(self.config.max_in_flight) {
+                    return None;
+                }
+                let (_, key) = state.eager.pop_front()?;
+                state.seal(&key, FlushReason::Idle);
             }
             let sealed = state.ready.pop(self.config.max_in_flight_per_key)?;
             let n = sealed.batch.len() as u64;
@@ -426,7 +449,7 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
             state
                 .in_flight_completions
                 .insert(sealed.id, Arc::clone(&sealed.completion));
-            let more = state.ready.can_dispatch(self.config.max_in_flight);
+            let more = state.can_dispatch(self.config.max_in_flight);
             let producers = state.release(sealed.batch.len());
             (sealed, more, producers)
         };
@@ -451,6 +474,8 @@ impl<T, K: Hash + Eq + Clone> Shared<T, K> {
             .ready
             .done(&done.key, self.config.max_in_flight_per_key);
         state.in_flight_completions.remove(&done.id);
+        // Eager: the items that gathered while this batch was in flight go next.
+        state.queue_eager(&done.key);
     }
 
     /// Fails every item not yet in the inner service with `failure`, and refuses later items
@@ -560,6 +585,49 @@ fn wake_all(wakers: Vec<Waker>) {
 }
 
 impl<T, K: Hash + Eq + Clone> State<T, K> {
+    /// True when a sealed batch, or with [`Dispatch::Eager`] an open one, may go now.
+    fn can_dispatch(&mut self, max_in_flight: usize) -> bool {
+        self.ready.can_dispatch(max_in_flight) || self.eager_ready(max_in_flight)
+    }
+
+    /// True when the oldest queued eager batch may go now; drops the entries before it of
+    /// batches sealed meanwhile or whose key is busy again (those are queued again when
+    /// their key's batch completes).
+    fn eager_ready(&mut self, max_in_flight: usize) -> bool {
+        if self.ready.in_flight() >= max_in_flight {
+            return false;
+        }
+        while let Some((id, key)) = self.eager.front() {
+            let idle = self.ready.is_idle(key, self.max_in_flight_per_key);
+            match self.open.get_mut(key) {
+                Some(open) if open.id == *id => {
+                    if idle {
+                        return true;
+                    }
+                    open.eager = false;
+                }
+                _ => {}
+            }
+            self.eager.pop_front();
+        }
+        false
+    }
+
+    /// With [`Dispatch::Eager`], queues the open batch of `key` to go once the inner service
+    /// is ready, if the key is idle and it is not queued yet.
+    fn queue_eager(&mut self, key: &Hashed<K>) {
+        if self.dispatch != Dispatch::Eager || !self.ready.is_idle(key, self.max_in_flight_per_key)
+        {
+            return;
+        }
+        if let Some(open) = self.open.get_mut(key) {
+            if !open.eager {
+                open.eager = true;
+                self.eager.push_back((open.id, key.clone()));
+            }
+        }
+    }
+
     /// Hands over the batches whose window has passed; returns the next deadline.
     fn seal_expired(&mut self, now: Instant) -> Option<Instant> {
         while let Some((id, key, deadline)) = self.deadlines.front().cloned() {
