@@ -204,8 +204,7 @@ fn four_tasks(c: &mut Criterion) {
             runtime.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    drive_concurrently(sluice_with(10, PRODUCERS as usize, Dispatch::Eager))
-                        .await;
+                    drive_concurrently(sluice_with(10, PRODUCERS as usize, Dispatch::Eager)).await;
                 }
                 start.elapsed()
             })

@@ -6,8 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::completion::Completion;
 use crate::error::{BoxError, Closed};
-use crate::shared::Completion;
 
 /// Response future of [`Batcher`](crate::Batcher): resolves when the item's batch completes.
 ///

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::batch::FlushReason;
+use crate::completion::Completion;
 use crate::error::ShutdownTimedOut;
-use crate::shared::{Completion, Shared};
+use crate::state::Shared;
 use crate::stats::Stats;
 
 /// What a handle needs of a batcher, whatever its item and key types.

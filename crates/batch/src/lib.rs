@@ -140,7 +140,9 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod batch;
+mod completion;
 mod config;
+mod dispatch;
 pub mod error;
 pub mod future;
 mod handle;
@@ -149,8 +151,9 @@ mod layer;
 mod open;
 mod ready;
 mod service;
-mod shared;
+mod state;
 mod stats;
+mod submit;
 mod worker;
 
 pub use crate::batch::{Batch, FlushReason};

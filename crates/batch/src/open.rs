@@ -3,8 +3,8 @@
 use std::hash::Hash;
 use std::sync::Arc;
 
+use crate::completion::Completion;
 use crate::keys::{Hashed, KeyMap};
-use crate::shared::Completion;
 
 /// The batch of one key that is still filling up.
 pub(crate) struct Open<T> {

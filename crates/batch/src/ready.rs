@@ -4,8 +4,17 @@ use std::collections::VecDeque;
 use std::hash::Hash;
 use std::sync::Arc;
 
+use crate::batch::Batch;
+use crate::completion::Completion;
 use crate::keys::{Hashed, KeyMap};
-use crate::shared::{Completion, Sealed};
+
+/// A batch that is full, due or (eager dispatch) about to go, and waits for the inner service.
+pub(crate) struct Sealed<T, K> {
+    pub(crate) id: u64,
+    pub(crate) key: Hashed<K>,
+    pub(crate) batch: Batch<T, K>,
+    pub(crate) completion: Arc<Completion>,
+}
 
 /// How many lanes are kept when idle.
 const IDLE_LANES: usize = 16;
