@@ -10,6 +10,9 @@
 //!   its inner service at once (`item`), and closes the batch with a `Flush` at `max_wait`
 //!   (`flush`, when the item's response resolves).
 //!
+//! - `many_waiters/1000_tasks`: 1,000 tasks each send one item and await its response, all
+//!   in one batch of 1,000: every response future of the batch waits at once.
+//!
 //! `sluice` rows use the default [`Dispatch::Window`]; `sluice-eager` rows
 //! [`Dispatch::Eager`]. The inner services do no work: what is measured is the batching
 //! machinery.
@@ -366,11 +369,66 @@ fn idle_latency(c: &mut Criterion) {
     group.finish();
 }
 
+const TASKS: u64 = 1_000;
+
+/// `TASKS` tasks, one item each, all awaiting their responses at once.
+async fn many_waiters_run<S>(service: S)
+where
+    S: Service<u64, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let mut service = service.clone();
+            tokio::spawn(async move {
+                service.ready().await.unwrap().call(i).await.unwrap();
+            })
+        })
+        .collect();
+    drop(service);
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+fn many_waiters(c: &mut Criterion) {
+    let mut group = c.benchmark_group("many_waiters");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(TASKS));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    group.bench_function(BenchmarkId::new("sluice", "1000_tasks"), |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    many_waiters_run(sluice(TASKS as usize, 1)).await;
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.bench_function(BenchmarkId::new("tower-batch", "1000_tasks"), |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    many_waiters_run(tower_batch(TASKS as usize)).await;
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = one_task, four_tasks, enqueue, idle_latency
+    targets = one_task, four_tasks, enqueue, idle_latency, many_waiters
 }
 criterion_main!(benches);

