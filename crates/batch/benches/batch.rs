@@ -95,7 +95,7 @@ async fn drive<S>(mut service: S, first: u64, n: u64)
 where
     S: Service<u64, Error = BoxError>,
 {
-    let mut outstanding = VecDeque::with_capacity(WINDOW);
+    let mut outstanding = VecDeque::with_capacity(WINDOW.min(n as usize));
     for i in first..first + n {
         service.ready().await.unwrap();
         outstanding.push_back(service.call(i));
@@ -164,15 +164,16 @@ fn one_task(c: &mut Criterion) {
 
 const PRODUCERS: u64 = 4;
 
-async fn drive_concurrently<S>(service: S)
+/// Sends `items` items from `tasks` tasks, `items / tasks` each.
+async fn drive_concurrently<S>(service: S, tasks: u64, items: u64)
 where
     S: Service<u64, Error = BoxError> + Clone + Send + 'static,
     S::Future: Send,
 {
-    let tasks: Vec<_> = (0..PRODUCERS)
+    let tasks: Vec<_> = (0..tasks)
         .map(|p| {
             let service = service.clone();
-            let per = ITEMS / PRODUCERS;
+            let per = items / tasks;
             tokio::spawn(drive(service, p * per, per))
         })
         .collect();
@@ -196,7 +197,7 @@ fn four_tasks(c: &mut Criterion) {
             runtime.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    drive_concurrently(sluice(10, PRODUCERS as usize)).await;
+                    drive_concurrently(sluice(10, PRODUCERS as usize), PRODUCERS, ITEMS).await;
                 }
                 start.elapsed()
             })
@@ -207,7 +208,12 @@ fn four_tasks(c: &mut Criterion) {
             runtime.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    drive_concurrently(sluice_with(10, PRODUCERS as usize, Dispatch::Eager)).await;
+                    drive_concurrently(
+                        sluice_with(10, PRODUCERS as usize, Dispatch::Eager),
+                        PRODUCERS,
+                        ITEMS,
+                    )
+                    .await;
                 }
                 start.elapsed()
             })
@@ -218,7 +224,7 @@ fn four_tasks(c: &mut Criterion) {
             runtime.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    drive_concurrently(tower_batch(10)).await;
+                    drive_concurrently(tower_batch(10), PRODUCERS, ITEMS).await;
                 }
                 start.elapsed()
             })
@@ -371,26 +377,6 @@ fn idle_latency(c: &mut Criterion) {
 
 const TASKS: u64 = 1_000;
 
-/// `TASKS` tasks, one item each, all awaiting their responses at once.
-async fn many_waiters_run<S>(service: S)
-where
-    S: Service<u64, Error = BoxError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|i| {
-            let mut service = service.clone();
-            tokio::spawn(async move {
-                service.ready().await.unwrap().call(i).await.unwrap();
-            })
-        })
-        .collect();
-    drop(service);
-    for task in tasks {
-        task.await.unwrap();
-    }
-}
-
 fn many_waiters(c: &mut Criterion) {
     let mut group = c.benchmark_group("many_waiters");
     group.sample_size(20);
@@ -404,7 +390,7 @@ fn many_waiters(c: &mut Criterion) {
             runtime.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    many_waiters_run(sluice(TASKS as usize, 1)).await;
+                    drive_concurrently(sluice(TASKS as usize, 1), TASKS, TASKS).await;
                 }
                 start.elapsed()
             })
@@ -415,7 +401,7 @@ fn many_waiters(c: &mut Criterion) {
             runtime.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    many_waiters_run(tower_batch(TASKS as usize)).await;
+                    drive_concurrently(tower_batch(TASKS as usize), TASKS, TASKS).await;
                 }
                 start.elapsed()
             })
