@@ -2,7 +2,7 @@
 //! [`rust_socketio`](https://docs.rs/rust_socketio) connections.
 //!
 //! ```text
-//! emit ──▶ Batch (queue, 50 ms / 10 events, per namespace)
+//! emit ──▶ Batch (queue, eager: ≤ 10 events, ≤ 50 ms, per namespace)
 //!            └─▶ CircuitBreaker (5 failures → open 30 s)
 //!                  └─▶ Pool (≤ 5 connections, reconnect with backoff)
 //!                        └─▶ SocketIoConnector ──websocket──▶ dashboard
@@ -50,6 +50,16 @@
 //! the queue is full as dropped; each emit's future tells which, so a caller can keep them
 //! (the hook's spool does).
 //!
+//! # Batching: eager or windowed
+//!
+//! By default ([`Dispatch::Eager`]) a batch leaves as soon as no batch of its namespace is
+//! in flight: an event that reaches an idle sink goes at once, and what arrives while
+//! batches are on their way gathers into the next batch, up to 10 events. Under load
+//! batches fill by themselves; at rest there is no 50 ms wait. With
+//! [`SinkBuilder::dispatch`]`(`[`Dispatch::Window`]`)` the sink batches as the reference
+//! system did: a batch leaves when full or 50 ms ([`max_wait`](SinkBuilder::max_wait))
+//! after its first event.
+//!
 //! # What the client's defects cost us
 //!
 //! `rust_socketio` 0.6 is used behind one small module, which waits for the namespace to be
@@ -72,3 +82,4 @@ pub use crate::connection::{Connection, SocketIoConnector};
 pub use crate::emit::{Delivery, Emit, Encoded, Encoding, Name};
 pub use crate::error::{BoxError, ConnectError, SinkError};
 pub use crate::sink::{EmitFuture, SinkBuilder, SinkStats, SocketIoSink};
+pub use sluice_batch::Dispatch;

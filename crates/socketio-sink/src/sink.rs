@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use serde::Serialize;
-use sluice_batch::{BatchHandle, BatchLayer, Batcher, Overflow, ShutdownTimedOut};
+use sluice_batch::{BatchHandle, BatchLayer, Batcher, Dispatch, Overflow, ShutdownTimedOut};
 use sluice_breaker::{BreakerHandle, BreakerOpen, CircuitBreakerLayer, OpenDuration, State};
 use sluice_pool::{PoolHandle, PoolLayer};
 use tower::{Service, ServiceBuilder};
@@ -23,7 +23,8 @@ use crate::error::{BoxError, SinkError};
 ///
 /// The defaults are the reference system's: 5 connections; the breaker opens after 5
 /// failures in a row, for 30 s; batches of at most 10 events, at most 50 ms after the first,
-/// grouped by namespace. Plus: delivery confirmed by the server's ack (5 s to come, 8
+/// grouped by namespace. Plus: eager dispatch (a batch leaves as soon as nothing of its
+/// namespace is in flight, see [`dispatch`](Self::dispatch)), delivery confirmed by the server's ack (5 s to come, 8
 /// batches on their way at once), a queue of 10,000 events that drops the newest when full
 /// (an emit never waits), 5 s to connect, 5 s per emit, 2 s to wait for a connection.
 #[derive(Debug, Clone)]
@@ -39,6 +40,7 @@ pub struct SinkBuilder {
     max_bytes: usize,
     queue_capacity: usize,
     max_in_flight: Option<usize>,
+    dispatch: Dispatch,
 }
 
 impl SinkBuilder {
@@ -55,6 +57,7 @@ impl SinkBuilder {
             max_bytes: 64 * 1024,
             queue_capacity: 10_000,
             max_in_flight: None,
+            dispatch: Dispatch::Eager,
         }
     }
 
@@ -117,10 +120,21 @@ impl SinkBuilder {
         self
     }
 
-    /// Sets how long after its first event a batch leaves at the latest (default 50 ms).
+    /// Sets how long after its first event a batch leaves at the latest (default 50 ms): the
+    /// window of [`Dispatch::Window`], an upper bound with [`Dispatch::Eager`].
     #[must_use]
     pub fn max_wait(mut self, wait: Duration) -> Self {
         self.max_wait = wait;
+        self
+    }
+
+    /// Sets when a batch leaves (default [`Dispatch::Eager`]): at once when nothing of its
+    /// namespace is in flight, gathering what arrives meanwhile into the next batch, so an
+    /// event reaching an idle sink waits for no timer. [`Dispatch::Window`] is the reference
+    /// system's fixed window: a batch that does not fill up waits out `max_wait` (50 ms).
+    #[must_use]
+    pub fn dispatch(mut self, dispatch: Dispatch) -> Self {
+        self.dispatch = dispatch;
         self
     }
 
@@ -192,6 +206,7 @@ impl SinkBuilder {
         let mut batch = BatchLayer::builder()
             .max_items(self.max_items)
             .max_in_flight_per_key(max_in_flight)
+            .dispatch(self.dispatch)
             .max_wait(self.max_wait)
             .capacity(self.queue_capacity)
             .overflow(Overflow::DropNewest)

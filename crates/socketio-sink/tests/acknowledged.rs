@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use sluice_dashboard::{Acks, Dashboard, Log};
-use sluice_socketio_sink::{Delivery, SinkError, SocketIoSink};
+use sluice_socketio_sink::{Delivery, Dispatch, SinkError, SocketIoSink};
 use tokio::time::Instant;
 
 mod support;
@@ -212,5 +212,36 @@ async fn written_delivery_needs_no_ack() {
     assert_eq!(log.ack_stats().requested, 0);
     assert_eq!(sink.stats().sent, 100);
     sink.shutdown(Some(Duration::from_secs(2))).await.unwrap();
+    dashboard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_at_an_idle_sink_waits_for_no_window_unless_asked() {
+    let dashboard = dashboard(Acks::Immediate).await;
+    let window = Duration::from_secs(2);
+    let eager = SocketIoSink::builder(dashboard.url())
+        .max_wait(window)
+        .build()
+        .unwrap();
+    let windowed = SocketIoSink::builder(dashboard.url())
+        .max_wait(window)
+        .dispatch(Dispatch::Window)
+        .build()
+        .unwrap();
+    // Connected and idle first, so that only the batching is measured.
+    eager.emit(event(0)).await.unwrap();
+    windowed.emit(event(1)).await.unwrap();
+    let started = Instant::now();
+    eager.emit(event(2)).await.unwrap();
+    let eager_took = started.elapsed();
+    let started = Instant::now();
+    windowed.emit(event(3)).await.unwrap();
+    let windowed_took = started.elapsed();
+    assert!(
+        eager_took < window && windowed_took >= window,
+        "eager {eager_took:?}, window {windowed_took:?}"
+    );
+    eager.shutdown(None).await.unwrap();
+    windowed.shutdown(None).await.unwrap();
     dashboard.stop().await;
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sluice_dashboard::{Dashboard, Log, Received};
-use sluice_socketio_sink::{Emit, Encoding, SinkError, SocketIoSink};
+use sluice_socketio_sink::{Dispatch, Emit, Encoding, SinkError, SocketIoSink};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -68,6 +68,8 @@ async fn array_encoding_sends_one_argument_per_batch() {
     let sink = SocketIoSink::builder(dashboard.url())
         .connector(|c| c.encoding(Encoding::Array))
         .max_items(10)
+        // Batches of a known shape: full ones leave when full, none early.
+        .dispatch(Dispatch::Window)
         .build()
         .unwrap();
     let events = deliver(&sink, (0..100).map(event), dashboard.received(), 10).await;
@@ -136,6 +138,8 @@ async fn array_batches_stay_under_the_byte_cap() {
     let sink = SocketIoSink::builder(dashboard.url())
         .connector(|c| c.encoding(Encoding::Array))
         .max_bytes(cap)
+        // Batches of a known shape: full ones leave when full, none early.
+        .dispatch(Dispatch::Window)
         .build()
         .unwrap();
     let padding = "x".repeat(200);
