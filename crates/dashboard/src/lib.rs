@@ -2,7 +2,8 @@
 //! `sluice-hook dashboard`.
 //!
 //! It accepts the default namespace `/` only (any other gets a CONNECT_ERROR, as the real
-//! dashboard does), records every event it receives in arrival order, acknowledges every
+//! dashboard does), records every event it receives in arrival order, echoes it back to its
+//! sender (the real one re-broadcasts every event to all its clients), acknowledges every
 //! emit that asks for an ack once it is recorded (claude-mpm's server acks `claude_event`
 //! after handling it; [`Acks`] plays a slow or a silent server), and can be stopped and
 //! started again on the same port to play an outage.

@@ -1,5 +1,5 @@
-//! The Socket.IO server: records every event on `/` and acknowledges the emits that ask for
-//! it, as the real dashboard does.
+//! The Socket.IO server: records every event on `/`, echoes it to its sender and
+//! acknowledges the emits that ask for it, as the real dashboard does.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -88,12 +88,19 @@ pub(crate) async fn serve(listener: TcpListener, log: Log, acks: Acks) {
             move |Event(event): Event,
                   Data::<Args>(Args(args)): Data<Args>,
                   AckRequested(requested): AckRequested,
-                  ack: AckSender| {
+                  ack: AckSender,
+                  sender: SocketRef| {
+                let data = args.first().cloned().unwrap_or(Value::Null);
+                // The real dashboard re-broadcasts every event to its clients, the sender
+                // included: echoed to the sender here. Besides the cost, that shapes TCP:
+                // the echo carries the ACK of the sender's segments at once (see the sink's
+                // documentation on Nagle's algorithm).
+                let _ = sender.emit(&event, &data);
                 recorder.push(Received {
                     namespace: "/".to_string(),
                     event,
                     args: args.len(),
-                    data: args.into_iter().next().unwrap_or(Value::Null),
+                    data,
                 });
                 if requested {
                     let now = pending.fetch_add(1, Ordering::AcqRel) + 1;
@@ -111,6 +118,9 @@ pub(crate) async fn serve(listener: TcpListener, log: Log, acks: Acks) {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
+        // Acks and pings are small writes: sent at once, not held by Nagle's algorithm until
+        // the client's delayed ACK (as the reference's aiohttp server does).
+        let _ = stream.set_nodelay(true);
         let svc = svc.clone();
         connections.spawn(async move {
             let _ = hyper::server::conn::http1::Builder::new()
