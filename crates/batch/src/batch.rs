@@ -12,6 +12,9 @@ pub enum FlushReason {
     Bytes,
     /// `max_wait` passed since its first item.
     Time,
+    /// Its key had no batch in flight and the inner service was ready
+    /// ([`Dispatch::Eager`](crate::Dispatch::Eager)).
+    Idle,
     /// [`BatchHandle::flush`](crate::BatchHandle::flush) asked for it.
     Flush,
     /// The batcher is shutting down, or every service handle was dropped.
@@ -25,6 +28,7 @@ impl FlushReason {
             Self::Size => "size",
             Self::Bytes => "bytes",
             Self::Time => "time",
+            Self::Idle => "idle",
             Self::Flush => "flush",
             Self::Shutdown => "shutdown",
         }

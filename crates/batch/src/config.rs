@@ -24,6 +24,26 @@ pub enum Overflow {
     DropNewest,
 }
 
+/// When a batch is handed to the inner service.
+///
+/// `max_items`, `max_bytes` and `max_wait` bound a batch under either policy; the policy
+/// decides whether a batch that is within them goes early.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Dispatch {
+    /// A batch goes as soon as its key has no batch in flight (within
+    /// [`max_in_flight_per_key`](Builder::max_in_flight_per_key) and
+    /// [`max_in_flight`](Builder::max_in_flight)) and the inner service is ready. Items that
+    /// arrive while a batch of their key is in flight, or while the inner service is not
+    /// ready, gather into the next batch. An item that reaches an idle batcher waits for no
+    /// timer; under load, batches grow by themselves.
+    Eager,
+    /// A batch goes when it is full, or `max_wait` after its first item (the default): every
+    /// batch that does not fill up waits out its window, even when nothing is in flight.
+    #[default]
+    Window,
+}
+
 /// Validated settings shared by a batcher's services and worker.
 pub(crate) struct Config<T, K> {
     pub(crate) max_items: usize,
@@ -31,6 +51,7 @@ pub(crate) struct Config<T, K> {
     pub(crate) max_wait: Duration,
     pub(crate) capacity: usize,
     pub(crate) overflow: Overflow,
+    pub(crate) dispatch: Dispatch,
     pub(crate) max_in_flight: usize,
     pub(crate) max_in_flight_per_key: usize,
     pub(crate) key_fn: KeyFn<T, K>,
@@ -45,6 +66,7 @@ impl<T, K> Clone for Config<T, K> {
             max_wait: self.max_wait,
             capacity: self.capacity,
             overflow: self.overflow,
+            dispatch: self.dispatch,
             max_in_flight: self.max_in_flight,
             max_in_flight_per_key: self.max_in_flight_per_key,
             key_fn: Arc::clone(&self.key_fn),
@@ -64,6 +86,7 @@ impl<T, K> fmt::Debug for Config<T, K> {
             .field("max_wait", &self.max_wait)
             .field("capacity", &self.capacity)
             .field("overflow", &self.overflow)
+            .field("dispatch", &self.dispatch)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_in_flight_per_key", &self.max_in_flight_per_key)
             .field("rejected_if", &self.rejected_if.is_some())
@@ -75,7 +98,8 @@ impl<T, K> fmt::Debug for Config<T, K> {
 ///
 /// The defaults are the reference system's: batches of at most 10 items, handed over at the
 /// latest 50 ms after their first item, one key for everything; plus a queue of 4,096 items
-/// with backpressure, one batch per key in flight and at most 64 in flight overall.
+/// with backpressure, one batch per key in flight and at most 64 in flight overall, and
+/// [`Dispatch::Window`].
 pub struct Builder<T, K = ()> {
     config: Config<T, K>,
     _item: PhantomData<fn(T)>,
@@ -105,6 +129,7 @@ impl<T> Builder<T> {
                 max_wait: Duration::from_millis(50),
                 capacity: 4_096,
                 overflow: Overflow::Backpressure,
+                dispatch: Dispatch::Window,
                 max_in_flight: 64,
                 max_in_flight_per_key: 1,
                 key_fn: Arc::new(|_: &T| ()),
@@ -158,6 +183,14 @@ impl<T, K> Builder<T, K> {
         self
     }
 
+    /// Sets when a batch is handed over (default: [`Dispatch::Window`]); see
+    /// [`Dispatch`] and the [crate documentation](crate#dispatch-eager-or-window).
+    #[must_use]
+    pub fn dispatch(mut self, dispatch: Dispatch) -> Self {
+        self.config.dispatch = dispatch;
+        self
+    }
+
     /// Sets how many batches may be in the inner service at once, over all keys (default 64).
     #[must_use]
     pub fn max_in_flight(mut self, n: usize) -> Self {
@@ -188,6 +221,7 @@ impl<T, K> Builder<T, K> {
                 max_wait: config.max_wait,
                 capacity: config.capacity,
                 overflow: config.overflow,
+                dispatch: config.dispatch,
                 max_in_flight: config.max_in_flight,
                 max_in_flight_per_key: config.max_in_flight_per_key,
                 key_fn: Arc::new(key),

@@ -6,8 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::completion::Completion;
 use crate::error::{BoxError, Closed};
-use crate::shared::Completion;
 
 /// Response future of [`Batcher`](crate::Batcher): resolves when the item's batch completes.
 ///
@@ -17,14 +17,15 @@ pub struct ResponseFuture {
 }
 
 enum Kind {
-    Waiting(Arc<Completion>),
+    /// The batch's completion, and the place of this future's waker among its waiters.
+    Waiting(Arc<Completion>, Option<usize>),
     Failed(Option<BoxError>),
 }
 
 impl ResponseFuture {
     pub(crate) fn waiting(completion: Arc<Completion>) -> Self {
         Self {
-            kind: Kind::Waiting(completion),
+            kind: Kind::Waiting(completion, None),
         }
     }
 
@@ -40,8 +41,8 @@ impl Future for ResponseFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.kind {
-            Kind::Waiting(completion) => completion
-                .poll(cx)
+            Kind::Waiting(completion, slot) => completion
+                .poll(cx, slot)
                 .map(|outcome| outcome.map_err(|failure| failure.to_error())),
             // Polled again after completion: the error has been handed out already.
             Kind::Failed(error) => {
@@ -54,8 +55,8 @@ impl Future for ResponseFuture {
 impl fmt::Debug for ResponseFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.kind {
-            Kind::Waiting(completion) if completion.is_complete() => "complete",
-            Kind::Waiting(_) => "waiting",
+            Kind::Waiting(completion, _) if completion.is_complete() => "complete",
+            Kind::Waiting(..) => "waiting",
             Kind::Failed(_) => "failed",
         };
         f.debug_struct("ResponseFuture")

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::batch::FlushReason;
+use crate::completion::Completion;
 use crate::error::ShutdownTimedOut;
-use crate::shared::{Completion, Shared};
+use crate::state::Shared;
 use crate::stats::Stats;
 
 /// What a handle needs of a batcher, whatever its item and key types.
@@ -59,7 +60,8 @@ impl BatchHandle {
     /// call was delivered or failed.
     pub async fn flush(&self) {
         for completion in self.control.seal_all(FlushReason::Flush) {
-            poll_fn(|cx| completion.poll(cx)).await.ok();
+            let mut slot = None;
+            poll_fn(|cx| completion.poll(cx, &mut slot)).await.ok();
         }
     }
 
@@ -72,7 +74,8 @@ impl BatchHandle {
     pub async fn shutdown(&self, deadline: Option<Duration>) -> Result<(), ShutdownTimedOut> {
         self.control.close();
         self.control.seal_all(FlushReason::Shutdown);
-        let finished = poll_fn(|cx| self.control.finished().poll(cx));
+        let mut slot = None;
+        let finished = poll_fn(|cx| self.control.finished().poll(cx, &mut slot));
         match deadline {
             None => {
                 finished.await.ok();
@@ -96,7 +99,10 @@ impl BatchHandle {
     /// Resolves when the worker has ended: after a shutdown, or once every
     /// [`Batcher`](crate::Batcher) is dropped and the queue is delivered.
     pub async fn finished(&self) {
-        poll_fn(|cx| self.control.finished().poll(cx)).await.ok();
+        let mut slot = None;
+        poll_fn(|cx| self.control.finished().poll(cx, &mut slot))
+            .await
+            .ok();
     }
 
     /// True once the worker has ended (shut down, or dropped).

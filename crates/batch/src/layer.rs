@@ -9,7 +9,7 @@ use crate::batch::Batch;
 use crate::config::{Builder, Config};
 use crate::error::BoxError;
 use crate::service::Batcher;
-use crate::shared::Shared;
+use crate::state::Shared;
 use crate::worker::Worker;
 
 /// Wraps an inner `Service<Batch<T, K>>` in a [`Batcher`] of items `T`.

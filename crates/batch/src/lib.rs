@@ -4,7 +4,8 @@
 //! `Service<`[`Batch`]`<T, K>>` in batches: when a batch reaches `max_items`, or `max_bytes`
 //! by a size function, or `max_wait` after its *first* item, whichever comes first. The wait
 //! is a latency bound: no item waits longer than `max_wait` for its batch to be handed over
-//! while the inner service is ready.
+//! while the inner service is ready. With [`Dispatch::Eager`], a batch also goes as soon as
+//! nothing of its key is in flight (see [below](#dispatch-eager-or-window)).
 //!
 //! ```
 //! use std::time::Duration;
@@ -36,6 +37,51 @@
 //! let stats = handle.stats();
 //! assert_eq!((stats.submitted, stats.sent), (25, 25));
 //! assert_eq!(stats.batches.size, 2); // two full batches of 10, then 5 at shutdown
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Dispatch: eager or window
+//!
+//! [`Builder::dispatch`] chooses when a batch that is neither full nor due goes:
+//!
+//! - [`Dispatch::Window`] (the default) waits out `max_wait` after a batch's first item, even
+//!   when the inner service is idle. Choose it when fewer, fuller batches matter more than
+//!   latency: a downstream that charges per request, or a rate of items too low to fill a
+//!   batch but where a few tens of milliseconds do not matter.
+//! - [`Dispatch::Eager`] hands a batch over as soon as its key has no batch in flight (within
+//!   `max_in_flight_per_key` and `max_in_flight`) and the inner service is ready; the items
+//!   that arrive meanwhile form the next batch. An item at an idle batcher goes at once, with
+//!   no timer; under load, batches grow by themselves up to `max_items` or `max_bytes`, as
+//!   long as the inner service takes to answer. `max_wait` still bounds a batch while the
+//!   inner service is not ready. Choose it for live traffic: a dashboard, an event stream.
+//!
+//! ```
+//! use std::time::Duration;
+//! use sluice_batch::{Batch, BatchLayer, Dispatch, FlushReason};
+//! use tower::{service_fn, BoxError, Service, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let layer = BatchLayer::builder()
+//!     .max_items(100)
+//!     .max_wait(Duration::from_secs(3600)) // an hour: no timer is waited for below
+//!     .dispatch(Dispatch::Eager)
+//!     .build()?;
+//! let mut events = layer.spawn(service_fn(|batch: Batch<u32>| async move {
+//!     // An idle batcher hands each batch over at once.
+//!     assert_eq!(batch.reason(), FlushReason::Idle);
+//!     Ok::<_, BoxError>(())
+//! }));
+//! let handle = events.handle();
+//!
+//! let started = tokio::time::Instant::now();
+//! for n in 0..3 {
+//!     // One at a time, each awaited: every item finds the batcher idle.
+//!     events.ready().await?.call(n).await?;
+//! }
+//! assert!(started.elapsed() < Duration::from_secs(60));
+//! assert_eq!(handle.stats().batches.idle, 3);
 //! # Ok(())
 //! # }
 //! ```
@@ -94,7 +140,9 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod batch;
+mod completion;
 mod config;
+mod dispatch;
 pub mod error;
 pub mod future;
 mod handle;
@@ -103,12 +151,13 @@ mod layer;
 mod open;
 mod ready;
 mod service;
-mod shared;
+mod state;
 mod stats;
+mod submit;
 mod worker;
 
 pub use crate::batch::{Batch, FlushReason};
-pub use crate::config::{Builder, Overflow};
+pub use crate::config::{Builder, Dispatch, Overflow};
 pub use crate::error::{BatchFailed, BoxError, Closed, ConfigError, QueueFull, ShutdownTimedOut};
 pub use crate::handle::BatchHandle;
 pub use crate::layer::BatchLayer;

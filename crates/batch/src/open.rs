@@ -3,14 +3,18 @@
 use std::hash::Hash;
 use std::sync::Arc;
 
+use crate::completion::Completion;
 use crate::keys::{Hashed, KeyMap};
-use crate::shared::Completion;
 
 /// The batch of one key that is still filling up.
 pub(crate) struct Open<T> {
     pub(crate) id: u64,
     pub(crate) items: Vec<T>,
     pub(crate) bytes: usize,
+    /// Queued to go as soon as the inner service is ready ([`Dispatch::Eager`]).
+    ///
+    /// [`Dispatch::Eager`]: crate::Dispatch::Eager
+    pub(crate) eager: bool,
     pub(crate) completion: Arc<Completion>,
 }
 

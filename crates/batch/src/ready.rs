@@ -4,8 +4,17 @@ use std::collections::VecDeque;
 use std::hash::Hash;
 use std::sync::Arc;
 
+use crate::batch::Batch;
+use crate::completion::Completion;
 use crate::keys::{Hashed, KeyMap};
-use crate::shared::{Completion, Sealed};
+
+/// A batch that is full, due or (eager dispatch) about to go, and waits for the inner service.
+pub(crate) struct Sealed<T, K> {
+    pub(crate) id: u64,
+    pub(crate) key: Hashed<K>,
+    pub(crate) batch: Batch<T, K>,
+    pub(crate) completion: Arc<Completion>,
+}
 
 /// How many lanes are kept when idle.
 const IDLE_LANES: usize = 16;
@@ -62,6 +71,14 @@ impl<T, K: Hash + Eq + Clone> ReadyQueue<T, K> {
                 self.runnable.push_back(key.clone());
             }
         }
+    }
+
+    /// True when `key` has no batch waiting and room in flight: a batch sealed for it now
+    /// would go at once (within `max_in_flight`).
+    pub(crate) fn is_idle(&self, key: &Hashed<K>, per_key: usize) -> bool {
+        self.lanes
+            .get(key)
+            .is_none_or(|lane| lane.ready.is_empty() && lane.in_flight < per_key)
     }
 
     pub(crate) fn can_dispatch(&self, max_in_flight: usize) -> bool {

@@ -13,7 +13,8 @@ use crate::error::{BoxError, QueueFull};
 use crate::future::ResponseFuture;
 use crate::handle::BatchHandle;
 use crate::layer::BatchLayer;
-use crate::shared::{Refusal, Shared, Submitted};
+use crate::state::Shared;
+use crate::submit::{Refusal, Submitted};
 use crate::worker::Worker;
 
 /// Collects items into batches for an inner `Service<Batch<T, K>>` run by a [`Worker`].

@@ -27,6 +27,7 @@ impl Counts {
             FlushReason::Size => &mut self.batches.size,
             FlushReason::Bytes => &mut self.batches.bytes,
             FlushReason::Time => &mut self.batches.time,
+            FlushReason::Idle => &mut self.batches.idle,
             FlushReason::Flush => &mut self.batches.flush,
             FlushReason::Shutdown => &mut self.batches.shutdown,
         };
@@ -58,6 +59,8 @@ pub struct BatchCounts {
     pub bytes: u64,
     /// Due at `max_wait`.
     pub time: u64,
+    /// Handed over at once, their key being idle ([`Dispatch::Eager`](crate::Dispatch::Eager)).
+    pub idle: u64,
     /// Asked for by a flush.
     pub flush: u64,
     /// Handed over while shutting down.
@@ -67,7 +70,7 @@ pub struct BatchCounts {
 impl BatchCounts {
     /// All batches handed over.
     pub fn total(&self) -> u64 {
-        self.size + self.bytes + self.time + self.flush + self.shutdown
+        self.size + self.bytes + self.time + self.idle + self.flush + self.shutdown
     }
 }
 

@@ -13,8 +13,10 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use crate::batch::Batch;
+use crate::completion::Failure;
+use crate::dispatch::Dispatched;
 use crate::error::BoxError;
-use crate::shared::{Dispatched, Failure, Shared};
+use crate::state::Shared;
 
 pin_project! {
     /// Hands sealed batches to the inner service and reports their outcomes.

@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_batch::{
-    Batch, BatchFailed, BatchLayer, Batcher, BoxError, Closed, ConfigError, FlushReason, Overflow,
-    QueueFull, Worker,
+    Batch, BatchFailed, BatchLayer, Batcher, BoxError, Closed, ConfigError, Dispatch, FlushReason,
+    Overflow, QueueFull, Worker,
 };
 use tokio::time::{self, Instant};
 use tokio_test::task::{self, Spawn};
@@ -551,4 +551,195 @@ async fn try_call_never_waits_and_counts_what_it_turns_away() {
     batcher.handle().shutdown(Some(Duration::ZERO)).await.ok();
     let mut after = task::spawn(batcher.try_call(4));
     assert!(assert_ready_err!(after.poll()).is::<Closed>());
+}
+
+fn eager(max_items: usize) -> BatchLayer<u32> {
+    BatchLayer::builder()
+        .max_items(max_items)
+        .max_wait(Duration::from_millis(50))
+        .dispatch(Dispatch::Eager)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn eager_an_item_at_an_idle_key_reaches_the_inner_service_without_a_timer() {
+    let (inner, seen) = recorder(0);
+    let (mut batcher, mut worker) = pair_spawned(&eager(3), inner);
+    let start = Instant::now();
+    assert_pending!(worker.poll());
+    let mut first = submit(&mut batcher, 1);
+    assert!(
+        worker.is_woken(),
+        "the item wakes the worker, no timer does"
+    );
+    assert_pending!(worker.poll());
+    assert_eq!(batches(&seen), [((), vec![1], FlushReason::Idle)]);
+    assert_eq!(seen.lock().unwrap()[0].3, start, "no time passed");
+    assert_ready_ok!(first.poll());
+    // The key is idle again: the next item goes at once too.
+    let mut second = submit(&mut batcher, 2);
+    assert!(worker.is_woken());
+    assert_pending!(worker.poll());
+    assert_eq!(batches(&seen)[1], ((), vec![2], FlushReason::Idle));
+    assert_eq!(seen.lock().unwrap()[1].3, start);
+    assert_ready_ok!(second.poll());
+    let stats = batcher.get_ref().handle().stats();
+    assert_eq!(
+        (stats.sent, stats.batches.idle, stats.batches.time),
+        (2, 2, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn eager_items_that_arrive_while_a_batch_is_in_flight_form_the_next_batch() {
+    let (inner, mut mock_handle) = mock::pair::<Batch<u32>, ()>();
+    let (mut batcher, mut worker) = pair_spawned(&eager(10), inner);
+    let start = Instant::now();
+    let first = submit(&mut batcher, 1);
+    assert_pending!(worker.poll());
+    let (batch, respond_first) = mock_handle.next_request().await.unwrap();
+    assert_eq!(
+        (batch.items(), batch.reason()),
+        (&[1][..], FlushReason::Idle)
+    );
+    let later: Vec<_> = (2..=4).map(|i| submit(&mut batcher, i)).collect();
+    assert_pending!(worker.poll());
+    assert!(
+        matches!(mock_handle.poll_request(), std::task::Poll::Pending),
+        "one batch of the key in flight at a time"
+    );
+    respond_first.send_response(());
+    assert_pending!(worker.poll());
+    let (batch, respond) = mock_handle.next_request().await.unwrap();
+    assert_eq!(
+        (batch.items(), batch.reason()),
+        (&[2, 3, 4][..], FlushReason::Idle)
+    );
+    assert_eq!(Instant::now(), start, "no timer was waited for");
+    respond.send_response(());
+    assert_pending!(worker.poll());
+    for mut response in [first].into_iter().chain(later) {
+        assert_ready_ok!(response.poll());
+    }
+    let stats = batcher.get_ref().handle().stats();
+    assert_eq!((stats.submitted, stats.sent, stats.queued), (4, 4, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn eager_batches_still_split_at_max_items_in_order() {
+    let (inner, mut mock_handle) = mock::pair::<Batch<u32>, ()>();
+    let (mut batcher, mut worker) = pair_spawned(&eager(3), inner);
+    drop(submit(&mut batcher, 1)); // fire and forget
+    assert_pending!(worker.poll());
+    let (_, mut respond) = mock_handle.next_request().await.unwrap();
+    for item in 2..=8 {
+        drop(submit(&mut batcher, item)); // fire and forget
+    }
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        respond.send_response(());
+        assert_pending!(worker.poll());
+        let (batch, next) = mock_handle.next_request().await.unwrap();
+        seen.push((batch.items().to_vec(), batch.reason()));
+        respond = next;
+    }
+    respond.send_response(());
+    assert_eq!(
+        seen,
+        [
+            (vec![2, 3, 4], FlushReason::Size),
+            (vec![5, 6, 7], FlushReason::Size),
+            (vec![8], FlushReason::Idle),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn eager_items_gather_while_the_inner_service_is_not_ready_until_max_wait() {
+    let (inner, mut mock_handle) = mock::pair::<Batch<u32>, ()>();
+    mock_handle.allow(0);
+    let (mut batcher, mut worker) = pair_spawned(&eager(10), inner);
+    drop(submit(&mut batcher, 1)); // fire and forget
+    assert_pending!(worker.poll());
+    drop(submit(&mut batcher, 2)); // fire and forget
+    time::advance(Duration::from_millis(10)).await;
+    mock_handle.allow(1);
+    assert_pending!(worker.poll());
+    let (batch, respond) = mock_handle.next_request().await.unwrap();
+    assert_eq!(
+        (batch.items(), batch.reason()),
+        (&[1, 2][..], FlushReason::Idle)
+    );
+    respond.send_response(());
+    // Not ready for longer than max_wait: the window still bounds the batch.
+    drop(submit(&mut batcher, 3)); // fire and forget
+    assert_pending!(worker.poll());
+    time::advance(Duration::from_millis(50)).await;
+    assert_pending!(worker.poll());
+    drop(submit(&mut batcher, 4)); // fire and forget
+    mock_handle.allow(2);
+    assert_pending!(worker.poll());
+    let (batch, respond) = mock_handle.next_request().await.unwrap();
+    assert_eq!(
+        (batch.items(), batch.reason()),
+        (&[3][..], FlushReason::Time)
+    );
+    respond.send_response(());
+    assert_pending!(worker.poll());
+    let (batch, _) = mock_handle.next_request().await.unwrap();
+    assert_eq!(
+        (batch.items(), batch.reason()),
+        (&[4][..], FlushReason::Idle)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn eager_keys_go_concurrently_within_max_in_flight() {
+    let layer = BatchLayer::builder()
+        .max_items(10)
+        .max_in_flight(2)
+        .key_fn(|item: &u32| item / 100)
+        .dispatch(Dispatch::Eager)
+        .build()
+        .unwrap();
+    let (inner, mut mock_handle) = mock::pair::<Batch<u32, u32>, ()>();
+    let (batcher, worker) = layer.pair(inner);
+    let (mut batcher, mut worker) = (ServiceSpawn::new(batcher), task::spawn(worker));
+    for item in [1, 101, 201, 2] {
+        drop(submit(&mut batcher, item)); // fire and forget
+    }
+    assert_pending!(worker.poll());
+    let (a, respond_a) = mock_handle.next_request().await.unwrap();
+    let (b, _respond_b) = mock_handle.next_request().await.unwrap();
+    assert_eq!((a.items(), b.items()), (&[1, 2][..], &[101][..]));
+    assert!(
+        matches!(mock_handle.poll_request(), std::task::Poll::Pending),
+        "max_in_flight is 2"
+    );
+    drop(submit(&mut batcher, 3)); // fire and forget
+    respond_a.send_response(());
+    assert_pending!(worker.poll());
+    // The key that waited longest goes first.
+    let (c, _) = mock_handle.next_request().await.unwrap();
+    assert_eq!(c.items(), [201]);
+    let _ = worker.poll();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_polled_from_another_task_wakes_that_task() {
+    let (inner, _seen) = recorder(0);
+    let (mut batcher, mut worker) = pair_spawned(&layer(), inner);
+    assert_ready_ok!(batcher.poll_ready());
+    let mut response = batcher.call(1);
+    let mut first = task::spawn(&mut response);
+    assert_pending!(first.poll());
+    assert_pending!(first.poll()); // polled again by the same task: still one waiter
+    drop(first);
+    let mut second = task::spawn(&mut response);
+    assert_pending!(second.poll());
+    time::advance(Duration::from_millis(50)).await;
+    assert_pending!(worker.poll());
+    assert!(second.is_woken(), "the task that polled last is woken");
+    assert_ready_ok!(second.poll());
 }

@@ -7,7 +7,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use sluice_batch::{Batch, BatchFailed, BatchLayer, BoxError, Overflow, QueueFull};
+use sluice_batch::{Batch, BatchFailed, BatchLayer, BoxError, Dispatch, Overflow, QueueFull};
 use tokio::time::Instant;
 use tokio_test::task;
 
@@ -41,6 +41,7 @@ struct Setup {
     /// How long the inner service takes per batch.
     inner_ms: u64,
     per_key: usize,
+    eager: bool,
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
@@ -52,9 +53,10 @@ fn setup() -> impl Strategy<Value = Setup> {
         any::<bool>(),
         prop_oneof![Just(0u64), 1u64..80],
         1usize..3,
+        any::<bool>(),
     )
         .prop_map(
-            |(max_items, max_bytes, max_wait_ms, capacity, drop_newest, inner_ms, per_key)| Setup {
+            |(
                 max_items,
                 max_bytes,
                 max_wait_ms,
@@ -62,6 +64,18 @@ fn setup() -> impl Strategy<Value = Setup> {
                 drop_newest,
                 inner_ms,
                 per_key,
+                eager,
+            )| {
+                Setup {
+                    max_items,
+                    max_bytes,
+                    max_wait_ms,
+                    capacity,
+                    drop_newest,
+                    inner_ms,
+                    per_key,
+                    eager,
+                }
             },
         )
 }
@@ -89,6 +103,11 @@ fn run(setup: Setup, ops: Vec<Op>) -> Result<(), TestCaseError> {
             .max_wait(Duration::from_millis(setup.max_wait_ms))
             .capacity(setup.capacity)
             .max_in_flight_per_key(setup.per_key)
+            .dispatch(if setup.eager {
+                Dispatch::Eager
+            } else {
+                Dispatch::Window
+            })
             .overflow(if setup.drop_newest {
                 Overflow::DropNewest
             } else {
@@ -258,6 +277,11 @@ fn run(setup: Setup, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     waited <= Duration::from_millis(setup.max_wait_ms),
                     "{waited:?}"
                 );
+                if setup.eager {
+                    // Eager, with an inner service that is always ready and answers at once,
+                    // every key is idle whenever an item arrives: no batch waits for a timer.
+                    prop_assert_eq!(waited, Duration::ZERO);
+                }
             }
         }
         // Same-key items reach the inner service in submission order.

@@ -2,11 +2,17 @@
 //! against raw `rust_socketio` emits on one connection, in the same run. Run with
 //! `cargo bench -p sluice-socketio-sink`.
 //!
-//! Each iteration sends `EVENTS` events and ends when the server has received all of them;
-//! the server's log is cleared before each, so that no contender pays for the ones before.
+//! Each iteration sends `EVENTS` events and ends when the server has received all of them
+//! and, for the sink, every outcome is in; the server's log is cleared before each, so that
+//! no contender pays for the ones before.
 //! - `per_event`: raw `emit` of each event (awaited in turn) vs the sink with `PerEvent`.
 //! - `array_10`: raw `emit` of arrays of 10 (one argument each) vs the sink with `Array` and
 //!   batches of 10; throughput counts items.
+//!
+//! The sink runs with its defaults: `Delivery::Acknowledged` (an outcome is Ok only once the
+//! server acked it) and eager dispatch. `sluice_written` is the same sink with
+//! `Delivery::Written`, what "sent" meant before acks, for the cost of confirmation. Raw
+//! emits ask for no ack: raw is the ceiling of a client that confirms nothing.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
@@ -18,7 +24,7 @@ use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Payload, TransportType};
 use serde_json::{json, Value};
 use sluice_dashboard::Dashboard;
-use sluice_socketio_sink::{Emit, Encoding, SocketIoSink};
+use sluice_socketio_sink::{Delivery, Emit, Encoding, SocketIoSink};
 
 const EVENTS: usize = 20_000;
 
@@ -85,19 +91,20 @@ fn delivery(c: &mut Criterion) {
     let url = dashboard.url();
     let log = dashboard.received().clone();
     let raw = runtime.block_on(raw_client(&url));
-    let per_event = runtime.block_on(async {
-        SocketIoSink::builder(url.clone())
-            .queue_capacity(EVENTS)
-            .build()
-            .unwrap()
-    });
-    let array = runtime.block_on(async {
-        SocketIoSink::builder(url.clone())
-            .connector(|c| c.encoding(Encoding::Array))
-            .queue_capacity(EVENTS)
-            .build()
-            .unwrap()
-    });
+    let sink = |encoding: Encoding, delivery: Delivery| {
+        runtime.block_on(async {
+            SocketIoSink::builder(url.clone())
+                .connector(|c| c.encoding(encoding))
+                .delivery(delivery)
+                .queue_capacity(EVENTS)
+                .build()
+                .unwrap()
+        })
+    };
+    let per_event = sink(Encoding::PerEvent, Delivery::Acknowledged);
+    let array = sink(Encoding::Array, Delivery::Acknowledged);
+    let per_event_written = sink(Encoding::PerEvent, Delivery::Written);
+    let array_written = sink(Encoding::Array, Delivery::Written);
 
     let mut group = c.benchmark_group("delivery");
     group.sample_size(10);
@@ -105,10 +112,10 @@ fn delivery(c: &mut Criterion) {
     let raw = &raw;
     let log = &log;
     let sinks = [
-        ("per_event", &per_event, EVENTS),
-        ("array_10", &array, EVENTS / 10),
+        ("per_event", [&per_event, &per_event_written], EVENTS),
+        ("array_10", [&array, &array_written], EVENTS / 10),
     ];
-    for (name, sink, received) in sinks {
+    for (name, [sink, written], received) in sinks {
         group.bench_function(BenchmarkId::new("raw", name), |b| {
             b.iter_custom(|iters| {
                 measure(&runtime, log, iters, received, &|| {
@@ -131,29 +138,32 @@ fn delivery(c: &mut Criterion) {
                 })
             });
         });
-        group.bench_function(BenchmarkId::new("sluice", name), |b| {
-            b.iter_custom(|iters| {
-                measure(&runtime, log, iters, received, &|| {
-                    Box::pin(async move {
-                        let outcomes: Vec<_> = (0..EVENTS)
-                            .map(|seq| sink.emit(Emit::new("claude_event", payload(seq))))
-                            .collect();
-                        // Checked once the server has them all: awaiting each in turn
-                        // would wake this thread once per batch, a cost of the benchmark's
-                        // loop rather than of the sink.
-                        log.wait_for(received, Duration::from_secs(60)).await;
-                        for outcome in outcomes {
-                            outcome.await.unwrap();
-                        }
+        for (contender, sink) in [("sluice", sink), ("sluice_written", written)] {
+            group.bench_function(BenchmarkId::new(contender, name), |b| {
+                b.iter_custom(|iters| {
+                    measure(&runtime, log, iters, received, &|| {
+                        Box::pin(async move {
+                            let outcomes: Vec<_> = (0..EVENTS)
+                                .map(|seq| sink.emit(Emit::new("claude_event", payload(seq))))
+                                .collect();
+                            // Checked once the server has them all: awaiting each in turn
+                            // would wake this thread once per batch, a cost of the
+                            // benchmark's loop rather than of the sink.
+                            log.wait_for(received, Duration::from_secs(60)).await;
+                            for outcome in outcomes {
+                                outcome.await.unwrap();
+                            }
+                        })
                     })
-                })
+                });
             });
-        });
+        }
     }
     group.finish();
     runtime.block_on(async {
-        per_event.shutdown(None).await.unwrap();
-        array.shutdown(None).await.unwrap();
+        for sink in [&per_event, &array, &per_event_written, &array_written] {
+            sink.shutdown(None).await.unwrap();
+        }
         dashboard.stop().await;
     });
 }

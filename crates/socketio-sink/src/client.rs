@@ -5,22 +5,24 @@
 //!
 //! - `connect()` returns before the server accepted the namespace, and emitting before that
 //!   loses events: a connection counts as open only after the `"open"` callback (the
-//!   namespace's CONNECT), and a CONNECT_ERROR becomes [`NamespaceRefused`].
+//!   namespace's CONNECT), and a CONNECT_ERROR becomes [`NamespaceRefused`] (recognised by
+//!   the exact text the client reports it with: see [`CONNECT_ERROR_PREFIX`]).
 //! - Its reconnect loop spins when the server is gone for long: it is turned off, the pool
 //!   reconnects with backoff instead.
-//! - `emit` has no timeout and `"close"` does not fire on transport loss: every emit runs
-//!   under a timeout, and any emit error, timeout, `"close"` or `"error"` marks the link
-//!   broken so the pool replaces it.
-//! - `emit_with_ack` is unsafe with concurrent acks: it is not used.
+//! - `emit` has no timeout and `"close"` does not fire on transport loss: every write runs
+//!   under a timeout (in the pipeline), and any emit error, timeout, `"close"` or `"error"`
+//!   marks the link broken so the pool replaces it.
+//! - `emit_with_ack` is unsafe with concurrent acks (random ids in 0..999, a panic on a
+//!   collision, timed-out acks never removed): the pipeline keeps one outstanding per link
+//!   and drops the link when one times out.
 //! - `Payload::from(Vec<Value>)` sends N arguments: an array goes as one `Value::Array`.
 //! - Payload text that is already JSON goes through `Payload::String` (deprecated in 0.6, but
 //!   the only way in without parsing it back into a `Value`): the client embeds valid JSON as
 //!   is, after a validating scan, and does not escape the event name, so a name that would
 //!   need escaping takes the `Value` path instead.
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -29,7 +31,10 @@ use rust_socketio::{Payload, TransportType};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::error::{BoxError, ConnectionLost, EmitTimedOut, NamespaceRefused};
+use crate::emit::{Delivery, Name};
+use crate::error::{
+    AckTimedOut, BoxError, ConnectError, ConnectionLost, EmitTimedOut, LostHow, NamespaceRefused,
+};
 
 /// The single argument of an event.
 #[derive(Debug)]
@@ -69,28 +74,68 @@ pub(crate) struct LinkConfig {
     pub(crate) auth: Option<Value>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) emit_timeout: Duration,
+    pub(crate) ack_timeout: Duration,
+    pub(crate) delivery: Delivery,
 }
 
+/// Why a link broke.
+#[derive(Debug, Clone)]
+pub(crate) enum Broken {
+    /// The transport failed or the server closed it.
+    Lost(Arc<dyn std::error::Error + Send + Sync>),
+    /// A write took longer than the emit timeout.
+    EmitTimedOut(Duration),
+    /// An acknowledgement did not come within the ack timeout.
+    AckTimedOut(Duration),
+}
+
+impl Broken {
+    fn into_error(self) -> BoxError {
+        match self {
+            Self::Lost(cause) => Box::new(ConnectionLost::new(cause)),
+            Self::EmitTimedOut(after) => Box::new(EmitTimedOut { after }),
+            Self::AckTimedOut(after) => Box::new(AckTimedOut { after }),
+        }
+    }
+}
+
+/// Runs when a link breaks.
+type OnBroken = Box<dyn Fn() + Send + Sync>;
+
 /// Shared between the link and the client's callbacks.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Health {
     broken: AtomicBool,
-    reason: Mutex<Option<String>>,
+    cause: Mutex<Option<Broken>>,
+    on_broken: OnceLock<OnBroken>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Health {
-    fn fail(&self, reason: String) {
-        let mut slot = self.reason.lock().unwrap_or_else(PoisonError::into_inner);
-        slot.get_or_insert(reason);
-        self.broken.store(true, Ordering::Release);
+    fn fail(&self, cause: Broken) {
+        {
+            let mut slot = self.cause.lock().unwrap_or_else(PoisonError::into_inner);
+            slot.get_or_insert(cause);
+            self.broken.store(true, Ordering::Release);
+        }
+        if let Some(on_broken) = self.on_broken.get() {
+            on_broken();
+        }
     }
 
-    fn reason(&self) -> String {
-        self.reason
+    fn cause(&self) -> Broken {
+        self.cause
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-            .unwrap_or_else(|| "connection broken".to_string())
+            .unwrap_or_else(|| Broken::Lost(Arc::new(LostHow::ServerClosed)))
     }
 }
 
@@ -99,7 +144,6 @@ impl Health {
 pub(crate) struct Link {
     client: Client,
     health: Arc<Health>,
-    emit_timeout: Duration,
 }
 
 impl std::fmt::Debug for Link {
@@ -142,11 +186,11 @@ impl Link {
                 let message = describe(&payload);
                 // Before "open", an error is the answer to our CONNECT.
                 signal(&on_error, Err(message.clone()));
-                error_health.fail(message);
+                error_health.fail(Broken::Lost(Arc::new(LostHow::ClientReported(message))));
                 async {}.boxed()
             })
             .on("close", move |_, _| {
-                close_health.fail("the server closed the connection".to_string());
+                close_health.fail(Broken::Lost(Arc::new(LostHow::ServerClosed)));
                 async {}.boxed()
             });
         if let Some(auth) = &config.auth {
@@ -155,31 +199,19 @@ impl Link {
         for (name, value) in &config.headers {
             builder = builder.opening_header(name.as_str(), value.as_str());
         }
-        let client = builder.connect().await.map_err(|error| -> BoxError {
-            Box::new(ConnectionLost {
-                message: error.to_string(),
-            })
-        })?;
+        let client = builder
+            .connect()
+            .await
+            .map_err(|error| -> BoxError { Box::new(ConnectError::new(&config.url, error)) })?;
         match accepted.await {
-            Ok(Ok(())) => Ok(Self {
-                client,
-                health,
-                emit_timeout: config.emit_timeout,
-            }),
+            Ok(Ok(())) => Ok(Self { client, health }),
             Ok(Err(message)) => {
                 let _ = client.disconnect().await;
-                if message.contains("ConnectError") {
-                    Err(Box::new(NamespaceRefused {
-                        namespace: config.namespace.clone(),
-                        message,
-                    }))
-                } else {
-                    Err(Box::new(ConnectionLost { message }))
-                }
+                Err(refusal(&config.namespace, message))
             }
-            Err(_) => Err(Box::new(ConnectionLost {
-                message: "the client stopped before the namespace was accepted".to_string(),
-            })),
+            Err(_) => Err(Box::new(ConnectionLost::new(Arc::new(
+                LostHow::StoppedBeforeOpen,
+            )))),
         }
     }
 
@@ -187,50 +219,94 @@ impl Link {
         self.health.broken.load(Ordering::Acquire)
     }
 
-    pub(crate) fn broken_reason(&self) -> String {
-        self.health.reason()
+    /// Writes one event with one argument (`Payload::from(Value)` is one argument even for
+    /// an array). No timeout: the caller bounds its writes.
+    pub(crate) async fn emit(&self, event: Name, argument: Argument) -> Result<(), BoxError> {
+        let payload = argument.into_payload(&event);
+        self.client
+            .emit(event.into_owned(), payload)
+            .await
+            .map_err(|error| self.lost(error))
     }
 
-    /// Writes events in order, each with one argument, all within the emit timeout (one
-    /// timer for the lot, not one per event). Any failure breaks the link: what was written
-    /// after it is unknown.
-    pub(crate) async fn emit_all(
+    /// Writes one event that asks for an acknowledgement; `on_ack` runs in the client's
+    /// reader task when it arrives.
+    ///
+    /// rust_socketio 0.6 draws the ack id at random from 0..999, panics when two outstanding
+    /// acks share an id, and never removes an ack that timed out: the caller keeps at most
+    /// one outstanding per link, and drops the link when one times out.
+    pub(crate) async fn emit_with_ack(
         &self,
-        events: impl IntoIterator<Item = (Cow<'static, str>, Argument)>,
+        event: Name,
+        argument: Argument,
+        timeout: Duration,
+        on_ack: impl Fn() + Send + Sync + 'static,
     ) -> Result<(), BoxError> {
-        if self.is_broken() {
-            return Err(Box::new(ConnectionLost {
-                message: self.broken_reason(),
-            }));
-        }
-        let writes = async {
-            for (event, argument) in events {
-                // One argument: `Payload::from(Value)` is one argument even for an array.
-                let payload = argument.into_payload(&event);
-                self.client.emit(event.into_owned(), payload).await?;
-            }
-            Ok::<(), rust_socketio::Error>(())
-        };
-        match tokio::time::timeout(self.emit_timeout, writes).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => {
-                let message = error.to_string();
-                self.health.fail(message.clone());
-                Err(Box::new(ConnectionLost { message }))
-            }
-            Err(_) => {
-                self.health
-                    .fail(format!("emit timed out after {:?}", self.emit_timeout));
-                Err(Box::new(EmitTimedOut {
-                    after: self.emit_timeout,
-                }))
-            }
-        }
+        let payload = argument.into_payload(&event);
+        self.client
+            .emit_with_ack(event.into_owned(), payload, timeout, move |_, _| {
+                on_ack();
+                async {}.boxed()
+            })
+            .await
+            .map_err(|error| self.lost(error))
+    }
+
+    /// Marks the link broken by `cause`; the first cause is kept. Runs the
+    /// [`on_broken`](Self::on_broken) hook: the caller must hold no lock that hook takes.
+    pub(crate) fn fail(&self, cause: Broken) {
+        self.health.fail(cause);
+    }
+
+    /// Sets what runs each time the link is marked broken, whoever notices it (the client's
+    /// callbacks included); set once, the first hook stays.
+    pub(crate) fn on_broken(&self, hook: impl Fn() + Send + Sync + 'static) {
+        let _ = self.health.on_broken.set(Box::new(hook));
+    }
+
+    /// Why the link broke, as an error (a generic one if it did not).
+    pub(crate) fn broken_error(&self) -> BoxError {
+        self.health.cause().into_error()
+    }
+
+    fn lost(&self, error: rust_socketio::Error) -> BoxError {
+        let cause: Arc<dyn std::error::Error + Send + Sync> = Arc::new(error);
+        self.health.fail(Broken::Lost(Arc::clone(&cause)));
+        Box::new(ConnectionLost::new(cause))
     }
 
     /// Closes the connection politely, within `timeout`.
     pub(crate) async fn close(self, timeout: Duration) {
         let _ = tokio::time::timeout(timeout, self.client.disconnect()).await;
+    }
+}
+
+/// What rust_socketio 0.6 puts before a CONNECT_ERROR packet's data when it reports it.
+///
+/// The client hands a CONNECT_ERROR to us only as the text of an `"error"` callback, built
+/// as this prefix and the packet's data (`PacketId::ConnectError` in its
+/// `asynchronous/client/client.rs`): no typed route exists. So the refusal is recognised by
+/// this exact prefix, not by a substring anywhere in the text, and the server's own message
+/// is read from the data after it.
+const CONNECT_ERROR_PREFIX: &str = "Received an ConnectError frame: ";
+
+/// The error for an `"error"` callback that came before the namespace was accepted.
+fn refusal(namespace: &str, reported: String) -> BoxError {
+    match reported.strip_prefix(CONNECT_ERROR_PREFIX) {
+        Some(data) => {
+            let parsed = serde_json::from_str::<Value>(data).ok();
+            let message = match parsed.as_ref().and_then(|v| v.get("message")) {
+                Some(Value::String(message)) => message.clone(),
+                _ => data.to_string(),
+            };
+            Box::new(NamespaceRefused {
+                namespace: namespace.to_string(),
+                message,
+            })
+        }
+        None => Box::new(ConnectionLost::new(Arc::new(LostHow::ClientReported(
+            reported,
+        )))),
     }
 }
 
@@ -267,5 +343,28 @@ mod tests {
             assert_eq!(Argument::Json(text.clone()).into_payload(name), parsed);
         }
         assert!(is_plain("claude_event") && is_plain("héllo ✓"));
+    }
+
+    #[test]
+    fn a_connect_error_frame_is_a_refusal_and_anything_else_a_lost_connection() {
+        let refused = refusal(
+            "/admin",
+            format!("{CONNECT_ERROR_PREFIX}{{\"message\":\"Invalid namespace\"}}"),
+        );
+        let refused = refused.downcast_ref::<NamespaceRefused>().unwrap();
+        assert_eq!(
+            (refused.namespace.as_str(), refused.message.as_str()),
+            ("/admin", "Invalid namespace")
+        );
+        // A transport error that merely mentions ConnectError is not a refusal.
+        let lost = refusal("/", "websocket: ConnectError while reading".to_string());
+        let lost = lost.downcast_ref::<ConnectionLost>().unwrap();
+        let how = std::error::Error::source(lost)
+            .and_then(|cause| cause.downcast_ref::<LostHow>())
+            .unwrap();
+        assert_eq!(
+            how,
+            &LostHow::ClientReported("websocket: ConnectError while reading".to_string())
+        );
     }
 }

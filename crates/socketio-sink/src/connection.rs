@@ -3,20 +3,20 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::task::AtomicWaker;
 use serde_json::Value;
 use sluice_batch::Batch;
 use sluice_pool::{BoxFuture, Lifecycle};
 use tower_service::Service;
 
 use crate::client::{Argument, Link, LinkConfig};
-use crate::emit::{Emit, Encoded, Encoding, Name};
-use crate::error::{BoxError, ConnectionLost, WrongNamespace};
+use crate::emit::{Delivery, Emit, Encoded, Encoding, Name};
+use crate::error::{host_of, BoxError, ConnectError, WrongNamespace};
+use crate::pipeline::Pipeline;
 
 /// Makes Socket.IO connections for the pool: a `Service<()>` whose responses are
 /// [`Connection`]s.
@@ -24,6 +24,42 @@ use crate::error::{BoxError, ConnectionLost, WrongNamespace};
 pub struct SocketIoConnector {
     config: Arc<LinkConfig>,
     encoding: Encoding,
+    /// Events written and not yet acknowledged, over every connection made.
+    unconfirmed: Arc<AtomicU64>,
+    /// The last connect error with its cause, for the sink's stats.
+    last_failure: Arc<LastFailure>,
+}
+
+/// The last connect that failed in the connector, described with its host and cause (the
+/// pool keeps only the error's one-line text).
+#[derive(Debug, Default)]
+pub(crate) struct LastFailure(std::sync::Mutex<Option<(String, String)>>);
+
+impl LastFailure {
+    fn record(&self, error: &BoxError) {
+        if let Some(connect) = error.downcast_ref::<ConnectError>() {
+            let full = format!("{connect} ({})", connect.reason());
+            *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((connect.to_string(), full));
+        }
+    }
+
+    /// `pool_error` (the pool's last connect error, as text) with its host and cause:
+    /// `cannot connect to 127.0.0.1:9 (connection refused)`.
+    pub(crate) fn describe(&self, pool_error: String, url: &str) -> String {
+        let last = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*last {
+            Some((line, full)) if *line == pool_error => full.clone(),
+            // Not ours: a connect timeout, made by the pool around the connector.
+            _ => format!("cannot connect to {} ({pool_error})", host_of(url)),
+        }
+    }
 }
 
 impl fmt::Debug for SocketIoConnector {
@@ -40,7 +76,8 @@ impl fmt::Debug for SocketIoConnector {
 
 impl SocketIoConnector {
     /// A connector for `url` (e.g. `http://localhost:8765`) on namespace `/`, emitting per
-    /// event, with a 5 s emit timeout.
+    /// event, delivery [`Acknowledged`](Delivery::Acknowledged), with a 5 s emit timeout
+    /// and a 5 s ack timeout.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             config: Arc::new(LinkConfig {
@@ -49,8 +86,12 @@ impl SocketIoConnector {
                 auth: None,
                 headers: Vec::new(),
                 emit_timeout: Duration::from_secs(5),
+                ack_timeout: Duration::from_secs(5),
+                delivery: Delivery::Acknowledged,
             }),
             encoding: Encoding::PerEvent,
+            unconfirmed: Arc::default(),
+            last_failure: Arc::default(),
         }
     }
 
@@ -86,6 +127,21 @@ impl SocketIoConnector {
         self
     }
 
+    /// Sets when an event counts as sent (default: once the server acknowledged it).
+    #[must_use]
+    pub fn delivery(mut self, delivery: Delivery) -> Self {
+        self.config_mut().delivery = delivery;
+        self
+    }
+
+    /// Sets how long a written batch waits for its ack (default 5 s); past it the batch
+    /// fails and the connection is dropped.
+    #[must_use]
+    pub fn ack_timeout(mut self, timeout: Duration) -> Self {
+        self.config_mut().ack_timeout = timeout;
+        self
+    }
+
     /// Sets how a batch goes on the wire (default: one emit per event).
     #[must_use]
     pub fn encoding(mut self, encoding: Encoding) -> Self {
@@ -104,6 +160,18 @@ impl SocketIoConnector {
     pub(crate) fn encoding_kind(&self) -> Encoding {
         self.encoding
     }
+
+    pub(crate) fn delivery_kind(&self) -> Delivery {
+        self.config.delivery
+    }
+
+    pub(crate) fn unconfirmed(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.unconfirmed)
+    }
+
+    pub(crate) fn last_failure(&self) -> Arc<LastFailure> {
+        Arc::clone(&self.last_failure)
+    }
 }
 
 impl Service<()> for SocketIoConnector {
@@ -118,43 +186,32 @@ impl Service<()> for SocketIoConnector {
     fn call(&mut self, (): ()) -> Self::Future {
         let config = Arc::clone(&self.config);
         let encoding = self.encoding;
+        let unconfirmed = Arc::clone(&self.unconfirmed);
+        let last_failure = Arc::clone(&self.last_failure);
         Box::pin(async move {
-            let link = Link::open(&config).await?;
+            let link = Link::open(&config)
+                .await
+                .inspect_err(|error| last_failure.record(error))?;
             tracing::debug!(target: "sluice_socketio", url = %config.url, "connected");
-            Ok(Connection::start(link, &config.namespace, encoding))
+            Ok(Connection::start(link, config, encoding, unconfirmed))
         })
     }
 }
 
 /// One open Socket.IO connection: a `Service<Batch<Emit, Name>>` (and
-/// `Service<Batch<Encoded, Name>>`, what the sink sends) that takes one batch at a time and
-/// writes it in the caller's task.
+/// `Service<Batch<Encoded, Name>>`, what the sink sends) that writes each batch in the
+/// caller's task.
 ///
-/// No writer task of its own: the batch worker polls the write, so a batch goes from being
-/// sealed to the socket without a hop between tasks, and the next batch is called in the
-/// same poll in which the previous one finished.
+/// No writer task of its own: the batch worker polls the writes. Batches are written in the
+/// order they were called, one after the other, and a connection takes the next batch
+/// while earlier ones wait for their ack (see [`Delivery::Acknowledged`]); it is ready
+/// until it breaks.
 pub struct Connection {
     link: Link,
     namespace: Arc<str>,
     encoding: Encoding,
-    busy: Arc<Busy>,
-}
-
-/// Set while a batch is being written; wakes the task waiting to send the next one.
-#[derive(Debug, Default)]
-struct Busy {
-    writing: AtomicBool,
-    waiter: AtomicWaker,
-}
-
-/// Clears [`Busy`] when the write ends, however it ends (done, failed or dropped).
-struct Writing(Arc<Busy>);
-
-impl Drop for Writing {
-    fn drop(&mut self) {
-        self.0.writing.store(false, Ordering::Release);
-        self.0.waiter.wake();
-    }
+    config: Arc<LinkConfig>,
+    pipeline: Arc<Pipeline>,
 }
 
 impl fmt::Debug for Connection {
@@ -162,18 +219,23 @@ impl fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("link", &self.link)
             .field("namespace", &self.namespace)
-            .field("busy", &self.busy.writing.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
 impl Connection {
-    fn start(link: Link, namespace: &str, encoding: Encoding) -> Self {
+    fn start(
+        link: Link,
+        config: Arc<LinkConfig>,
+        encoding: Encoding,
+        unconfirmed: Arc<AtomicU64>,
+    ) -> Self {
         Self {
+            pipeline: Pipeline::new(&link, unconfirmed),
             link,
-            namespace: Arc::from(namespace),
+            namespace: Arc::from(config.namespace.as_str()),
             encoding,
-            busy: Arc::default(),
+            config,
         }
     }
 }
@@ -236,54 +298,35 @@ impl<T: Item> Service<Batch<T, Name>> for Connection {
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         if self.link.is_broken() {
             // The pool evicts it and makes another.
-            return Poll::Ready(Err(Box::new(ConnectionLost {
-                message: self.link.broken_reason(),
-            })));
-        }
-        if self.busy.writing.load(Ordering::Acquire) {
-            self.busy.waiter.register(cx.waker());
-            // Checked again: the write may have ended before the waker was in place.
-            if self.busy.writing.load(Ordering::Acquire) {
-                return Poll::Pending;
-            }
+            return Poll::Ready(Err(self.link.broken_error()));
         }
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, batch: Batch<T, Name>) -> Self::Future {
-        self.busy.writing.store(true, Ordering::Release);
-        let writing = Writing(Arc::clone(&self.busy));
-        let link = self.link.clone();
-        let namespace = Arc::clone(&self.namespace);
-        let encoding = self.encoding;
-        Box::pin(async move {
-            let _writing = writing;
-            write(&link, &namespace, encoding, batch).await
-        })
-    }
-}
-
-async fn write<T: Item>(
-    link: &Link,
-    namespace: &str,
-    encoding: Encoding,
-    batch: Batch<T, Name>,
-) -> Result<(), BoxError> {
-    if batch.key() != namespace {
-        return Err(Box::new(WrongNamespace {
-            expected: namespace.to_string(),
-            got: batch.key().to_string(),
-        }));
-    }
-    match encoding {
-        Encoding::PerEvent => link.emit_all(batch.into_iter().map(Item::into_event)).await,
-        Encoding::Array => match T::into_array(batch.into_items()) {
-            Some(event) => link.emit_all([event]).await,
-            None => Ok(()),
-        },
+        if batch.key() != &*self.namespace {
+            let wrong = WrongNamespace {
+                expected: self.namespace.to_string(),
+                got: batch.key().to_string(),
+            };
+            return Box::pin(std::future::ready(Err(Box::new(wrong) as BoxError)));
+        }
+        let items = batch.len() as u64;
+        let events: Vec<_> = match self.encoding {
+            Encoding::PerEvent => batch.into_iter().map(Item::into_event).collect(),
+            Encoding::Array => T::into_array(batch.into_items()).into_iter().collect(),
+        };
+        let ticket = self.pipeline.ticket();
+        Box::pin(Arc::clone(&self.pipeline).deliver(
+            self.link.clone(),
+            Arc::clone(&self.config),
+            ticket,
+            items,
+            events,
+        ))
     }
 }
 

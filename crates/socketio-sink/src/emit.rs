@@ -95,3 +95,15 @@ pub enum Encoding {
     /// kept under the byte cap.
     Array,
 }
+
+/// When an event counts as sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Delivery {
+    /// Once the server acknowledged it (the default).
+    #[default]
+    Acknowledged,
+    /// Once it was written to the connection.
+    Written,
+}

@@ -2,7 +2,7 @@
 //! [`rust_socketio`](https://docs.rs/rust_socketio) connections.
 //!
 //! ```text
-//! emit ──▶ Batch (queue, 50 ms / 10 events, per namespace)
+//! emit ──▶ Batch (queue, eager: ≤ 10 events, ≤ 50 ms, per namespace)
 //!            └─▶ CircuitBreaker (5 failures → open 30 s)
 //!                  └─▶ Pool (≤ 5 connections, reconnect with backoff)
 //!                        └─▶ SocketIoConnector ──websocket──▶ dashboard
@@ -25,19 +25,58 @@
 //!
 //! # Delivery
 //!
-//! An event counts as sent once `emit` wrote it to a connection whose namespace the server
-//! accepted. That is "written", not "received": an event written just before the connection
-//! dies can be lost without an error (the server offers no cheap acknowledgement). Events
-//! that fail are counted as failed, events turned away while the breaker is open or the queue
-//! is full as dropped; each emit's future tells which, so a caller can keep them (the hook's
-//! spool does).
+//! With [`Delivery::Acknowledged`] (the default) an event counts as sent once the server
+//! acknowledged it. The last emit of a batch asks for an ack; Socket.IO keeps a
+//! connection's events in order and servers handle them in order, so that one ack confirms
+//! the batch and every batch written before it on the connection. Never more than one ack
+//! is outstanding per connection: while one travels, the next batches are written and the
+//! ack after it confirms them. An ack that does not come within
+//! [`ack_timeout`](SinkBuilder::ack_timeout) (5 s) fails the batches waiting for it with
+//! [`SinkError::AckTimedOut`] and the connection is replaced. Events written but not yet
+//! acknowledged are counted as `unconfirmed` (within `queued`).
+//!
+//! With [`Delivery::Written`] an event counts as sent once it was written to a connection
+//! whose namespace the server accepted: "written", not "received". An event written just
+//! before the connection dies can be lost without an error.
+//!
+//! **Which one does a server need?** Servers that acknowledge an emit that asks for it
+//! (claude-mpm's dashboard, python-socketio, Node socket.io and socketioxide handlers that
+//! take an ack callback and call it) work with `Acknowledged`. A server whose handler for the
+//! event ignores the ack never answers: every batch then fails with `AckTimedOut` after
+//! `ack_timeout`, and the sink's `unconfirmed` stays up while `sent` stays at 0. That is
+//! the sign to build the sink with `.delivery(Delivery::Written)`.
+//!
+//! **Nagle's algorithm.** rust_socketio 0.6 opens its websocket with Nagle's algorithm on
+//! and offers no way to turn it off. The emit that asks for an ack follows the batch's other
+//! emits, so the kernel holds it until the server's TCP ACK of those: at once when the
+//! server writes something back (claude-mpm re-broadcasts every event to its clients, the
+//! sender included, which carries the ACK), but up to the server's delayed-ACK timer (about
+//! 40 ms on Linux) when it writes nothing but acks. Measured with raw rust_socketio against
+//! socketioxide: one plain emit then one with an ack, 48 ms a round without an echo, 0.2 ms
+//! with one. Against such a silent server, `Acknowledged` still delivers, but each round of
+//! acks (up to 8 batches) costs that timer.
+//!
+//! Events that fail are counted as failed, events turned away while the breaker is open or
+//! the queue is full as dropped; each emit's future tells which, so a caller can keep them
+//! (the hook's spool does).
+//!
+//! # Batching: eager or windowed
+//!
+//! By default ([`Dispatch::Eager`]) a batch leaves as soon as no batch of its namespace is
+//! in flight: an event that reaches an idle sink goes at once, and what arrives while
+//! batches are on their way gathers into the next batch, up to 10 events. Under load
+//! batches fill by themselves; at rest there is no 50 ms wait. With
+//! [`SinkBuilder::dispatch`]`(`[`Dispatch::Window`]`)` the sink batches as the reference
+//! system did: a batch leaves when full or 50 ms ([`max_wait`](SinkBuilder::max_wait))
+//! after its first event.
 //!
 //! # What the client's defects cost us
 //!
 //! `rust_socketio` 0.6 is used behind one small module, which waits for the namespace to be
 //! accepted before a connection is used, turns its reconnect loop off (the pool reconnects
 //! with backoff), bounds every emit with a timeout, treats any emit error as a broken
-//! connection, never uses `emit_with_ack`, and sends an array as one argument.
+//! connection, keeps at most one `emit_with_ack` outstanding per connection (its ack ids
+//! collide and panic otherwise), and sends an array as one argument.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -46,9 +85,11 @@ mod client;
 mod connection;
 mod emit;
 pub mod error;
+mod pipeline;
 mod sink;
 
 pub use crate::connection::{Connection, SocketIoConnector};
-pub use crate::emit::{Emit, Encoded, Encoding, Name};
-pub use crate::error::{BoxError, SinkError};
+pub use crate::emit::{Delivery, Emit, Encoded, Encoding, Name};
+pub use crate::error::{BoxError, ConnectError, SinkError};
 pub use crate::sink::{EmitFuture, SinkBuilder, SinkStats, SocketIoSink};
+pub use sluice_batch::Dispatch;

@@ -3,25 +3,30 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use serde::Serialize;
-use sluice_batch::{BatchHandle, BatchLayer, Batcher, Overflow, ShutdownTimedOut};
+use sluice_batch::{BatchHandle, BatchLayer, Batcher, Dispatch, Overflow, ShutdownTimedOut};
 use sluice_breaker::{BreakerHandle, BreakerOpen, CircuitBreakerLayer, OpenDuration, State};
 use sluice_pool::{PoolHandle, PoolLayer};
 use tower::{Service, ServiceBuilder};
 
-use crate::connection::{Goodbye, SocketIoConnector};
-use crate::emit::{Emit, Encoded, Encoding, Name};
+use crate::connection::{Goodbye, LastFailure, SocketIoConnector};
+use crate::emit::{Delivery, Emit, Encoded, Encoding, Name};
 use crate::error::{BoxError, SinkError};
 
 /// Builds a [`SocketIoSink`]; get one from [`SocketIoSink::builder`].
 ///
 /// The defaults are the reference system's: 5 connections; the breaker opens after 5
 /// failures in a row, for 30 s; batches of at most 10 events, at most 50 ms after the first,
-/// grouped by namespace. Plus: a queue of 10,000 events that drops the newest when full (an
-/// emit never waits), 5 s to connect, 5 s per emit, 2 s to wait for a connection.
+/// grouped by namespace. Plus: eager dispatch (a batch leaves as soon as nothing of its
+/// namespace is in flight, see [`dispatch`](Self::dispatch)), delivery confirmed by the server's ack (5 s to come, 8
+/// batches on their way at once), a queue of 10,000 events that drops the newest when full
+/// (an emit never waits), 5 s to connect, 5 s per emit, 2 s to wait for a connection.
 #[derive(Debug, Clone)]
 pub struct SinkBuilder {
     connector: SocketIoConnector,
@@ -35,6 +40,8 @@ pub struct SinkBuilder {
     max_bytes: usize,
     queue_capacity: usize,
     reconnect_backoff: (Duration, Duration),
+    max_in_flight: Option<usize>,
+    dispatch: Dispatch,
 }
 
 impl SinkBuilder {
@@ -51,6 +58,8 @@ impl SinkBuilder {
             max_bytes: 64 * 1024,
             queue_capacity: 10_000,
             reconnect_backoff: (Duration::from_millis(100), Duration::from_secs(5)),
+            max_in_flight: None,
+            dispatch: Dispatch::Eager,
         }
     }
 
@@ -113,10 +122,21 @@ impl SinkBuilder {
         self
     }
 
-    /// Sets how long after its first event a batch leaves at the latest (default 50 ms).
+    /// Sets how long after its first event a batch leaves at the latest (default 50 ms): the
+    /// window of [`Dispatch::Window`], an upper bound with [`Dispatch::Eager`].
     #[must_use]
     pub fn max_wait(mut self, wait: Duration) -> Self {
         self.max_wait = wait;
+        self
+    }
+
+    /// Sets when a batch leaves (default [`Dispatch::Eager`]): at once when nothing of its
+    /// namespace is in flight, gathering what arrives meanwhile into the next batch, so an
+    /// event reaching an idle sink waits for no timer. [`Dispatch::Window`] is the reference
+    /// system's fixed window: a batch that does not fill up waits out `max_wait` (50 ms).
+    #[must_use]
+    pub fn dispatch(mut self, dispatch: Dispatch) -> Self {
+        self.dispatch = dispatch;
         self
     }
 
@@ -143,6 +163,31 @@ impl SinkBuilder {
         self
     }
 
+    /// Sets when an event counts as sent (default [`Delivery::Acknowledged`]; see the
+    /// [crate documentation](crate#delivery) for which one a server needs).
+    #[must_use]
+    pub fn delivery(mut self, delivery: Delivery) -> Self {
+        self.connector = self.connector.delivery(delivery);
+        self
+    }
+
+    /// Sets how long a written batch waits for the server's ack (default 5 s). Past it the
+    /// batch fails with [`SinkError::AckTimedOut`] and its connection is replaced.
+    #[must_use]
+    pub fn ack_timeout(mut self, timeout: Duration) -> Self {
+        self.connector = self.connector.ack_timeout(timeout);
+        self
+    }
+
+    /// Sets how many batches may be on their way at once (default: 8 with
+    /// [`Delivery::Acknowledged`], written while earlier ones wait for their ack; 1 with
+    /// [`Delivery::Written`], as before acks). They share one connection, in order.
+    #[must_use]
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = Some(n);
+        self
+    }
+
     /// Builds the sink and starts its worker on the current Tokio runtime.
     pub fn build(self) -> Result<SocketIoSink, BoxError> {
         let url = self.connector.url().to_string();
@@ -160,14 +205,24 @@ impl SinkBuilder {
             .consecutive_failures(self.failure_threshold)
             .open_backoff(self.open_duration)
             .build()?;
+        let max_in_flight = self
+            .max_in_flight
+            .unwrap_or(match self.connector.delivery_kind() {
+                Delivery::Written => 1,
+                _ => 8,
+            });
+        let unconfirmed = self.connector.unconfirmed();
+        let last_failure = self.connector.last_failure();
         let mut batch = BatchLayer::builder()
             .max_items(self.max_items)
+            .max_in_flight_per_key(max_in_flight)
+            .dispatch(self.dispatch)
             .max_wait(self.max_wait)
             .capacity(self.queue_capacity)
             .overflow(Overflow::DropNewest)
-            // One batch per namespace in flight (the default) keeps the namespace's order
-            // across connections; the next batch is called in the same poll of the worker in
-            // which the previous one finished, so the socket does not idle between them.
+            // A namespace's batches are called in order and a connection stays ready while
+            // it carries some, so they all go to the same connection, which writes them in
+            // call order (see `Connection`).
             .key_fn(|event: &Encoded| event.namespace().clone())
             .rejected_if(|error| error.is::<BreakerOpen>());
         if self.connector.encoding_kind() == Encoding::Array {
@@ -191,6 +246,8 @@ impl SinkBuilder {
             server_url: url,
             namespace,
             max_connections: self.max_connections,
+            unconfirmed,
+            last_failure,
         })
     }
 }
@@ -205,6 +262,8 @@ pub struct SocketIoSink {
     server_url: String,
     namespace: String,
     max_connections: usize,
+    unconfirmed: Arc<AtomicU64>,
+    last_failure: Arc<LastFailure>,
 }
 
 impl fmt::Debug for SocketIoSink {
@@ -223,8 +282,8 @@ impl SocketIoSink {
     }
 
     /// Queues `emit` and returns at once, never waiting for the network. The returned future
-    /// resolves when the event was written, or with why not; dropping it does not withdraw
-    /// the event.
+    /// resolves when the event was delivered (acknowledged, or written in
+    /// [`Delivery::Written`]), or with why not; dropping it does not withdraw the event.
     ///
     /// The payload is serialized here, on the caller's thread (see [`Encoded`]).
     pub fn emit(&self, emit: Emit) -> EmitFuture {
@@ -234,11 +293,11 @@ impl SocketIoSink {
     /// Queues an event whose payload is JSON text already; otherwise as [`emit`](Self::emit).
     pub fn emit_encoded(&self, event: Encoded) -> EmitFuture {
         EmitFuture {
-            inner: Some(Ok(self.batcher.try_call(event))),
+            inner: self.batcher.try_call(event),
         }
     }
 
-    /// Resolves once everything emitted before the call was written or failed.
+    /// Resolves once everything emitted before the call was delivered or failed.
     pub async fn flush(&self) {
         self.batch.flush().await;
     }
@@ -273,11 +332,15 @@ impl SocketIoSink {
             dropped_breaker_open: batch.rejected,
             dropped_queue_full: batch.dropped,
             queued: batch.queued,
+            // Counted within `queued`: it never exceeds it, even between the two reads.
+            unconfirmed: self.unconfirmed.load(Ordering::Relaxed).min(batch.queued),
             connects: pool.created,
             reconnects: pool.created.saturating_sub(1).min(pool.evicted.total()),
             connect_failures: pool.connect_failures,
             breaker_transitions: breaker.transitions,
-            last_error: pool.last_connect_error,
+            last_error: pool
+                .last_connect_error
+                .map(|error| self.last_failure.describe(error, &self.server_url)),
         }
     }
 
@@ -302,9 +365,12 @@ impl Service<Emit> for SocketIoSink {
     }
 }
 
-/// Resolves when an emitted event was written, or with why not.
-pub struct EmitFuture {
-    inner: Option<Result<sluice_batch::future::ResponseFuture, SinkError>>,
+pin_project! {
+    /// Resolves when an emitted event was delivered, or with why not.
+    pub struct EmitFuture {
+        #[pin]
+        inner: sluice_batch::future::ResponseFuture,
+    }
 }
 
 impl fmt::Debug for EmitFuture {
@@ -316,25 +382,20 @@ impl fmt::Debug for EmitFuture {
 impl Future for EmitFuture {
     type Output = Result<(), SinkError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.inner {
-            Some(Ok(response)) => Pin::new(response)
-                .poll(cx)
-                .map(|result| result.map_err(SinkError::from_box)),
-            Some(Err(_)) => match self.inner.take() {
-                Some(Err(error)) => Poll::Ready(Err(error)),
-                _ => Poll::Ready(Err(SinkError::Closed)),
-            },
-            None => Poll::Ready(Err(SinkError::Closed)),
-        }
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project()
+            .inner
+            .poll(cx)
+            .map(|result| result.map_err(SinkError::from_box))
     }
 }
 
 /// A snapshot of the sink: the reference system's `get_stats` fields, and ours.
 ///
-/// `submitted == sent + failed + dropped + queued` in every snapshot; `total_events_sent`
-/// counts events written to a connection whose namespace the server accepted, never events
-/// merely queued.
+/// `submitted == sent + failed + dropped + queued` in every snapshot; `sent` counts events
+/// the server acknowledged ([`Delivery::Acknowledged`]) or that were written to a
+/// connection whose namespace it accepted ([`Delivery::Written`]), never events merely
+/// queued or written and not yet acknowledged (those are `unconfirmed`, within `queued`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct SinkStats {
@@ -344,7 +405,7 @@ pub struct SinkStats {
     pub available_connections: usize,
     /// Connections open.
     pub active_connections: usize,
-    /// Events written (same as `sent`).
+    /// Events delivered (same as `sent`).
     pub total_events_sent: u64,
     /// Events that failed on the way (same as `failed`).
     pub total_errors: u64,
@@ -358,7 +419,8 @@ pub struct SinkStats {
     pub server_url: String,
     /// Events handed to `emit`.
     pub submitted: u64,
-    /// Events written.
+    /// Events delivered: acknowledged by the server (or written, in
+    /// [`Delivery::Written`]).
     pub sent: u64,
     /// Events that failed on the way (connect, emit, timeout).
     pub failed: u64,
@@ -368,8 +430,11 @@ pub struct SinkStats {
     pub dropped_breaker_open: u64,
     /// Of `dropped`: the queue was full.
     pub dropped_queue_full: u64,
-    /// Events accepted and not yet answered.
+    /// Events accepted and not yet answered: waiting, being written or waiting for their
+    /// ack.
     pub queued: u64,
+    /// Of `queued`: written and waiting for the server's ack.
+    pub unconfirmed: u64,
     /// Connections made.
     pub connects: u64,
     /// Connections made to replace lost ones.
@@ -378,6 +443,7 @@ pub struct SinkStats {
     pub connect_failures: u64,
     /// Breaker state changes.
     pub breaker_transitions: u64,
-    /// The last connect error, until a connect succeeds.
+    /// The last connect error with its host and cause, until a connect succeeds:
+    /// `cannot connect to 127.0.0.1:9 (connection refused)`.
     pub last_error: Option<String>,
 }

@@ -7,20 +7,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sluice_dashboard::{Dashboard, Log, Received};
-use sluice_socketio_sink::{Emit, Encoding, SinkError, SocketIoSink};
+use sluice_socketio_sink::{Dispatch, Emit, Encoding, SinkError, SocketIoSink};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-fn event(seq: u64) -> Emit {
-    Emit::new("claude_event", json!({ "seq": seq, "type": "hook" }))
-}
-
-fn seqs(log: &Log) -> Vec<u64> {
-    log.events()
-        .iter()
-        .filter_map(|r| r.data.get("seq").and_then(Value::as_u64))
-        .collect()
-}
+mod support;
+use support::{event, seqs};
 
 /// Emits `events`, checks every outcome, and returns what the server has once it received
 /// `frames` emits.
@@ -76,10 +68,20 @@ async fn array_encoding_sends_one_argument_per_batch() {
     let sink = SocketIoSink::builder(dashboard.url())
         .connector(|c| c.encoding(Encoding::Array))
         .max_items(10)
+        // Batches of a known shape: full ones leave when full, none early.
+        .dispatch(Dispatch::Window)
         .build()
         .unwrap();
     let events = deliver(&sink, (0..100).map(event), dashboard.received(), 10).await;
     assert_eq!(events.len(), 10);
+    // One argument, the array, per emit: the dashboard counts arguments, so ten would show.
+    assert!(
+        events
+            .iter()
+            .all(|r| r.args == 1 && r.data.as_array().is_some_and(|a| a.len() == 10)),
+        "{:?}",
+        events.iter().map(|r| r.args).collect::<Vec<_>>()
+    );
     let all: Vec<u64> = events
         .iter()
         .flat_map(|r| r.data.as_array().unwrap().clone())
@@ -136,6 +138,8 @@ async fn array_batches_stay_under_the_byte_cap() {
     let sink = SocketIoSink::builder(dashboard.url())
         .connector(|c| c.encoding(Encoding::Array))
         .max_bytes(cap)
+        // Batches of a known shape: full ones leave when full, none early.
+        .dispatch(Dispatch::Window)
         .build()
         .unwrap();
     let padding = "x".repeat(200);
@@ -348,7 +352,14 @@ async fn a_server_that_never_answers_the_handshake_is_bounded_by_the_connect_tim
         "{:?}",
         started.elapsed()
     );
-    assert!(error.to_string().contains("timed out"), "{error}");
+    let timed_out = match &error {
+        SinkError::Connect(failed) => failed.error().is::<sluice_pool::ConnectTimedOut>(),
+        SinkError::PoolTimeout(timeout) => timeout
+            .last_connect_error()
+            .is_some_and(|e| e.is::<sluice_pool::ConnectTimedOut>()),
+        _ => false,
+    };
+    assert!(timed_out, "{error:?}");
     sink.shutdown(Some(Duration::from_secs(2))).await.unwrap();
     silent.abort();
 }
@@ -373,4 +384,34 @@ async fn a_refused_namespace_is_a_clear_error() {
     assert!(error.to_string().contains("/admin"), "{error}");
     sink.shutdown(None).await.unwrap();
     dashboard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connect_names_the_host_and_the_cause() {
+    let addr = free_addr().await;
+    let sink = SocketIoSink::builder(format!("http://{addr}"))
+        .build()
+        .unwrap();
+    let error = sink.emit(event(0)).await.unwrap_err();
+    let host = addr.to_string();
+    let connect = error.connect_error().unwrap_or_else(|| panic!("{error:?}"));
+    assert_eq!(
+        (connect.host(), connect.reason().as_str()),
+        (host.as_str(), "connection refused")
+    );
+    // One line per layer, each about itself; the causes are typed sources.
+    assert_eq!(error.to_string(), "could not connect");
+    let source = std::error::Error::source(&error).unwrap();
+    assert!(
+        source.is::<sluice_socketio_sink::ConnectError>(),
+        "{source:?}"
+    );
+    assert_eq!(source.to_string(), format!("cannot connect to {host}"));
+    let client = source.source().unwrap();
+    assert!(client.is::<rust_socketio::Error>(), "{client:?}");
+    assert_eq!(
+        sink.stats().last_error,
+        Some(format!("cannot connect to {host} (connection refused)"))
+    );
+    sink.shutdown(None).await.unwrap();
 }

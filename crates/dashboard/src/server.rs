@@ -1,0 +1,156 @@
+//! The Socket.IO server: records every event on `/`, echoes it to its sender and
+//! acknowledges the emits that ask for it, as the real dashboard does.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
+use serde_json::Value;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, Data, Event, SocketRef};
+use socketioxide::handler::FromMessageParts;
+use socketioxide::socket::Socket;
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::log::{Log, Received};
+
+/// How the dashboard answers an emit that asks for an acknowledgement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Acks {
+    /// At once, once the event is recorded (the default; what claude-mpm's server does).
+    #[default]
+    Immediate,
+    /// This long after the event was recorded: a slow server.
+    After(Duration),
+    /// Never: a server that does not acknowledge.
+    Never,
+}
+
+/// Every argument of an event. socketioxide hands a handler the first argument unless the
+/// type asks for a tuple: this one deserializes as a tuple of any length, so it gets all of
+/// them (the event name is skipped by the parser).
+struct Args(Vec<Value>);
+
+impl<'de> Deserialize<'de> for Args {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Every;
+        impl<'de> Visitor<'de> for Every {
+            type Value = Args;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an event's arguments")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Args, A::Error> {
+                let mut args = Vec::new();
+                while let Some(arg) = seq.next_element()? {
+                    args.push(arg);
+                }
+                Ok(Args(args))
+            }
+        }
+        deserializer.deserialize_tuple(usize::MAX, Every)
+    }
+}
+
+/// Whether the event asked for an ack (socketioxide's [`AckSender`] does not say).
+struct AckRequested(bool);
+
+impl<A: Adapter> FromMessageParts<A> for AckRequested {
+    type Error = Infallible;
+
+    fn from_message_parts(
+        _: &Arc<Socket<A>>,
+        _: &mut socketioxide::handler::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        Ok(Self(ack_id.is_some()))
+    }
+}
+
+/// Serves Socket.IO on `listener`, recording into `log` and answering acks by `acks`.
+pub(crate) async fn serve(listener: TcpListener, log: Log, acks: Acks) {
+    let (svc, io) = SocketIo::new_svc();
+    io.ns("/", async move |socket: SocketRef| {
+        let recorder = log.clone();
+        // Acks asked for on this connection and not yet sent.
+        let pending = Arc::new(AtomicUsize::new(0));
+        // A plain closure returning a ready future: socketioxide calls it in arrival order
+        // and spawns only the (empty) future, so the log keeps the wire order.
+        socket.on_fallback(
+            move |Event(event): Event,
+                  Data::<Args>(Args(args)): Data<Args>,
+                  AckRequested(requested): AckRequested,
+                  ack: AckSender,
+                  sender: SocketRef| {
+                let data = args.first().cloned().unwrap_or(Value::Null);
+                // The real dashboard re-broadcasts every event to its clients, the sender
+                // included: echoed to the sender here. Besides the cost, that shapes TCP:
+                // the echo carries the ACK of the sender's segments at once (see the sink's
+                // documentation on Nagle's algorithm).
+                let _ = sender.emit(&event, &data);
+                recorder.push(Received {
+                    namespace: "/".to_string(),
+                    event,
+                    args: args.len(),
+                    data,
+                });
+                if requested {
+                    let now = pending.fetch_add(1, Ordering::AcqRel) + 1;
+                    recorder.ack_requested(now);
+                    answer(ack, acks, &recorder, &pending);
+                }
+                std::future::ready(())
+            },
+        );
+    });
+    let mut connections = JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors, say: let some close before trying again.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        // Acks and pings are small writes: sent at once, not held by Nagle's algorithm until
+        // the client's delayed ACK (as the reference's aiohttp server does).
+        let _ = stream.set_nodelay(true);
+        let svc = svc.clone();
+        connections.spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades()
+                .await;
+        });
+    }
+}
+
+/// Sends the ack now, later or never.
+fn answer(ack: AckSender, acks: Acks, log: &Log, pending: &Arc<AtomicUsize>) {
+    let send = {
+        let log = log.clone();
+        let pending = Arc::clone(pending);
+        move || {
+            pending.fetch_sub(1, Ordering::AcqRel);
+            if ack.send(&()).is_ok() {
+                log.ack_sent();
+            }
+        }
+    };
+    match acks {
+        Acks::Immediate => send(),
+        Acks::After(delay) => {
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                send();
+            });
+        }
+        Acks::Never => {}
+    }
+}
