@@ -119,6 +119,7 @@ fn deliver(
                 return Ok("handed to a relay just started");
             }
         }
+        Err(error) if config.verbose => eprintln!("sluice-hook: relay: {error}"),
         Err(_) => {}
     }
     match store_events(config, events, STORE_BUSY_BUDGET.min(remaining(deadline))) {
@@ -129,11 +130,15 @@ fn deliver(
     }
 }
 
-/// Whether a failed connect means no relay listens (rather than a relay that is slow).
+/// Whether a failure means no relay listens, or the one that did is dying (a killed relay's
+/// last thread can still hold the socket for a moment), rather than a relay that is slow.
 fn no_relay(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{
+        BrokenPipe, ConnectionRefused, ConnectionReset, NotFound, UnexpectedEof,
+    };
     matches!(
         error.kind(),
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+        NotFound | ConnectionRefused | ConnectionReset | BrokenPipe | UnexpectedEof
     )
 }
 
@@ -163,7 +168,9 @@ pub fn send_lines(config: &Config, lines: &[String], budget: Duration) -> std::i
     let mut reader = BufReader::new(stream);
     for _ in lines {
         let mut answer = String::new();
-        reader.read_line(&mut answer)?;
+        if reader.read_line(&mut answer)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
         if answer.as_bytes() != protocol::ACK {
             return Err(std::io::Error::other(format!("relay answered {answer:?}")));
         }

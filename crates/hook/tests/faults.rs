@@ -392,7 +392,7 @@ async fn a_relay_killed_five_times_during_a_replay_loses_nothing() {
             distinct(log) > before + 500
         })
         .await;
-        assert!(progressed, "replay progresses");
+        assert!(progressed, "replay progresses: {}", env.stats());
         let pid = relay_pid(&env).expect("a relay runs");
         signal(pid, "KILL");
         while alive(pid) {
@@ -405,7 +405,7 @@ async fn a_relay_killed_five_times_during_a_replay_loses_nothing() {
     let all = wait_until(&log, Duration::from_secs(60), |log| distinct(log) == next).await;
     let seen = arrivals(&log);
     let numbers: HashSet<usize> = seen.values().filter_map(|(n, _)| *n).collect();
-    assert!(all, "{} of {next} arrived", numbers.len());
+    assert!(all, "{} of {next} arrived: {}", numbers.len(), env.stats());
     assert_eq!(numbers, (0..next).collect::<HashSet<_>>(), "every event");
     let duplicates: usize = seen.values().map(|(_, times)| times - 1).sum();
     eprintln!("{duplicates} duplicates over 5 kills, each with its event's event_id");
@@ -594,7 +594,11 @@ async fn a_full_store_drops_exactly_the_oldest_and_counts_them() {
     assert!(
         wait_until(&log, Duration::from_secs(10), |log| distinct(log)
             == total - dropped)
-        .await
+        .await,
+        "{} of {} arrived: {}",
+        distinct(&log),
+        total - dropped,
+        env.stats()
     );
     let numbers: Vec<usize> = log
         .events()

@@ -83,27 +83,66 @@ pub(crate) fn run(config: Config, notify_ready: bool) -> i32 {
         }
     };
     if lock.try_lock().is_err() {
-        // Another relay holds the lock: wait until it listens, then say so.
-        if notify_ready {
-            let socket = config.socket();
-            let up = runtime.block_on(async {
-                for _ in 0..200 {
-                    if UnixStream::connect(&socket).await.is_ok() {
-                        return true;
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+        // Another relay holds the lock. Wait until it answers (then say so and leave it the
+        // work) or lets the lock go (a relay that was dying: then take over).
+        let socket = config.socket();
+        let holder = runtime.block_on(async {
+            for _ in 0..200 {
+                if answers(&socket).await {
+                    return Holder::Answers;
                 }
-                false
-            });
-            if up {
-                println!("ready");
+                if lock.try_lock().is_ok() {
+                    return Holder::Gone;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            Holder::Silent
+        });
+        match holder {
+            Holder::Gone => {}
+            Holder::Answers => {
+                if notify_ready {
+                    say_ready();
+                }
+                return 0;
+            }
+            Holder::Silent => return 0,
         }
-        return 0;
     }
     let code = runtime.block_on(serve(config, notify_ready));
     drop(lock);
     code
+}
+
+/// What became of the relay that held the lock when another started.
+enum Holder {
+    Answers,
+    Gone,
+    Silent,
+}
+
+/// Whether a relay answers a stats request on `socket` within 100 ms (a dying relay's socket
+/// can still take a connection).
+async fn answers(socket: &Path) -> bool {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let asked = async {
+        let mut stream = UnixStream::connect(socket).await?;
+        stream.write_all(b"S\n").await?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).await?;
+        Ok::<_, std::io::Error>(!line.is_empty())
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_millis(100), asked).await,
+        Ok(Ok(true))
+    )
+}
+
+/// Tells the hook that started us that a relay listens. That hook may have given up waiting
+/// and exited: a closed pipe is no reason to stop (`println!` would panic on it).
+fn say_ready() {
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(b"ready\n").and_then(|()| stdout.flush());
 }
 
 fn prepare_dirs(config: &Config) -> std::io::Result<()> {
@@ -188,8 +227,7 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
     });
     tracing::info!(url = %relay.config.url, socket = %socket.display(), "relay listening");
     if notify_ready {
-        println!("ready");
-        let _ = std::io::stdout().flush();
+        say_ready();
     }
     let sender = tokio::spawn(deliver::run(Arc::clone(&relay), stopped.clone()));
     let watchdog = tokio::spawn(watch_idle(Arc::clone(&relay)));
