@@ -145,6 +145,8 @@ fn run(setup: Setup, ops: Vec<Op>) -> Result<(), TestCaseError> {
         let mut next_id = 0;
         // Every item offered: (item, submitted at, response future if kept, turned away).
         let mut offered = Vec::new();
+        // Items submitted while the batcher was idle.
+        let mut idle_at_submit = Vec::new();
         let mut responses = Vec::new();
         let mut flushes = Vec::new();
         for op in ops {
@@ -170,6 +172,10 @@ fn run(setup: Setup, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         prop_assert!(waited < 10_000, "backpressure never released");
                     }
                     next_id += 1;
+                    // Nothing waiting or in flight, for any key: the batcher is idle.
+                    if handle.stats().queued == 0 {
+                        idle_at_submit.push(item.id);
+                    }
                     let mut response = task::spawn(batcher.call(item));
                     let turned_away = match response.poll() {
                         Poll::Ready(Err(error)) if error.is::<QueueFull>() => true,
@@ -282,6 +288,17 @@ fn run(setup: Setup, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     // every key is idle whenever an item arrives: no batch waits for a timer.
                     prop_assert_eq!(waited, Duration::ZERO);
                 }
+            }
+        }
+        if setup.eager {
+            // An item that finds the batcher idle is handed over at once, whatever the inner
+            // service's pace: no timer is waited for.
+            let handed_at: HashMap<u32, Instant> = batches
+                .iter()
+                .flat_map(|(_, items, at)| items.iter().map(move |item| (item.id, *at)))
+                .collect();
+            for id in &idle_at_submit {
+                prop_assert_eq!(handed_at[id], submitted_at[id], "item {} waited", id);
             }
         }
         // Same-key items reach the inner service in submission order.
