@@ -69,6 +69,12 @@
 //! given back. A probe that does not finish within `probe_timeout` is given up on as failed by
 //! the next call that finds no permit free, so a hung probe cannot wedge the breaker.
 //!
+//! `poll_ready` reserves the admission and `call` uses it, but only if the breaker has not
+//! changed state in between: a service made ready while closed, and called once the breaker
+//! has opened (a `tower::buffer::Buffer` worker can hold a ready service for long), is
+//! admitted afresh, so it is rejected, or takes a probe permit like any other call. A
+//! rejection is counted in [`Metrics::rejected`] when the rejected call is made.
+//!
 //! # Errors and composition
 //!
 //! Rejections come out of `call` as an immediately ready error future, never out of

@@ -11,7 +11,7 @@ use crate::error::{BoxError, BreakerOpen};
 use crate::future::ResponseFuture;
 use crate::handle::BreakerHandle;
 use crate::layer::CircuitBreakerLayer;
-use crate::shared::{Admission, Breaker};
+use crate::shared::{Admission, Breaker, ClosedTicket};
 
 /// Rejects calls while the inner service is failing, and lets probes test its recovery.
 ///
@@ -24,12 +24,14 @@ pub struct CircuitBreaker<S, C = ErrIsFailure> {
     reserved: Reserved,
 }
 
-/// A decision of `poll_ready`. Admission while closed carries nothing, so that the common
-/// case stays a one-byte write and read; `call` reads the generation itself.
+/// A decision of `poll_ready`. `call` checks that an admission is still of the current state
+/// and admits again if the breaker moved in between (a `Buffer` worker, say, can hold a ready
+/// service for long). Admission while closed is kept apart, as a ticket checked with one
+/// relaxed load, so that the common case moves no payload.
 #[derive(Debug)]
 enum Reserved {
     Nothing,
-    Closed,
+    Closed(ClosedTicket),
     Admitted(Admission),
     Rejected(BreakerOpen),
 }
@@ -85,8 +87,8 @@ where
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if let Reserved::Nothing = self.reserved {
-            self.reserved = if self.breaker.core.is_closed() {
-                Reserved::Closed
+            self.reserved = if let Some(ticket) = self.breaker.core.closed_ticket() {
+                Reserved::Closed(ticket)
             } else {
                 match self.breaker.core.admit() {
                     Ok(admission) => Reserved::Admitted(admission),
@@ -111,32 +113,44 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let core = &self.breaker.core;
-        // Admitted while closed: checked apart so the hot path moves no payload. Should the
-        // breaker have moved since `poll_ready`, the outcome is recorded against a
-        // generation that is no longer closed, and ignored.
-        if let Reserved::Closed = self.reserved {
+        // Admitted while closed: checked apart so the hot path moves no payload.
+        if let Reserved::Closed(ticket) = self.reserved {
             self.reserved = Reserved::Nothing;
-            let started = core.measures_duration().then(Instant::now);
-            return ResponseFuture::called(
-                self.inner.call(req),
-                core.id(),
-                Admission::Closed(core.generation()),
-                started,
-                self.classifier.clone(),
-            );
+            if self.breaker.core.honours(ticket) {
+                return self.called(req, Admission::Closed(ticket.generation()));
+            }
+            return self.admit_again(req);
         }
         if let Reserved::Rejected(open) = &self.reserved {
             let open = open.clone();
             self.reserved = Reserved::Nothing;
+            self.breaker.core.count_rejected();
             return ResponseFuture::rejected(open, self.classifier.clone());
         }
         let admission = match mem::replace(&mut self.reserved, Reserved::Nothing) {
             Reserved::Admitted(admission) => admission,
-            Reserved::Nothing | Reserved::Closed | Reserved::Rejected(_) => panic!(
+            Reserved::Nothing | Reserved::Closed(_) | Reserved::Rejected(_) => panic!(
                 "CircuitBreaker::call without poll_ready: poll_ready must return Ready(Ok) first"
             ),
         };
+        if self.breaker.core.is_current(&admission) {
+            return self.called(req, admission);
+        }
+        // A stale probe permit gives nothing back: its half-open period is over.
+        drop(admission);
+        self.admit_again(req)
+    }
+}
+
+impl<S, C> CircuitBreaker<S, C> {
+    /// Passes `req` to the inner service under `admission`.
+    #[inline]
+    fn called<Req>(&mut self, req: Req, admission: Admission) -> ResponseFuture<S::Future, C>
+    where
+        S: Service<Req>,
+        C: Clone,
+    {
+        let core = &self.breaker.core;
         let started = core.measures_duration().then(Instant::now);
         ResponseFuture::called(
             self.inner.call(req),
@@ -145,6 +159,24 @@ where
             started,
             self.classifier.clone(),
         )
+    }
+
+    /// The breaker moved between `poll_ready` and `call`: decides afresh. The inner service is
+    /// ready, so an admitted call can still go through.
+    #[cold]
+    #[inline(never)]
+    fn admit_again<Req>(&mut self, req: Req) -> ResponseFuture<S::Future, C>
+    where
+        S: Service<Req>,
+        C: Clone,
+    {
+        match self.breaker.core.admit() {
+            Ok(admission) => self.called(req, admission),
+            Err(open) => {
+                self.breaker.core.count_rejected();
+                ResponseFuture::rejected(open, self.classifier.clone())
+            }
+        }
     }
 }
 

@@ -133,12 +133,34 @@ const fn pack(gen: u32, state: State) -> u64 {
 pub(crate) enum Admission {
     /// Admitted while closed, in generation `gen`.
     Closed(u32),
-    /// Admitted while disabled.
-    Disabled,
+    /// Admitted while disabled, in generation `gen`.
+    Disabled(u32),
     /// A half-open probe permit, returned when dropped unused.
     Probe(ProbeGuard),
     /// The outcome was recorded; nothing is left.
     Recorded,
+}
+
+impl Admission {
+    /// The generation the admission was made in.
+    fn generation(&self) -> Option<u32> {
+        match self {
+            Self::Closed(gen) | Self::Disabled(gen) => Some(*gen),
+            Self::Probe(guard) => Some(guard.gen),
+            Self::Recorded => None,
+        }
+    }
+}
+
+/// A closed admission made by `poll_ready`, to be checked at `call`: the state word it was
+/// made under.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClosedTicket(u64);
+
+impl ClosedTicket {
+    pub(crate) const fn generation(self) -> u32 {
+        gen_of(self.0)
+    }
 }
 
 /// A half-open probe permit; dropping it unused gives the permit back.
@@ -263,14 +285,23 @@ impl Core {
         state_of(self.word.load(Ordering::Acquire))
     }
 
+    /// A ticket for a call admitted now, if the breaker is closed.
     #[inline]
-    pub(crate) fn is_closed(&self) -> bool {
-        self.state() == State::Closed
+    pub(crate) fn closed_ticket(&self) -> Option<ClosedTicket> {
+        let word = self.word.load(Ordering::Acquire);
+        (state_of(word) == State::Closed).then_some(ClosedTicket(word))
     }
 
+    /// Whether the breaker is still in the state `ticket` was issued in. One relaxed load: a
+    /// ticket is a reservation, not a synchronisation point.
     #[inline]
-    pub(crate) fn generation(&self) -> u32 {
-        gen_of(self.word.load(Ordering::Acquire))
+    pub(crate) fn honours(&self, ticket: ClosedTicket) -> bool {
+        self.word.load(Ordering::Relaxed) == ticket.0
+    }
+
+    /// Whether `admission` was made in the current generation.
+    pub(crate) fn is_current(&self, admission: &Admission) -> bool {
+        admission.generation() == Some(gen_of(self.word.load(Ordering::Acquire)))
     }
 
     pub(crate) fn measures_duration(&self) -> bool {
@@ -488,7 +519,8 @@ impl Counters {
 }
 
 impl Core {
-    /// Decides whether the next call may pass.
+    /// Decides whether the next call may pass. A rejection is not counted here: the caller
+    /// counts it with [`count_rejected`](Self::count_rejected) when the call is made.
     #[inline]
     pub(crate) fn admit(self: &Arc<Self>) -> Result<Admission, BreakerOpen> {
         let word = self.word.load(Ordering::Acquire);
@@ -504,13 +536,13 @@ impl Core {
             let word = self.word.load(Ordering::Acquire);
             match state_of(word) {
                 State::Closed => return Ok(Admission::Closed(gen_of(word))),
-                State::Disabled => return Ok(Admission::Disabled),
-                State::ForcedOpen => return Err(self.reject(None)),
+                State::Disabled => return Ok(Admission::Disabled(gen_of(word))),
+                State::ForcedOpen => return Err(BreakerOpen::new(None)),
                 State::Open => {
                     let now = self.now();
                     let until = self.deadline.load(Ordering::Acquire);
                     if now < until {
-                        return Err(self.reject(Some(Duration::from_nanos(until - now))));
+                        return Err(BreakerOpen::new(Some(Duration::from_nanos(until - now))));
                     }
                     // The open period is over: this call may be the first probe.
                     self.transition_from(word, State::HalfOpen, now);
@@ -545,18 +577,18 @@ impl Core {
                         // up on them as failed, so a hung probe cannot wedge the breaker.
                         self.transition_from(word, State::Open, now);
                     } else {
-                        return Err(self.reject(None));
+                        return Err(BreakerOpen::new(None));
                     }
                 }
             }
         }
     }
 
-    fn reject(&self, retry_after: Option<Duration>) -> BreakerOpen {
+    /// Counts a call rejected without reaching the inner service.
+    pub(crate) fn count_rejected(&self) {
         if local::with(self.id, |_, counters| Counters::bump(&counters.rejected)).is_none() {
             Counters::add_shared(&self.retired_counts.rejected, 1);
         }
-        BreakerOpen::new(retry_after)
     }
 
     /// Records a success admitted while closed in generation `gen`: the hot path. Never
@@ -607,7 +639,7 @@ impl Core {
             Counters::bump(&counters.slow);
         }
         match admission {
-            Admission::Disabled | Admission::Recorded => {}
+            Admission::Disabled(_) | Admission::Recorded => {}
             Admission::Closed(gen) => self.on_closed_outcome(gen, outcome, slow),
             Admission::Probe(mut guard) => {
                 guard.armed = false;

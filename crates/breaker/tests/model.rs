@@ -266,10 +266,8 @@ impl Model {
                     return Some(Admit::Probe(self.gen));
                 }
                 State::HalfOpen if now >= self.probe_deadline => self.to(State::Open, now),
-                _ => {
-                    self.counts[3] += 1;
-                    return None;
-                }
+                // A rejection is counted when the rejected call is made (see `Op::Start`).
+                _ => return None,
             }
         }
     }
@@ -401,6 +399,7 @@ fn run(config: Config, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         }
                         (std::task::Poll::Ready(Err(error)), None) => {
                             prop_assert!(error.is::<BreakerOpen>(), "{error}");
+                            model.counts[3] += 1;
                         }
                         (poll, expected) => {
                             prop_assert!(false, "breaker {poll:?}, model {expected:?}");
