@@ -224,7 +224,7 @@ pub enum OpenDuration {
     Backoff {
         /// The first open period.
         initial: Duration,
-        /// The longest open period.
+        /// The longest open period, at least `initial`.
         max: Duration,
         /// Growth per failed probe, at least 1.0.
         multiplier: f64,
@@ -282,6 +282,11 @@ impl OpenDuration {
             }),
             Self::Backoff { multiplier, .. } if multiplier.is_nan() || multiplier < 1.0 => {
                 Err(ConfigError::Multiplier { value: multiplier })
+            }
+            // `max < initial` would make every period `max`, and `max = 0` an open period
+            // of nothing.
+            Self::Backoff { initial, max, .. } if max < initial => {
+                Err(ConfigError::BackoffMax { initial, max })
             }
             Self::Backoff { .. } => Ok(()),
         }

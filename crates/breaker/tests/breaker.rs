@@ -488,6 +488,25 @@ fn bad_configuration_is_an_error_from_build() {
         shrink.unwrap_err(),
         ConfigError::Multiplier { .. }
     ));
+    for (initial, max) in [(1, 0), (2, 1)] {
+        let (initial, max) = (Duration::from_secs(initial), Duration::from_secs(max));
+        let backoff = CircuitBreakerLayer::builder()
+            .open_backoff(OpenDuration::backoff(initial, max))
+            .build();
+        assert_eq!(
+            backoff.unwrap_err(),
+            ConfigError::BackoffMax { initial, max },
+            "a backoff capped below its first period"
+        );
+    }
+    assert_eq!(
+        ConfigError::BackoffMax {
+            initial: Duration::from_secs(2),
+            max: Duration::from_secs(1)
+        }
+        .to_string(),
+        "backoff `max` (1s) must be at least `initial` (2s)"
+    );
     let message = ConfigError::Zero { field: "threshold" }.to_string();
     assert_eq!(message, "`threshold` must be at least 1");
 }
