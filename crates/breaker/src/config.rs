@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::classify::ErrIsFailure;
+use crate::core::Breaker;
 use crate::error::ConfigError;
 use crate::hook::{DynHook, OnStateChange};
 use crate::layer::CircuitBreakerLayer;
-use crate::shared::Breaker;
 
 /// The most half-open probes in flight at once.
 pub const MAX_HALF_OPEN_CALLS: u32 = 255;

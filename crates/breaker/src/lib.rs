@@ -106,15 +106,19 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod classify;
+mod closed;
 mod config;
+mod core;
 pub mod error;
 pub mod future;
 mod handle;
 mod hook;
 mod layer;
 mod local;
+mod metrics;
+mod probe;
 mod service;
-mod shared;
+mod state;
 mod window;
 
 pub use crate::classify::{Classify, ErrIsFailure, Outcome};
@@ -126,5 +130,6 @@ pub use crate::error::{BoxError, BreakerOpen, ConfigError};
 pub use crate::handle::BreakerHandle;
 pub use crate::hook::OnStateChange;
 pub use crate::layer::CircuitBreakerLayer;
+pub use crate::metrics::Metrics;
 pub use crate::service::CircuitBreaker;
-pub use crate::shared::{Metrics, State};
+pub use crate::state::State;

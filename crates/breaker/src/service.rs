@@ -7,11 +7,12 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::classify::{Classify, ErrIsFailure};
+use crate::core::{Admission, Breaker};
 use crate::error::{BoxError, BreakerOpen};
 use crate::future::ResponseFuture;
 use crate::handle::BreakerHandle;
 use crate::layer::CircuitBreakerLayer;
-use crate::shared::{Admission, Breaker, ClosedTicket};
+use crate::state::ClosedTicket;
 
 /// Rejects calls while the inner service is failing, and lets probes test its recovery.
 ///
