@@ -114,13 +114,23 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        // Admitted while closed: checked apart so the hot path moves no payload.
+        // Admitted while closed: checked apart, with the future built right here and the
+        // other admissions out of line. Measured: building it through `called`, which takes
+        // the admission by value, made this path twice as slow where `call` is inlined.
         if let Reserved::Closed(ticket) = self.reserved {
             self.reserved = Reserved::Nothing;
-            if self.breaker.core.honours(ticket) {
-                return self.called(req, Admission::Closed(ticket.generation()));
+            let core = &self.breaker.core;
+            if !core.honours(ticket) {
+                return self.admit_again(req);
             }
-            return self.admit_again(req);
+            let started = core.measures_duration().then(Instant::now);
+            return ResponseFuture::called(
+                self.inner.call(req),
+                core.id(),
+                Admission::Closed(ticket.generation()),
+                started,
+                self.classifier.clone(),
+            );
         }
         if let Reserved::Rejected(open) = &self.reserved {
             let open = open.clone();
@@ -128,6 +138,19 @@ where
             self.breaker.core.count_rejected();
             return ResponseFuture::rejected(open, self.classifier.clone());
         }
+        self.call_admitted(req)
+    }
+}
+
+impl<S, C> CircuitBreaker<S, C> {
+    /// `call` with a half-open or disabled admission: kept out of line, so that the closed
+    /// path stays small where `call` is inlined.
+    #[inline(never)]
+    fn call_admitted<Req>(&mut self, req: Req) -> ResponseFuture<S::Future, C>
+    where
+        S: Service<Req>,
+        C: Clone,
+    {
         let admission = match mem::replace(&mut self.reserved, Reserved::Nothing) {
             Reserved::Admitted(admission) => admission,
             Reserved::Nothing | Reserved::Closed(_) | Reserved::Rejected(_) => panic!(
