@@ -4,9 +4,9 @@
 use std::sync::atomic::Ordering;
 
 use crate::classify::Outcome;
-use crate::config::TripPolicy;
 use crate::core::Core;
 use crate::local::Counters;
+use crate::policy::TripPolicy;
 use crate::state::{gen_of, state_of, State};
 use crate::window::{SlidingWindow, FAILED, SLOW};
 

@@ -18,10 +18,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::classify::Outcome;
-use crate::config::{Config, TripPolicy};
+use crate::config::Config;
 use crate::error::BreakerOpen;
 use crate::hook::DynHook;
 use crate::local::{self, Counters};
+use crate::policy::TripPolicy;
 use crate::probe::ProbeGuard;
 use crate::state::{gen_of, pack, state_of, ClosedTicket, State};
 use crate::window::SlidingWindow;
@@ -355,7 +356,7 @@ mod tests {
     use tokio::time::advance;
 
     use super::*;
-    use crate::config::OpenDuration;
+    use crate::policy::OpenDuration;
 
     const OPEN: Duration = Duration::from_secs(30);
     const PROBE_TIMEOUT: Duration = Duration::from_secs(5);

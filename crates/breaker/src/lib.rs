@@ -116,20 +116,19 @@ mod hook;
 mod layer;
 mod local;
 mod metrics;
+mod policy;
 mod probe;
 mod service;
 mod state;
 mod window;
 
 pub use crate::classify::{Classify, ErrIsFailure, Outcome};
-pub use crate::config::{
-    Builder, OpenDuration, TripPolicy, Window, MAX_HALF_OPEN_CALLS, MAX_HALF_OPEN_SUCCESSES,
-    MAX_WINDOW_BUCKETS, MAX_WINDOW_CALLS,
-};
+pub use crate::config::{Builder, MAX_HALF_OPEN_CALLS, MAX_HALF_OPEN_SUCCESSES};
 pub use crate::error::{BoxError, BreakerOpen, ConfigError};
 pub use crate::handle::BreakerHandle;
 pub use crate::hook::OnStateChange;
 pub use crate::layer::CircuitBreakerLayer;
 pub use crate::metrics::Metrics;
+pub use crate::policy::{OpenDuration, TripPolicy, Window, MAX_WINDOW_BUCKETS, MAX_WINDOW_CALLS};
 pub use crate::service::CircuitBreaker;
 pub use crate::state::State;

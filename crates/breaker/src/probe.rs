@@ -5,9 +5,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::classify::Outcome;
-use crate::config::TripPolicy;
 use crate::core::{nanos, Admission, Core};
 use crate::error::BreakerOpen;
+use crate::policy::TripPolicy;
 use crate::state::{gen_of, probes_of, state_of, successes_of, State, PROBE_ONE, SUCCESS_ONE};
 
 /// A half-open probe permit; dropping it unused gives the permit back.
