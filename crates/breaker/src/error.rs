@@ -70,6 +70,13 @@ pub enum ConfigError {
         /// The rejected value.
         value: f64,
     },
+    /// A backoff whose longest open period is shorter than its first (or zero).
+    BackoffMax {
+        /// The first open period.
+        initial: Duration,
+        /// The rejected longest open period.
+        max: Duration,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -87,6 +94,10 @@ impl fmt::Display for ConfigError {
             Self::Multiplier { value } => {
                 write!(f, "backoff multiplier must be at least 1.0, got {value}")
             }
+            Self::BackoffMax { initial, max } => write!(
+                f,
+                "backoff `max` ({max:?}) must be at least `initial` ({initial:?})"
+            ),
         }
     }
 }

@@ -9,9 +9,9 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use crate::classify::{Classify, Outcome};
+use crate::core::Admission;
 use crate::error::{BoxError, BreakerOpen};
 use crate::local;
-use crate::shared::Admission;
 
 pin_project! {
     /// Response future of [`CircuitBreaker`](crate::CircuitBreaker).

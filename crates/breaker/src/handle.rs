@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
-use crate::shared::{Breaker, Metrics, State};
+use crate::core::Breaker;
+use crate::metrics::Metrics;
+use crate::state::State;
 
 /// Observes and steers one breaker from outside the service stack.
 ///

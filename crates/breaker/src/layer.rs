@@ -5,9 +5,9 @@ use tower_layer::Layer;
 
 use crate::classify::ErrIsFailure;
 use crate::config::Builder;
+use crate::core::Breaker;
 use crate::handle::BreakerHandle;
 use crate::service::CircuitBreaker;
-use crate::shared::Breaker;
 
 /// Wraps services in one shared [`CircuitBreaker`].
 ///

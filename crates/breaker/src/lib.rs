@@ -69,6 +69,12 @@
 //! given back. A probe that does not finish within `probe_timeout` is given up on as failed by
 //! the next call that finds no permit free, so a hung probe cannot wedge the breaker.
 //!
+//! `poll_ready` reserves the admission and `call` uses it, but only if the breaker has not
+//! changed state in between: a service made ready while closed, and called once the breaker
+//! has opened (a `tower::buffer::Buffer` worker can hold a ready service for long), is
+//! admitted afresh, so it is rejected, or takes a probe permit like any other call. A
+//! rejection is counted in [`Metrics::rejected`] when the rejected call is made.
+//!
 //! # Errors and composition
 //!
 //! Rejections come out of `call` as an immediately ready error future, never out of
@@ -100,25 +106,29 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod classify;
+mod closed;
 mod config;
+mod core;
 pub mod error;
 pub mod future;
 mod handle;
 mod hook;
 mod layer;
 mod local;
+mod metrics;
+mod policy;
+mod probe;
 mod service;
-mod shared;
+mod state;
 mod window;
 
 pub use crate::classify::{Classify, ErrIsFailure, Outcome};
-pub use crate::config::{
-    Builder, OpenDuration, TripPolicy, Window, MAX_HALF_OPEN_CALLS, MAX_HALF_OPEN_SUCCESSES,
-    MAX_WINDOW_BUCKETS, MAX_WINDOW_CALLS,
-};
+pub use crate::config::{Builder, MAX_HALF_OPEN_CALLS, MAX_HALF_OPEN_SUCCESSES};
 pub use crate::error::{BoxError, BreakerOpen, ConfigError};
 pub use crate::handle::BreakerHandle;
 pub use crate::hook::OnStateChange;
 pub use crate::layer::CircuitBreakerLayer;
+pub use crate::metrics::Metrics;
+pub use crate::policy::{OpenDuration, TripPolicy, Window, MAX_WINDOW_BUCKETS, MAX_WINDOW_CALLS};
 pub use crate::service::CircuitBreaker;
-pub use crate::shared::{Metrics, State};
+pub use crate::state::State;

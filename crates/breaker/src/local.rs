@@ -18,7 +18,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use crate::shared::Core;
+use crate::core::Core;
 
 /// One thread's counters for one breaker.
 #[derive(Debug, Default)]

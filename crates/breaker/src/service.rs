@@ -7,11 +7,12 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::classify::{Classify, ErrIsFailure};
+use crate::core::{Admission, Breaker};
 use crate::error::{BoxError, BreakerOpen};
 use crate::future::ResponseFuture;
 use crate::handle::BreakerHandle;
 use crate::layer::CircuitBreakerLayer;
-use crate::shared::{Admission, Breaker};
+use crate::state::ClosedTicket;
 
 /// Rejects calls while the inner service is failing, and lets probes test its recovery.
 ///
@@ -24,12 +25,14 @@ pub struct CircuitBreaker<S, C = ErrIsFailure> {
     reserved: Reserved,
 }
 
-/// A decision of `poll_ready`. Admission while closed carries nothing, so that the common
-/// case stays a one-byte write and read; `call` reads the generation itself.
+/// A decision of `poll_ready`. `call` checks that an admission is still of the current state
+/// and admits again if the breaker moved in between (a `Buffer` worker, say, can hold a ready
+/// service for long). Admission while closed is kept apart, as a ticket checked with one
+/// relaxed load, so that the common case moves no payload.
 #[derive(Debug)]
 enum Reserved {
     Nothing,
-    Closed,
+    Closed(ClosedTicket),
     Admitted(Admission),
     Rejected(BreakerOpen),
 }
@@ -85,8 +88,8 @@ where
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if let Reserved::Nothing = self.reserved {
-            self.reserved = if self.breaker.core.is_closed() {
-                Reserved::Closed
+            self.reserved = if let Some(ticket) = self.breaker.core.closed_ticket() {
+                Reserved::Closed(ticket)
             } else {
                 match self.breaker.core.admit() {
                     Ok(admission) => Reserved::Admitted(admission),
@@ -111,17 +114,27 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
+        // First make sure the reservation is of the breaker's current state; if it moved
+        // since `poll_ready`, decide again, in place.
+        let current = match &self.reserved {
+            Reserved::Closed(ticket) => self.breaker.core.honours(*ticket),
+            Reserved::Admitted(admission) => self.breaker.core.is_current(admission),
+            Reserved::Nothing | Reserved::Rejected(_) => true,
+        };
+        if !current {
+            self.admit_again();
+        }
         let core = &self.breaker.core;
-        // Admitted while closed: checked apart so the hot path moves no payload. Should the
-        // breaker have moved since `poll_ready`, the outcome is recorded against a
-        // generation that is no longer closed, and ignored.
-        if let Reserved::Closed = self.reserved {
+        // Then use it. Every path builds its future right here, from plain values: a future
+        // built out of line and returned through memory was copied in wide loads over
+        // narrow stores, which stalls, and made the closed path up to twice as slow.
+        if let Reserved::Closed(ticket) = self.reserved {
             self.reserved = Reserved::Nothing;
             let started = core.measures_duration().then(Instant::now);
             return ResponseFuture::called(
                 self.inner.call(req),
                 core.id(),
-                Admission::Closed(core.generation()),
+                Admission::Closed(ticket.generation()),
                 started,
                 self.classifier.clone(),
             );
@@ -129,11 +142,12 @@ where
         if let Reserved::Rejected(open) = &self.reserved {
             let open = open.clone();
             self.reserved = Reserved::Nothing;
+            core.count_rejected();
             return ResponseFuture::rejected(open, self.classifier.clone());
         }
         let admission = match mem::replace(&mut self.reserved, Reserved::Nothing) {
             Reserved::Admitted(admission) => admission,
-            Reserved::Nothing | Reserved::Closed | Reserved::Rejected(_) => panic!(
+            Reserved::Nothing | Reserved::Closed(_) | Reserved::Rejected(_) => panic!(
                 "CircuitBreaker::call without poll_ready: poll_ready must return Ready(Ok) first"
             ),
         };
@@ -145,6 +159,21 @@ where
             started,
             self.classifier.clone(),
         )
+    }
+}
+
+impl<S, C> CircuitBreaker<S, C> {
+    /// The breaker moved between `poll_ready` and `call`: replaces the reservation with a
+    /// fresh decision. The inner service is ready, so an admitted call can still go through.
+    #[cold]
+    #[inline(never)]
+    fn admit_again(&mut self) {
+        // A stale probe permit gives nothing back: its half-open period is over.
+        self.reserved = Reserved::Nothing;
+        self.reserved = match self.breaker.core.admit() {
+            Ok(admission) => Reserved::Admitted(admission),
+            Err(open) => Reserved::Rejected(open),
+        };
     }
 }
 

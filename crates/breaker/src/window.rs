@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
-use crate::config::Window;
+use crate::policy::Window;
 
 /// Bits of one recorded call.
 pub(crate) const RECORDED: u8 = 1;

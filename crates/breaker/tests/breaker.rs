@@ -488,6 +488,25 @@ fn bad_configuration_is_an_error_from_build() {
         shrink.unwrap_err(),
         ConfigError::Multiplier { .. }
     ));
+    for (initial, max) in [(1, 0), (2, 1)] {
+        let (initial, max) = (Duration::from_secs(initial), Duration::from_secs(max));
+        let backoff = CircuitBreakerLayer::builder()
+            .open_backoff(OpenDuration::backoff(initial, max))
+            .build();
+        assert_eq!(
+            backoff.unwrap_err(),
+            ConfigError::BackoffMax { initial, max },
+            "a backoff capped below its first period"
+        );
+    }
+    assert_eq!(
+        ConfigError::BackoffMax {
+            initial: Duration::from_secs(2),
+            max: Duration::from_secs(1)
+        }
+        .to_string(),
+        "backoff `max` (1s) must be at least `initial` (2s)"
+    );
     let message = ConfigError::Zero { field: "threshold" }.to_string();
     assert_eq!(message, "`threshold` must be at least 1");
 }
@@ -627,4 +646,117 @@ async fn a_future_outliving_its_breaker_still_completes() {
     drop(service);
     handle.next_request().await.unwrap().1.send_error("boom");
     assert_eq!(response.await.unwrap_err().to_string(), "boom");
+}
+
+/// A call admitted by `poll_ready` while closed must not reach the inner service when the
+/// breaker has opened before `call`; nor may a probe permit of an earlier half-open period.
+#[tokio::test(start_paused = true)]
+async fn a_reservation_does_not_outlive_a_state_change() {
+    let layer = layer(1);
+    let breaker = layer.handle();
+    let (mut early, mut early_handle) = mock::spawn_layer(layer.clone());
+    let (mut other, mut other_handle) = mock::spawn_layer(layer);
+
+    // Ready while closed; the breaker opens before the call.
+    assert_ready_ok!(early.poll_ready());
+    call(&mut other, &mut other_handle, false).await;
+    assert_eq!(breaker.state(), State::Open);
+    let mut late = task::spawn(early.call("late"));
+    assert!(
+        matches!(early_handle.poll_request(), std::task::Poll::Pending),
+        "a call reserved while closed reached the inner service of an open breaker"
+    );
+    let error = assert_ready_err!(late.poll());
+    assert_eq!(
+        error.downcast_ref::<BreakerOpen>().unwrap().retry_after(),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(breaker.metrics().rejected, 1);
+
+    // A probe permit reserved in half-open, then the breaker is forced open.
+    time::advance(Duration::from_secs(30)).await;
+    assert_ready_ok!(early.poll_ready());
+    assert_eq!(breaker.state(), State::HalfOpen);
+    breaker.force_open();
+    let mut late = task::spawn(early.call("stale probe"));
+    assert!(
+        matches!(early_handle.poll_request(), std::task::Poll::Pending),
+        "a probe permit of an earlier half-open period reached the inner service"
+    );
+    assert!(assert_ready_err!(late.poll()).is::<BreakerOpen>());
+    assert_eq!(breaker.metrics().rejected, 2);
+
+    // A reservation whose state did not change is used as it stands.
+    breaker.reset();
+    call(&mut early, &mut early_handle, true).await;
+    assert_eq!(breaker.metrics().successes, 1);
+}
+
+/// A `Buffer` worker keeps its service's reservation while the inner service is not ready.
+/// When the breaker turns half-open meanwhile, that reservation must not become a second
+/// probe beyond `half_open_max_calls`.
+#[tokio::test(start_paused = true)]
+async fn a_buffered_reservation_does_not_bypass_half_open_max_calls() {
+    use tower::{buffer::Buffer, Layer, ServiceExt};
+
+    let layer = layer(1);
+    let breaker = layer.handle();
+    let (mut other, mut other_handle) = mock::spawn_layer(layer.clone());
+    let (inner, mut handle) = mock::pair::<&'static str, &'static str>();
+    handle.allow(0);
+    let buffer = Buffer::new(layer.layer(inner), 8);
+    // `buffer` lives on, so the worker and its inner service do too.
+    let buffered = tokio::spawn(buffer.clone().oneshot("buffered"));
+    // A paused clock advances only once every task is idle: the worker has reserved a
+    // closed admission and waits for the inner service.
+    time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(breaker.state(), State::Closed);
+
+    call(&mut other, &mut other_handle, false).await;
+    time::advance(Duration::from_secs(30)).await;
+    assert_ready_ok!(other.poll_ready());
+    assert_eq!(
+        breaker.state(),
+        State::HalfOpen,
+        "`other` holds the only probe"
+    );
+
+    handle.allow(1);
+    time::sleep(Duration::from_millis(1)).await;
+    assert!(
+        matches!(handle.poll_request(), std::task::Poll::Pending),
+        "the buffered call reached the inner service as a second half-open probe"
+    );
+    let error = buffered.await.unwrap().unwrap_err();
+    assert!(error.is::<BreakerOpen>(), "{error}");
+    assert_eq!(breaker.metrics().rejected, 1);
+
+    // The one real probe still decides.
+    let probe = other.call("probe");
+    other_handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response("ok");
+    probe.await.unwrap();
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+/// A rejection is counted when the rejected call is made, not when `poll_ready` decides it:
+/// a reservation that is never called rejected nothing.
+#[tokio::test(start_paused = true)]
+async fn an_uncalled_reservation_is_not_counted_as_rejected() {
+    let layer = layer(1);
+    let breaker = layer.handle();
+    let (mut service, mut handle) = mock::spawn_layer(layer.clone());
+    call(&mut service, &mut handle, false).await;
+    assert_eq!(breaker.state(), State::Open);
+
+    let (mut idle, _idle_handle) = mock::spawn_layer::<&str, &str, _>(layer);
+    assert_ready_ok!(idle.poll_ready());
+    drop(idle);
+    assert_eq!(breaker.metrics().rejected, 0, "nothing was called");
+    rejected(&mut service, &mut handle);
+    assert_eq!(breaker.metrics().rejected, 1);
 }

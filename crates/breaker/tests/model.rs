@@ -53,6 +53,10 @@ enum Op {
     Complete(usize, Outcome),
     Drop(usize),
     ReserveAndDrop,
+    /// `poll_ready` on a clone that is called later, by `CallReserved`, whatever happens
+    /// in between.
+    Reserve,
+    CallReserved,
     Advance(u64),
     ForceOpen,
     Disable,
@@ -119,6 +123,8 @@ fn op() -> impl Strategy<Value = Op> {
         8 => (any::<usize>(), outcome()).prop_map(|(i, o)| Op::Complete(i, o)),
         1 => any::<usize>().prop_map(Op::Drop),
         1 => Just(Op::ReserveAndDrop),
+        2 => Just(Op::Reserve),
+        2 => Just(Op::CallReserved),
         6 => (0u64..=700).prop_map(Op::Advance),
         1 => prop_oneof![Just(Op::ForceOpen), Just(Op::Disable), Just(Op::Reset)],
     ]
@@ -193,7 +199,15 @@ struct Model {
 enum Admit {
     Closed(u64),
     Probe(u64),
-    Disabled,
+    Disabled(u64),
+}
+
+impl Admit {
+    fn gen(self) -> u64 {
+        match self {
+            Self::Closed(gen) | Self::Probe(gen) | Self::Disabled(gen) => gen,
+        }
+    }
 }
 
 impl Model {
@@ -256,7 +270,7 @@ impl Model {
         loop {
             match self.state {
                 State::Closed => return Some(Admit::Closed(self.gen)),
-                State::Disabled => return Some(Admit::Disabled),
+                State::Disabled => return Some(Admit::Disabled(self.gen)),
                 State::Open if now >= self.open_until => self.to(State::HalfOpen, now),
                 State::HalfOpen if self.probes < self.config.max_probes => {
                     self.probe_deadline = self
@@ -266,10 +280,8 @@ impl Model {
                     return Some(Admit::Probe(self.gen));
                 }
                 State::HalfOpen if now >= self.probe_deadline => self.to(State::Open, now),
-                _ => {
-                    self.counts[3] += 1;
-                    return None;
-                }
+                // A rejection is counted when the rejected call is made (see `Op::Start`).
+                _ => return None,
             }
         }
     }
@@ -327,7 +339,7 @@ impl Model {
         }
         let failed = outcome == Outcome::Failure;
         match admit {
-            Admit::Disabled => {}
+            Admit::Disabled(_) => {}
             Admit::Closed(gen) if gen == self.gen && self.state == State::Closed => {
                 self.consecutive = if failed { self.consecutive + 1 } else { 0 };
                 let trips = match self.config.policy {
@@ -369,6 +381,13 @@ async fn inner(answer: oneshot::Receiver<Answer>) -> Answer {
     answer.await.unwrap_or(Err("dropped"))
 }
 
+/// Polls `service` for readiness once; true when it is ready (every service here is, at once).
+fn poll_ready<S: Service<oneshot::Receiver<Answer>>>(service: &mut S) -> bool {
+    task::spawn(std::future::poll_fn(|cx| service.poll_ready(cx)))
+        .poll()
+        .is_ready()
+}
+
 fn run(config: Config, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -384,29 +403,53 @@ fn run(config: Config, ops: Vec<Op>) -> Result<(), TestCaseError> {
         // Outstanding calls: the response future, the answer sender, the model's admission,
         // and the start time.
         let mut calls = Vec::new();
+        // A clone made ready by `Op::Reserve`, and what the model admitted then.
+        let mut reserved = None;
+        // Polls a call's response future once: it must be pending when the model admits the
+        // call (the answer comes with `Op::Complete`), or a `BreakerOpen` at once.
+        macro_rules! settle {
+            ($future:expr, $send:expr, $expected:expr) => {{
+                let mut response = task::spawn($future);
+                match (response.poll(), $expected) {
+                    (std::task::Poll::Pending, Some(admit)) => {
+                        calls.push((response, $send, admit, now));
+                    }
+                    (std::task::Poll::Ready(Err(error)), None) => {
+                        prop_assert!(error.is::<BreakerOpen>(), "{error}");
+                        model.counts[3] += 1;
+                    }
+                    (poll, expected) => {
+                        prop_assert!(false, "breaker {poll:?}, model {expected:?}");
+                    }
+                }
+            }};
+        }
         for op in ops {
             match op {
                 Op::Start => {
                     let expected = model.admit(now);
                     let (send, receive) = oneshot::channel();
-                    let mut ready = task::spawn(std::future::poll_fn(|cx| {
-                        Service::<oneshot::Receiver<Answer>>::poll_ready(&mut service, cx)
-                    }));
-                    prop_assert!(ready.poll().is_ready());
-                    drop(ready);
-                    let mut response = task::spawn(service.call(receive));
-                    match (response.poll(), expected) {
-                        (std::task::Poll::Pending, Some(admit)) => {
-                            calls.push((response, send, admit, now));
-                        }
-                        (std::task::Poll::Ready(Err(error)), None) => {
-                            prop_assert!(error.is::<BreakerOpen>(), "{error}");
-                        }
-                        (poll, expected) => {
-                            prop_assert!(false, "breaker {poll:?}, model {expected:?}");
-                        }
-                    }
+                    prop_assert!(poll_ready(&mut service));
+                    settle!(service.call(receive), send, expected);
                 }
+                Op::Reserve if reserved.is_none() => {
+                    let mut clone = service.clone();
+                    let expected = model.admit(now);
+                    prop_assert!(poll_ready(&mut clone));
+                    reserved = Some((clone, expected));
+                }
+                Op::CallReserved if reserved.is_some() => {
+                    let (mut clone, admitted) = reserved.take().unwrap();
+                    // An admission the breaker has moved on from is decided again at the call;
+                    // a rejection stands.
+                    let expected = match admitted {
+                        Some(admit) if admit.gen() != model.gen => model.admit(now),
+                        admitted => admitted,
+                    };
+                    let (send, receive) = oneshot::channel();
+                    settle!(clone.call(receive), send, expected);
+                }
+                Op::Reserve | Op::CallReserved => {}
                 Op::Complete(i, outcome) if !calls.is_empty() => {
                     let (mut response, send, admit, started) = calls.remove(i % calls.len());
                     let answer = match outcome {
@@ -430,11 +473,7 @@ fn run(config: Config, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 Op::ReserveAndDrop => {
                     let mut clone = service.clone();
                     let expected = model.admit(now);
-                    let mut ready = task::spawn(std::future::poll_fn(|cx| {
-                        Service::<oneshot::Receiver<Answer>>::poll_ready(&mut clone, cx)
-                    }));
-                    prop_assert!(ready.poll().is_ready());
-                    drop(ready);
+                    prop_assert!(poll_ready(&mut clone));
                     drop(clone);
                     if let Some(admit) = expected {
                         model.release(admit);
