@@ -1,77 +1,58 @@
-//! Settings, from flags and the environment.
+//! Settings, from flags over the environment: one field of [`Config`] per setting, with its
+//! flag, its variable and its default in one `#[arg]` (adding a setting is one place).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{FalseyValueParser, TypedValueParser};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{ArgAction, Args, Command, FromArgMatches};
+
 /// Where the dashboard is, and where the relay keeps its socket and spool.
-#[derive(Debug, Clone)]
+///
+/// Every flag is global (it may come before or after the subcommand) and tied to its
+/// environment variable, which `--help` shows.
+#[derive(Debug, Clone, Args)]
 pub struct Config {
+    /// The dashboard's Socket.IO URL (http, https, ws or wss). Without SLUICE_URL, the
+    /// reference's CLAUDE_MPM_SERVER_HOST / CLAUDE_MPM_SERVER_PORT / CLAUDE_MPM_SOCKETIO_PORT.
+    #[arg(long, global = true, env = "SLUICE_URL", value_name = "URL",
+          value_parser = parse_url, default_value_t = reference_url())]
     pub url: String,
     /// Directory of the relay's socket and lock (only the user can open it).
+    #[arg(long, global = true, env = "SLUICE_RUNTIME_DIR", value_name = "DIR",
+          default_value_os_t = default_runtime_dir(), hide_default_value = true)]
     pub runtime_dir: PathBuf,
     /// Directory of the spool and the relay's log.
+    #[arg(long, global = true, env = "SLUICE_STATE_DIR", value_name = "DIR",
+          default_value_os_t = default_state_dir(), hide_default_value = true)]
     pub state_dir: PathBuf,
-    /// Whether a hook may start a relay.
+    /// Never start a relay: events go to the spool for the next one.
+    #[arg(long = "no-spawn", global = true, env = "SLUICE_NO_SPAWN", action = ArgAction::SetTrue,
+          value_parser = FalseyValueParser::new().map(|no_spawn| !no_spawn))]
     pub spawn_relay: bool,
-    /// How long a hook may take in all.
+    /// The most time one hook takes, whatever happens (milliseconds).
+    #[arg(long = "budget-ms", global = true, env = "SLUICE_BUDGET_MS", value_name = "MS",
+          value_parser = parse_millis, default_value = "1000")]
     pub budget: Duration,
-    /// How long the relay lives without events.
+    /// How long the relay lives without events (seconds).
+    #[arg(long, global = true, env = "SLUICE_IDLE_SECS", value_name = "SECS",
+          value_parser = parse_secs, default_value = "600")]
     pub idle: Duration,
+    /// The spool's cap in bytes: when full, the oldest events are dropped and counted.
+    #[arg(long, global = true, env = "SLUICE_SPOOL_MAX_BYTES", value_name = "BYTES",
+          value_parser = parse_bytes, default_value = "67108864")]
     pub spool_max_bytes: u64,
+    /// Log to stderr (SLUICE_LOG is also the log filter, e.g. `debug`).
+    #[arg(short, long, global = true, env = "SLUICE_LOG", action = ArgAction::SetTrue,
+          value_parser = FalseyValueParser::new())]
     pub verbose: bool,
 }
 
 pub const DEFAULT_URL: &str = "http://localhost:8765";
 
 impl Config {
-    /// Reads flags (`--url`, `--verbose`, `--no-spawn`, `--idle SECS`) over the
-    /// environment; returns the rest of the arguments.
-    pub fn from_args(args: Vec<String>) -> Result<(Self, Vec<String>), String> {
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let mut config = Self {
-            url: url_from_env(&env),
-            runtime_dir: env("SLUICE_RUNTIME_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(default_runtime_dir),
-            state_dir: env("SLUICE_STATE_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(default_state_dir),
-            spawn_relay: env("SLUICE_NO_SPAWN").is_none(),
-            budget: Duration::from_millis(
-                env("SLUICE_BUDGET_MS")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1_000),
-            ),
-            idle: Duration::from_secs(
-                env("SLUICE_IDLE_SECS")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(600),
-            ),
-            spool_max_bytes: env("SLUICE_SPOOL_MAX_BYTES")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(64 << 20),
-            verbose: env("SLUICE_LOG").is_some(),
-        };
-        let mut rest = Vec::new();
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--url" => config.url = args.next().ok_or("--url needs a value")?,
-                "--verbose" | "-v" => config.verbose = true,
-                "--no-spawn" => config.spawn_relay = false,
-                "--idle" => {
-                    let secs = args.next().ok_or("--idle needs seconds")?;
-                    config.idle = Duration::from_secs(
-                        secs.parse()
-                            .map_err(|_| format!("--idle: not a number: {secs}"))?,
-                    );
-                }
-                _ => rest.push(arg),
-            }
-        }
-        Ok((config, rest))
-    }
-
     pub fn socket(&self) -> PathBuf {
         self.runtime_dir.join("relay.sock")
     }
@@ -79,14 +60,105 @@ impl Config {
     pub fn relay_lock(&self) -> PathBuf {
         self.runtime_dir.join("relay.lock")
     }
+
+    /// The settings from the environment alone, skipping each variable whose value is bad
+    /// (its default is used instead): what the hook falls back to after a bad flag.
+    pub fn lenient() -> Self {
+        let mut command = Self::augment_args(Command::new("sluice-hook").no_binary_name(true));
+        command = ignore_empty_env(command);
+        for _ in 0..32 {
+            let parsed = command
+                .clone()
+                .try_get_matches_from(Vec::<OsString>::new())
+                .and_then(|matches| Self::from_arg_matches(&matches));
+            let error = match parsed {
+                Ok(config) => return config,
+                Err(error) => error,
+            };
+            let Some(ContextValue::String(bad)) = error.get(ContextKind::InvalidArg) else {
+                break;
+            };
+            let Some(id) = command
+                .get_arguments()
+                .find(|arg| arg.to_string() == *bad)
+                .map(|arg| arg.get_id().clone())
+            else {
+                break;
+            };
+            command = command.mut_arg(id, |arg| arg.env(None));
+        }
+        // Unreachable in practice (every default is valid): no variable at all.
+        let command = Self::augment_args(Command::new("sluice-hook").no_binary_name(true))
+            .mut_args(|arg| arg.env(None));
+        command
+            .try_get_matches_from(Vec::<OsString>::new())
+            .and_then(|matches| Self::from_arg_matches(&matches))
+            .unwrap_or_else(|error| error.exit())
+    }
 }
 
-/// `SLUICE_URL`, else the reference's `CLAUDE_MPM_SERVER_HOST`/`_PORT` or
-/// `CLAUDE_MPM_SOCKETIO_PORT`, else `http://localhost:8765`.
-fn url_from_env(env: &dyn Fn(&str) -> Option<String>) -> String {
-    if let Some(url) = env("SLUICE_URL") {
-        return url;
+/// Treats a variable set to the empty string as unset, as the shell idiom `VAR= cmd` means.
+pub fn ignore_empty_env(command: Command) -> Command {
+    command.mut_args(|arg| {
+        let empty = arg
+            .get_env()
+            .and_then(std::env::var_os)
+            .is_some_and(|value| value.is_empty());
+        if empty {
+            arg.env(None)
+        } else {
+            arg
+        }
+    })
+}
+
+/// A dashboard URL: http, https, ws or wss, with a host.
+pub fn parse_url(value: &str) -> Result<String, String> {
+    let url = url::Url::parse(value)
+        .map_err(|error| format!("not a URL ({error}); expected e.g. {DEFAULT_URL}"))?;
+    if !matches!(url.scheme(), "http" | "https" | "ws" | "wss") {
+        return Err(format!(
+            "the scheme {:?} is not http, https, ws or wss",
+            url.scheme()
+        ));
     }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".to_string());
+    }
+    Ok(value.to_string())
+}
+
+fn parse_number(value: &str) -> Result<u64, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| "not a whole number".to_string())
+}
+
+fn parse_secs(value: &str) -> Result<Duration, String> {
+    parse_number(value).map(Duration::from_secs)
+}
+
+fn parse_millis(value: &str) -> Result<Duration, String> {
+    parse_number(value).map(Duration::from_millis)
+}
+
+fn parse_bytes(value: &str) -> Result<u64, String> {
+    parse_number(value)
+}
+
+/// Whether a clap error concerns a value (as opposed to the command line's shape).
+pub fn is_bad_value(kind: ErrorKind) -> bool {
+    matches!(kind, ErrorKind::InvalidValue | ErrorKind::ValueValidation)
+}
+
+/// `CLAUDE_MPM_SERVER_HOST`/`_PORT` or `CLAUDE_MPM_SOCKETIO_PORT` (the reference's), else
+/// `http://localhost:8765`: the default under `SLUICE_URL`.
+fn reference_url() -> String {
+    url_from_env(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+}
+
+fn url_from_env(env: &dyn Fn(&str) -> Option<String>) -> String {
     let host = env("CLAUDE_MPM_SERVER_HOST").unwrap_or_else(|| "localhost".to_string());
     match env("CLAUDE_MPM_SERVER_PORT").or_else(|| env("CLAUDE_MPM_SOCKETIO_PORT")) {
         Some(port) => format!("http://{host}:{port}"),
@@ -145,12 +217,57 @@ mod tests {
             ])),
             "http://dashboard.local:8766"
         );
-        assert_eq!(
-            url_from_env(&env(&[
-                ("SLUICE_URL", "http://h:1"),
-                ("CLAUDE_MPM_SOCKETIO_PORT", "9")
-            ])),
-            "http://h:1"
-        );
+    }
+
+    #[test]
+    fn urls_need_a_known_scheme_and_a_host() {
+        for good in [
+            "http://localhost:8765",
+            "https://dash.example:443/x",
+            "ws://127.0.0.1:1",
+            "wss://[::1]:9",
+        ] {
+            assert_eq!(parse_url(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "not-a-url",
+            "ftp://host",
+            "http://",
+            "localhost:8765",
+            "file:///tmp/x",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_parse_into_the_resolved_settings() {
+        let command = Config::augment_args(Command::new("t")).mut_args(|arg| arg.env(None));
+        let matches = command
+            .try_get_matches_from([
+                "t",
+                "--url",
+                "ws://h:1",
+                "--no-spawn",
+                "--idle",
+                "5",
+                "--budget-ms",
+                "250",
+                "-v",
+            ])
+            .unwrap();
+        let config = Config::from_arg_matches(&matches).unwrap();
+        assert_eq!(config.url, "ws://h:1");
+        assert!(!config.spawn_relay);
+        assert_eq!(config.idle, Duration::from_secs(5));
+        assert_eq!(config.budget, Duration::from_millis(250));
+        assert!(config.verbose);
+        assert_eq!(config.spool_max_bytes, 64 << 20);
+        let command = Config::augment_args(Command::new("t")).mut_args(|arg| arg.env(None));
+        let defaults =
+            Config::from_arg_matches(&command.try_get_matches_from(["t"]).unwrap()).unwrap();
+        assert!(defaults.spawn_relay);
+        assert!(!defaults.verbose);
+        assert_eq!(defaults.idle, Duration::from_secs(600));
     }
 }
