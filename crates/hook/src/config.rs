@@ -14,6 +14,7 @@ use clap::{ArgAction, Args, Command, FromArgMatches};
 /// Every flag is global (it may come before or after the subcommand) and tied to its
 /// environment variable, which `--help` shows.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Settings (for every command; a flag overrides its variable)")]
 pub struct Config {
     /// The dashboard's Socket.IO URL (http, https, ws or wss). Without SLUICE_URL, the
     /// reference's CLAUDE_MPM_SERVER_HOST / CLAUDE_MPM_SERVER_PORT / CLAUDE_MPM_SOCKETIO_PORT.
@@ -78,9 +79,14 @@ impl Config {
             let Some(ContextValue::String(bad)) = error.get(ContextKind::InvalidArg) else {
                 break;
             };
+            // `bad` reads `--idle <SECS>`: find the argument by its long name.
+            let long = bad.split_whitespace().next().unwrap_or_default();
             let Some(id) = command
                 .get_arguments()
-                .find(|arg| arg.to_string() == *bad)
+                .find(|arg| {
+                    arg.get_long()
+                        .is_some_and(|name| long == format!("--{name}"))
+                })
                 .map(|arg| arg.get_id().clone())
             else {
                 break;
