@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -83,7 +82,7 @@ async fn play(args: &DemoArgs, dir: &Path) -> i32 {
     let _ = std::fs::remove_dir_all(dir);
     let (runtime_dir, state_dir) = (dir.join("run"), dir.join("state"));
     let socket = runtime_dir.join("relay.sock");
-    let mut dashboard = match Dashboard::start("127.0.0.1:0".parse().expect("an address")).await {
+    let dashboard = match Dashboard::start("127.0.0.1:0".parse().expect("an address")).await {
         Ok(dashboard) => dashboard,
         Err(error) => {
             eprintln!("demo: cannot start the dashboard: {error}");
@@ -113,72 +112,70 @@ async fn play(args: &DemoArgs, dir: &Path) -> i32 {
     );
 
     let started = Instant::now();
-    let sent = Arc::new(AtomicU64::new(0));
+    let sent = AtomicU64::new(0);
     // Held by the player while a hook runs: whoever holds it has no hook in flight.
-    let gate = Arc::new(Mutex::new(()));
-    let watcher = tokio::spawn(teardown::watch_depth(socket.clone()));
+    let gate = Mutex::new(());
+    // Sampling the relay's spool depth; stopped when `play` ends or is dropped.
+    let watcher = AbortOnDrop(tokio::spawn(teardown::watch_depth(socket.clone())));
 
-    let player = {
-        let (sent, gate, hook) = (Arc::clone(&sent), Arc::clone(&gate), hook.clone());
-        let (runtime_dir, state_dir) = (runtime_dir.clone(), state_dir.clone());
+    // The player and the conductor are futures of `play` itself, not spawned tasks: when a
+    // signal drops `play`, they stop with it, and so does the running hook (kill_on_drop).
+    let player = async {
         let url = format!("http://{addr}");
-        tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(inputs.len());
-            let mut failures = 0u64;
-            let mut pace = tokio::time::interval(DemoArgs::PACE);
-            pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            for input in &inputs {
-                pace.tick().await;
-                let _running = gate.lock().await;
-                let begin = Instant::now();
-                let ok = run_hook(&hook, &runtime_dir, &state_dir, &url, input).await;
-                latencies.push(begin.elapsed().as_micros() as u64);
-                failures += u64::from(!ok);
-                let n = sent.fetch_add(1, Ordering::SeqCst) + 1;
-                if n % 250 == 0 {
-                    println!(
-                        "  {:>6.2} s  {n} hooks run",
-                        started.elapsed().as_secs_f64()
-                    );
-                }
+        let mut latencies = Vec::with_capacity(inputs.len());
+        let mut failures = 0u64;
+        let mut pace = tokio::time::interval(DemoArgs::PACE);
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for input in &inputs {
+            pace.tick().await;
+            let _running = gate.lock().await;
+            let begin = Instant::now();
+            let ok = run_hook(&hook, &runtime_dir, &state_dir, &url, input).await;
+            latencies.push(begin.elapsed().as_micros() as u64);
+            failures += u64::from(!ok);
+            let n = sent.fetch_add(1, Ordering::SeqCst) + 1;
+            if n.is_multiple_of(250) {
+                println!(
+                    "  {:>6.2} s  {n} hooks run",
+                    started.elapsed().as_secs_f64()
+                );
             }
-            (latencies, failures)
-        })
+        }
+        (latencies, failures)
     };
-
     // The outage: after `outage_at` hooks, down for the outage, back on the same port.
-    while sent.load(Ordering::SeqCst) < args.outage_at() && !player.is_finished() {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let down_at = started.elapsed().as_secs_f64();
-    dashboard.stop().await;
-    println!("  {down_at:>6.2} s  dashboard DOWN");
-    tokio::time::sleep(args.outage()).await;
-    let (hooks_before_restart, spooled_at_restart, arrivals_before_restart) = {
+    let conductor = async {
+        while sent.load(Ordering::SeqCst) < args.outage_at() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let down_at = started.elapsed().as_secs_f64();
+        dashboard.stop().await;
+        println!("  {down_at:>6.2} s  dashboard DOWN");
+        tokio::time::sleep(args.outage()).await;
+        // No hook runs while the figures of the restart are taken.
         let _paused = gate.lock().await;
-        let depth = teardown::relay_stats(&socket).await;
-        let spooled = depth.map_or(0, |stats| stats["spool_depth"].as_u64().unwrap_or(0));
+        let stats = teardown::relay_stats(&socket).await;
+        let spooled = stats.map_or(0, |stats| stats["spool_depth"].as_u64().unwrap_or(0));
         let at = (sent.load(Ordering::SeqCst), spooled, log.len());
-        dashboard = match Dashboard::start_with_log(addr, log.clone()).await {
-            Ok(dashboard) => dashboard,
-            Err(error) => {
-                eprintln!("demo: cannot restart the dashboard: {error}");
-                return 2;
-            }
-        };
-        at
+        let dashboard = Dashboard::start_with_log(addr, log.clone()).await?;
+        let up_at = started.elapsed().as_secs_f64();
+        println!("  {up_at:>6.2} s  dashboard UP again");
+        Ok::<_, std::io::Error>((dashboard, at, down_at, up_at))
     };
-    let up_at = started.elapsed().as_secs_f64();
-    println!("  {up_at:>6.2} s  dashboard UP again");
-
-    let Ok((mut latencies, hook_failures)) = player.await else {
-        return 2;
+    let ((mut latencies, hook_failures), restarted) = tokio::join!(player, conductor);
+    let (dashboard, at, down_at, up_at) = match restarted {
+        Ok(restarted) => restarted,
+        Err(error) => {
+            eprintln!("demo: cannot restart the dashboard: {error}");
+            return 2;
+        }
     };
+    let (hooks_before_restart, spooled_at_restart, arrivals_before_restart) = at;
     let played_at = started.elapsed().as_secs_f64();
     wait_distinct(&log, expected, Duration::from_secs(90)).await;
     let drained_at = started.elapsed().as_secs_f64();
     let stats = teardown::relay_stats(&socket).await.unwrap_or(Value::Null);
-    watcher.abort();
+    drop(watcher);
     let deepest_sampled = teardown::DEEPEST.load(Ordering::Relaxed);
     latencies.sort_unstable();
     let recording = Recording {
@@ -214,6 +211,15 @@ async fn play(args: &DemoArgs, dir: &Path) -> i32 {
     } else {
         println!("\nOK: nothing lost");
         0
+    }
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
