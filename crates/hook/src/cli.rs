@@ -12,11 +12,13 @@ use crate::install::Scope;
 
 /// Sends every Claude Code hook event to the monitoring dashboard, through a long-lived
 /// relay, without blocking Claude and without losing events.
-///
-/// Without a command, sluice-hook is the hook: it reads one event on stdin, hands it to the
-/// relay (starting one if needed) and exits 0 with nothing on stdout.
 #[derive(Debug, Parser)]
-#[command(name = "sluice-hook", version, max_term_width = 100)]
+#[command(
+    name = "sluice-hook",
+    version,
+    after_help = "Without a command, sluice-hook is the hook: it reads one event on stdin, hands it \
+                  to the relay (starting one if needed) and exits 0 with nothing on stdout."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub config: Config,
@@ -80,18 +82,20 @@ pub struct InstallArgs {
     /// Merge the hooks into the settings file (a backup is kept) instead of printing them
     #[arg(long)]
     pub write: bool,
-    /// Which settings file to write
+    /// Which settings file: user = ~/.claude/settings.json, project = .claude/settings.json,
+    /// local = .claude/settings.local.json
     #[arg(long, value_enum, default_value = "user")]
     pub scope: Scope,
-    /// `default` (10 events every current Claude Code accepts), `all` (the 34 of Claude Code
-    /// 2.1.332), or names separated by commas, e.g. `PreToolUse,PostToolUse,Stop`
+    /// `default` (10 events all current Claude Codes accept), `all` (34), or names
+    /// separated by commas, e.g. PreToolUse,PostToolUse,Stop
     #[arg(long, value_name = "EVENTS", default_value = "default", value_parser = parse_events)]
     pub events: EventList,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct UninstallArgs {
-    /// Which settings file to clean
+    /// Which settings file: user = ~/.claude/settings.json, project = .claude/settings.json,
+    /// local = .claude/settings.local.json
     #[arg(long, value_enum, default_value = "user")]
     pub scope: Scope,
 }

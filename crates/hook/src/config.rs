@@ -14,10 +14,10 @@ use clap::{ArgAction, Args, Command, FromArgMatches};
 /// Every flag is global (it may come before or after the subcommand) and tied to its
 /// environment variable, which `--help` shows.
 #[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Settings (for every command; a flag overrides its variable)")]
+#[command(next_help_heading = "Settings (any command; a flag overrides its variable)")]
 pub struct Config {
-    /// The dashboard's Socket.IO URL (http, https, ws or wss). Without SLUICE_URL, the
-    /// reference's CLAUDE_MPM_SERVER_HOST / CLAUDE_MPM_SERVER_PORT / CLAUDE_MPM_SOCKETIO_PORT.
+    /// The dashboard (http, https, ws or wss); the default comes from CLAUDE_MPM_SERVER_HOST,
+    /// CLAUDE_MPM_SERVER_PORT or CLAUDE_MPM_SOCKETIO_PORT when set
     #[arg(long, global = true, env = "SLUICE_URL", value_name = "URL",
           value_parser = parse_url, default_value_t = reference_url())]
     pub url: String,

@@ -11,11 +11,11 @@ use crate::events::HookEvent;
 /// Which settings file: Claude Code reads all three, the narrower winning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scope {
-    /// `~/.claude/settings.json` (or `$CLAUDE_CONFIG_DIR/settings.json`): every project.
+    // `~/.claude/settings.json` (or `$CLAUDE_CONFIG_DIR/settings.json`): every project.
     User,
-    /// `.claude/settings.json` in the current directory: the project, shared through git.
+    // `.claude/settings.json` in the current directory: the project, shared through git.
     Project,
-    /// `.claude/settings.local.json` in the current directory: the project, for you only.
+    // `.claude/settings.local.json` in the current directory: the project, for you only.
     Local,
 }
 

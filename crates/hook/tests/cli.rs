@@ -455,3 +455,20 @@ fn the_relay_binary_has_a_command_line_too() {
     let bogus = Command::new(&relay).arg("demo").output().unwrap();
     assert_eq!(bogus.status.code(), Some(2));
 }
+
+#[test]
+fn the_readme_shows_the_real_help() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let shown = readme
+        .split("`sluice-hook --help`:\n\n```text\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("the README shows `sluice-hook --help`");
+    let output = Command::new(support::BIN)
+        .arg("--help")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(text(&output.stdout).trim_end(), shown);
+}
