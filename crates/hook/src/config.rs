@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::{FalseyValueParser, TypedValueParser};
-use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::error::{ContextKind, ContextValue};
 use clap::{ArgAction, Args, Command, FromArgMatches};
 
 /// Where the dashboard is, and where the relay keeps its socket and spool.
@@ -63,17 +63,19 @@ impl Config {
     }
 
     /// The settings from the environment alone, skipping each variable whose value is bad
-    /// (its default is used instead): what the hook falls back to after a bad flag.
-    pub fn lenient() -> Self {
+    /// (its default is used instead): what the hook falls back to after a bad flag. Also
+    /// returns the variables skipped.
+    pub fn lenient() -> (Self, Vec<OsString>) {
         let mut command = Self::augment_args(Command::new("sluice-hook").no_binary_name(true));
         command = ignore_empty_env(command);
+        let mut skipped = Vec::new();
         for _ in 0..32 {
             let parsed = command
                 .clone()
                 .try_get_matches_from(Vec::<OsString>::new())
                 .and_then(|matches| Self::from_arg_matches(&matches));
             let error = match parsed {
-                Ok(config) => return config,
+                Ok(config) => return (config, skipped),
                 Err(error) => error,
             };
             let Some(ContextValue::String(bad)) = error.get(ContextKind::InvalidArg) else {
@@ -81,25 +83,24 @@ impl Config {
             };
             // `bad` reads `--idle <SECS>`: find the argument by its long name.
             let long = bad.split_whitespace().next().unwrap_or_default();
-            let Some(id) = command
-                .get_arguments()
-                .find(|arg| {
-                    arg.get_long()
-                        .is_some_and(|name| long == format!("--{name}"))
-                })
-                .map(|arg| arg.get_id().clone())
-            else {
+            let Some(arg) = command.get_arguments().find(|arg| {
+                arg.get_long()
+                    .is_some_and(|name| long == format!("--{name}"))
+            }) else {
                 break;
             };
+            skipped.extend(arg.get_env().map(OsString::from));
+            let id = arg.get_id().clone();
             command = command.mut_arg(id, |arg| arg.env(None));
         }
         // Unreachable in practice (every default is valid): no variable at all.
         let command = Self::augment_args(Command::new("sluice-hook").no_binary_name(true))
             .mut_args(|arg| arg.env(None));
-        command
+        let config = command
             .try_get_matches_from(Vec::<OsString>::new())
             .and_then(|matches| Self::from_arg_matches(&matches))
-            .unwrap_or_else(|error| error.exit())
+            .unwrap_or_else(|error| error.exit());
+        (config, skipped)
     }
 }
 
@@ -151,11 +152,6 @@ fn parse_millis(value: &str) -> Result<Duration, String> {
 
 fn parse_bytes(value: &str) -> Result<u64, String> {
     parse_number(value)
-}
-
-/// Whether a clap error concerns a value (as opposed to the command line's shape).
-pub fn is_bad_value(kind: ErrorKind) -> bool {
-    matches!(kind, ErrorKind::InvalidValue | ErrorKind::ValueValidation)
 }
 
 /// `CLAUDE_MPM_SERVER_HOST`/`_PORT` or `CLAUDE_MPM_SOCKETIO_PORT` (the reference's), else
@@ -244,6 +240,19 @@ mod tests {
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn lenient_settings_skip_only_the_bad_variables() {
+        // The test's own variables: no other test reads these.
+        std::env::set_var("SLUICE_IDLE_SECS", "soon");
+        std::env::set_var("SLUICE_BUDGET_MS", "250");
+        let (config, skipped) = Config::lenient();
+        std::env::remove_var("SLUICE_IDLE_SECS");
+        std::env::remove_var("SLUICE_BUDGET_MS");
+        assert_eq!(config.idle, Duration::from_secs(600));
+        assert_eq!(config.budget, Duration::from_millis(250));
+        assert_eq!(skipped, [OsString::from("SLUICE_IDLE_SECS")]);
     }
 
     #[test]

@@ -90,7 +90,14 @@ fn refuse(error: &clap::Error, args: &[OsString]) -> i32 {
         .unwrap_or_default()
         .trim_start_matches("error: ");
     eprintln!("sluice-hook: {problem}; the event is handed on with the valid settings");
-    client::run(&Config::lenient());
+    let (config, skipped) = Config::lenient();
+    // A relay this hook starts inherits its environment: without the bad variables, it
+    // starts (instead of refusing them) and delivers the event. The hook has no other
+    // thread yet, so changing its environment is safe.
+    for variable in skipped {
+        std::env::remove_var(variable);
+    }
+    client::run(&config);
     1
 }
 
@@ -146,6 +153,15 @@ fn answer(command: &str, done: Result<String, String>) -> i32 {
     }
 }
 
+/// `1 event`, `2 events`, `? events`.
+fn events(n: Option<u64>) -> String {
+    match n {
+        Some(1) => "1 event".to_string(),
+        Some(n) => format!("{n} events"),
+        None => "? events".to_string(),
+    }
+}
+
 fn relay_stats(config: &Config) -> std::io::Result<String> {
     client::request(config, "S", Duration::from_secs(2))
 }
@@ -155,9 +171,9 @@ fn show_stats(config: &Config, how: &StatsArgs) -> i32 {
         Ok(line) => line,
         Err(error) => {
             eprintln!(
-                "sluice-hook: no relay at {} ({error}); {} events wait in the spool",
+                "sluice-hook: no relay at {} ({error}); {} in the spool",
                 config.socket().display(),
-                spool_left(config).map_or_else(|| "?".to_string(), |n| n.to_string())
+                events(spool_left(config))
             );
             return 1;
         }
@@ -183,25 +199,18 @@ fn stop(config: &Config) -> i32 {
         .ok()
         .and_then(|line| serde_json::from_str::<Value>(&line).ok())
         .map_or_else(|| "?".to_string(), |stats| stats["relay_pid"].to_string());
-    let left =
-        |config: &Config| spool_left(config).map_or_else(|| "?".to_string(), |n| n.to_string());
+    let left = |config: &Config| events(spool_left(config));
     if client::send_lines(config, &["Q".to_string()], Duration::from_secs(5)).is_err() {
-        println!(
-            "no relay running; {} events wait in the spool",
-            left(config)
-        );
+        println!("no relay running; {} in the spool", left(config));
         return 0;
     }
     // The relay holds its lock until it has delivered what it can and exited.
     if client::wait_for_relay_exit(config, Duration::from_secs(5)) {
-        println!(
-            "relay {pid} stopped; {} events left in the spool",
-            left(config)
-        );
+        println!("relay {pid} stopped; {} left in the spool", left(config));
         0
     } else {
         eprintln!(
-            "sluice-hook: relay {pid} is still delivering after 5 s ({} events in the spool); it exits when done",
+            "sluice-hook: relay {pid} is still delivering after 5 s ({} in the spool); it exits when done",
             left(config)
         );
         1

@@ -237,11 +237,13 @@ async fn the_hook_path_never_exits_2_and_still_hands_the_event_on() {
         child.wait_with_output().unwrap()
     };
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+    // The bad variable first, with no relay yet: the relay the hook starts must not
+    // inherit it (it would refuse to start, and the event would wait in the spool).
     let cases: [Case<'_>; 4] = [
+        (&[], &[("SLUICE_IDLE_SECS", "abc")]),
         (&["--url", "bad"], &[]),
         (&["--bogus"], &[]),
         (&["bogus"], &[]),
-        (&[], &[("SLUICE_IDLE_SECS", "abc")]),
     ];
     for (n, (args, vars)) in cases.iter().enumerate() {
         let output = hook(args, vars, &event(n));
@@ -250,8 +252,14 @@ async fn the_hook_path_never_exits_2_and_still_hands_the_event_on() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.starts_with("sluice-hook: "), "{stderr}");
         assert!(output.stdout.is_empty());
+        // Each arrives before the next hook runs (the first through the relay it started).
+        let arrived = dashboard
+            .received()
+            .wait_for(n + 1, Duration::from_secs(10))
+            .await;
+        assert_eq!(arrived, n + 1, "{args:?} {vars:?}: {stderr}");
     }
-    // Every event still arrived, under the settings that were valid (the test's URL).
+    // Every event arrived, under the settings that were valid (the test's URL).
     let log = dashboard.received();
     assert_eq!(log.wait_for(4, Duration::from_secs(10)).await, 4);
     let prompts: Vec<String> = log
@@ -443,6 +451,8 @@ fn the_relay_binary_has_a_command_line_too() {
         .skip_while(|line| *line != "Commands:")
         .skip(1)
         .take_while(|line| !line.is_empty())
+        // A command's line, not the wrapped rest of a description.
+        .filter(|line| !line.starts_with("   "))
         .filter_map(|line| line.split_whitespace().next().map(str::to_string))
         .collect();
     assert_eq!(commands, ["relay", "direct", "help"]);
