@@ -62,6 +62,15 @@ impl Config {
         self.runtime_dir.join("relay.lock")
     }
 
+    /// The settings from the environment alone (no flags): the bare hook's, read without
+    /// building the whole command line.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        let command = Self::augment_args(Command::new("sluice-hook").no_binary_name(true));
+        ignore_empty_env(command)
+            .try_get_matches_from(Vec::<OsString>::new())
+            .and_then(|matches| Self::from_arg_matches(&matches))
+    }
+
     /// The settings from the environment alone, skipping each variable whose value is bad
     /// (its default is used instead): what the hook falls back to after a bad flag. Also
     /// returns the variables skipped.
