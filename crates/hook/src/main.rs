@@ -98,8 +98,17 @@ fn refuse(error: &clap::Error, args: &[OsString]) -> i32 {
         .next()
         .unwrap_or_default()
         .trim_start_matches("error: ");
-    eprintln!("sluice-hook: {problem}; the event is handed on with the valid settings");
     let (config, skipped) = Config::lenient();
+    let from: Vec<String> = skipped
+        .iter()
+        .map(|variable| variable.to_string_lossy().into_owned())
+        .collect();
+    let from = if from.is_empty() {
+        String::new()
+    } else {
+        format!(" (from {})", from.join(", "))
+    };
+    eprintln!("sluice-hook: {problem}{from}; the event is handed on with the valid settings");
     // A relay this hook starts inherits its environment: without the bad variables, it
     // starts (instead of refusing them) and delivers the event. The hook has no other
     // thread yet, so changing its environment is safe.

@@ -251,6 +251,9 @@ async fn the_hook_path_never_exits_2_and_still_hands_the_event_on() {
         assert_eq!(output.status.code(), Some(1), "{args:?} {vars:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.starts_with("sluice-hook: "), "{stderr}");
+        if let Some((variable, _)) = vars.first() {
+            assert!(stderr.contains(&format!("(from {variable})")), "{stderr}");
+        }
         assert!(output.stdout.is_empty());
         // Each arrives before the next hook runs (the first through the relay it started).
         let arrived = dashboard
