@@ -14,7 +14,8 @@ use std::io::{BufRead, IsTerminal};
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
-use clap::error::ErrorKind;
+use clap::builder::StyledStr;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, FromArgMatches};
 use serde_json::Value;
 use sluice_hook::cli::{Cli, HookCommand, StatsArgs};
@@ -43,7 +44,7 @@ fn main() {
         .map_err(|error| error.format(&mut command));
     let cli = match parsed {
         Ok(cli) => cli,
-        Err(error) => std::process::exit(refuse(&error, &args)),
+        Err(error) => std::process::exit(refuse(error, &args)),
     };
     let code = match cli.command {
         None => {
@@ -78,7 +79,7 @@ fn main() {
 /// hook path (no subcommand named) with an event waiting on stdin, the problem is one line
 /// on stderr, the event is handed on with the settings that are valid, and the exit is 1:
 /// never 2, which would block Claude Code's tool call. Anything else: clap's message, exit 2.
-fn refuse(error: &clap::Error, args: &[OsString]) -> i32 {
+fn refuse(error: clap::Error, args: &[OsString]) -> i32 {
     if matches!(
         error.kind(),
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
@@ -90,7 +91,7 @@ fn refuse(error: &clap::Error, args: &[OsString]) -> i32 {
         .skip(1)
         .any(|arg| HookCommand::NAMES.iter().any(|name| arg == name));
     if names_a_command || !event_waiting() {
-        error.exit();
+        with_variable_named(error, args).exit();
     }
     let rendered = error.render().to_string();
     let problem = rendered
@@ -117,6 +118,40 @@ fn refuse(error: &clap::Error, args: &[OsString]) -> i32 {
     }
     client::run(&config);
     1
+}
+
+/// Adds a tip naming the variable a refused value came from, when it came from one (clap
+/// names the flag only).
+fn with_variable_named(mut error: clap::Error, args: &[OsString]) -> clap::Error {
+    let Some(ContextValue::String(bad)) = error.get(ContextKind::InvalidArg) else {
+        return error;
+    };
+    let long = bad
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let given = args.iter().any(|arg| {
+        arg.to_str()
+            .is_some_and(|arg| arg == long || arg.starts_with(&format!("{long}=")))
+    });
+    let command = Cli::command();
+    let variable = command
+        .get_arguments()
+        .find(|arg| {
+            arg.get_long()
+                .is_some_and(|name| long == format!("--{name}"))
+        })
+        .and_then(|arg| arg.get_env())
+        .filter(|variable| std::env::var_os(variable).is_some_and(|v| !v.is_empty()));
+    if let (false, Some(variable)) = (given, variable) {
+        let tip = format!("the value comes from {}", variable.to_string_lossy());
+        error.insert(
+            ContextKind::Suggested,
+            ContextValue::StyledStrs(vec![StyledStr::from(tip)]),
+        );
+    }
+    error
 }
 
 /// Whether stdin holds something to read (a hook's event): not a terminal, not empty. The

@@ -189,7 +189,12 @@ fn bad_values_exit_2_and_name_the_value() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output.stderr).contains("'localhost:8765'"));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("'localhost:8765'"), "{stderr}");
+    assert!(
+        stderr.contains("the value comes from SLUICE_URL"),
+        "{stderr}"
+    );
 }
 
 #[test]
