@@ -1,110 +1,209 @@
-//! Settings, from flags and the environment.
+//! Settings, from flags over the environment: one field of [`Config`] per setting, with its
+//! flag, its variable and its default in one `#[arg]` (adding a setting is one place).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{FalseyValueParser, TypedValueParser};
+use clap::error::{ContextKind, ContextValue};
+use clap::{ArgAction, Args, Command, FromArgMatches};
+
 /// Where the dashboard is, and where the relay keeps its socket and spool.
-#[derive(Debug, Clone)]
+///
+/// Every flag is global (it may come before or after the subcommand) and tied to its
+/// environment variable, which `--help` shows.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Settings (any command; a flag overrides its variable)")]
 pub struct Config {
+    /// The dashboard (http, https, ws or wss); the default comes from CLAUDE_MPM_SERVER_HOST,
+    /// CLAUDE_MPM_SERVER_PORT or CLAUDE_MPM_SOCKETIO_PORT when set
+    #[arg(long, global = true, env = "SLUICE_URL", value_name = "URL",
+          value_parser = parse_url, default_value_t = reference_url())]
     pub url: String,
     /// Directory of the relay's socket and lock (only the user can open it).
+    #[arg(long, global = true, env = "SLUICE_RUNTIME_DIR", value_name = "DIR",
+          default_value_os_t = default_runtime_dir(), hide_default_value = true)]
     pub runtime_dir: PathBuf,
     /// Directory of the spool and the relay's log.
+    #[arg(long, global = true, env = "SLUICE_STATE_DIR", value_name = "DIR",
+          default_value_os_t = default_state_dir(), hide_default_value = true)]
     pub state_dir: PathBuf,
-    /// Whether a hook may start a relay.
+    /// Never start a relay: events go to the spool for the next one.
+    #[arg(long = "no-spawn", global = true, env = "SLUICE_NO_SPAWN", action = ArgAction::SetTrue,
+          value_parser = FalseyValueParser::new().map(|no_spawn| !no_spawn))]
     pub spawn_relay: bool,
-    /// How long a hook may take in all.
+    /// The most time one hook takes, whatever happens (milliseconds).
+    #[arg(long = "budget-ms", global = true, env = "SLUICE_BUDGET_MS", value_name = "MS",
+          value_parser = parse_millis, default_value = "1000")]
     pub budget: Duration,
-    /// How long the relay lives without events.
+    /// How long the relay lives without events (seconds).
+    #[arg(long, global = true, env = "SLUICE_IDLE_SECS", value_name = "SECS",
+          value_parser = parse_secs, default_value = "600")]
     pub idle: Duration,
+    /// The spool's cap in bytes: when full, the oldest events are dropped and counted.
+    #[arg(long, global = true, env = "SLUICE_SPOOL_MAX_BYTES", value_name = "BYTES",
+          value_parser = parse_bytes, default_value = "67108864")]
     pub spool_max_bytes: u64,
-    /// The largest payload sent; bigger events are shrunk by the size guard.
+    /// The largest event payload sent, in bytes; bigger events are shrunk (copies dropped,
+    /// long strings cut and marked) and counted.
+    #[arg(long, global = true, env = "SLUICE_MAX_EVENT_BYTES", value_name = "BYTES",
+          value_parser = parse_event_bytes, default_value_t = crate::size::DEFAULT_MAX_EVENT_BYTES)]
     pub max_event_bytes: usize,
+    /// Log to stderr (SLUICE_LOG is also the log filter, e.g. `debug`).
+    #[arg(short, long, global = true, env = "SLUICE_LOG", action = ArgAction::SetTrue,
+          value_parser = FalseyValueParser::new())]
     pub verbose: bool,
 }
 
 pub const DEFAULT_URL: &str = "http://localhost:8765";
 
+/// One relay per dashboard URL: its socket, lock and store are named after the URL, so a
+/// hook configured for another dashboard never hands its events to this one's relay.
+fn url_tag(url: &str) -> String {
+    format!("{:08x}", crc32fast::hash(url.as_bytes()))
+}
+
+/// The socket of the relay for `url` in `runtime_dir`.
+pub fn relay_socket(runtime_dir: &std::path::Path, url: &str) -> PathBuf {
+    runtime_dir.join(format!("relay-{}.sock", url_tag(url)))
+}
+
 impl Config {
-    /// Reads flags (`--url`, `--verbose`, `--no-spawn`, `--idle SECS`) over the
-    /// environment; returns the rest of the arguments.
-    pub fn from_args(args: Vec<String>) -> Result<(Self, Vec<String>), String> {
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let mut config = Self {
-            url: url_from_env(&env),
-            runtime_dir: env("SLUICE_RUNTIME_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(default_runtime_dir),
-            state_dir: env("SLUICE_STATE_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(default_state_dir),
-            spawn_relay: env("SLUICE_NO_SPAWN").is_none(),
-            budget: Duration::from_millis(
-                env("SLUICE_BUDGET_MS")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1_000),
-            ),
-            idle: Duration::from_secs(
-                env("SLUICE_IDLE_SECS")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(600),
-            ),
-            spool_max_bytes: env("SLUICE_SPOOL_MAX_BYTES")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(64 << 20),
-            max_event_bytes: env("SLUICE_MAX_EVENT_BYTES")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(crate::size::DEFAULT_MAX_EVENT_BYTES),
-            verbose: env("SLUICE_LOG").is_some(),
-        };
-        let mut rest = Vec::new();
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--url" => config.url = args.next().ok_or("--url needs a value")?,
-                "--verbose" | "-v" => config.verbose = true,
-                "--no-spawn" => config.spawn_relay = false,
-                "--idle" => {
-                    let secs = args.next().ok_or("--idle needs seconds")?;
-                    config.idle = Duration::from_secs(
-                        secs.parse()
-                            .map_err(|_| format!("--idle: not a number: {secs}"))?,
-                    );
-                }
-                _ => rest.push(arg),
-            }
-        }
-        Ok((config, rest))
-    }
-
-    /// One relay per dashboard URL: its socket, lock and store are named after the URL, so a
-    /// hook configured for another dashboard never hands its events to this one's relay.
-    fn url_tag(&self) -> String {
-        format!("{:08x}", crc32fast::hash(self.url.as_bytes()))
-    }
-
     pub fn socket(&self) -> PathBuf {
-        self.runtime_dir
-            .join(format!("relay-{}.sock", self.url_tag()))
+        relay_socket(&self.runtime_dir, &self.url)
     }
 
     pub fn relay_lock(&self) -> PathBuf {
         self.runtime_dir
-            .join(format!("relay-{}.lock", self.url_tag()))
+            .join(format!("relay-{}.lock", url_tag(&self.url)))
     }
 
     /// The spool database of this URL's relay.
     pub fn store_path(&self) -> PathBuf {
-        self.state_dir.join(format!("spool-{}.db", self.url_tag()))
+        self.state_dir
+            .join(format!("spool-{}.db", url_tag(&self.url)))
+    }
+
+    /// The settings from the environment alone (no flags): the bare hook's, read without
+    /// building the whole command line.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        let command = Self::augment_args(Command::new("sluice-hook").no_binary_name(true));
+        ignore_empty_env(command)
+            .try_get_matches_from(Vec::<OsString>::new())
+            .and_then(|matches| Self::from_arg_matches(&matches))
+    }
+
+    /// The settings from the environment alone, skipping each variable whose value is bad
+    /// (its default is used instead): what the hook falls back to after a bad flag. Also
+    /// returns the variables skipped.
+    pub fn lenient() -> (Self, Vec<OsString>) {
+        let mut command = Self::augment_args(Command::new("sluice-hook").no_binary_name(true));
+        command = ignore_empty_env(command);
+        let mut skipped = Vec::new();
+        for _ in 0..32 {
+            let parsed = command
+                .clone()
+                .try_get_matches_from(Vec::<OsString>::new())
+                .and_then(|matches| Self::from_arg_matches(&matches));
+            let error = match parsed {
+                Ok(config) => return (config, skipped),
+                Err(error) => error,
+            };
+            let Some(ContextValue::String(bad)) = error.get(ContextKind::InvalidArg) else {
+                break;
+            };
+            // `bad` reads `--idle <SECS>`: find the argument by its long name.
+            let long = bad.split_whitespace().next().unwrap_or_default();
+            let Some(arg) = command.get_arguments().find(|arg| {
+                arg.get_long()
+                    .is_some_and(|name| long == format!("--{name}"))
+            }) else {
+                break;
+            };
+            skipped.extend(arg.get_env().map(OsString::from));
+            let id = arg.get_id().clone();
+            command = command.mut_arg(id, |arg| arg.env(None));
+        }
+        // Unreachable in practice (every default is valid): no variable at all.
+        let command = Self::augment_args(Command::new("sluice-hook").no_binary_name(true))
+            .mut_args(|arg| arg.env(None));
+        let config = command
+            .try_get_matches_from(Vec::<OsString>::new())
+            .and_then(|matches| Self::from_arg_matches(&matches))
+            .unwrap_or_else(|error| error.exit());
+        (config, skipped)
     }
 }
 
-/// `SLUICE_URL`, else the reference's `CLAUDE_MPM_SERVER_HOST`/`_PORT` or
-/// `CLAUDE_MPM_SOCKETIO_PORT`, else `http://localhost:8765`.
-fn url_from_env(env: &dyn Fn(&str) -> Option<String>) -> String {
-    if let Some(url) = env("SLUICE_URL") {
-        return url;
+/// Treats a variable set to the empty string as unset, as the shell idiom `VAR= cmd` means.
+pub fn ignore_empty_env(command: Command) -> Command {
+    command.mut_args(|arg| {
+        let empty = arg
+            .get_env()
+            .and_then(std::env::var_os)
+            .is_some_and(|value| value.is_empty());
+        if empty {
+            arg.env(None)
+        } else {
+            arg
+        }
+    })
+}
+
+/// A dashboard URL: http, https, ws or wss, with a host.
+pub fn parse_url(value: &str) -> Result<String, String> {
+    let url = url::Url::parse(value)
+        .map_err(|error| format!("not a URL ({error}); expected e.g. {DEFAULT_URL}"))?;
+    if !matches!(url.scheme(), "http" | "https" | "ws" | "wss") {
+        return Err(format!(
+            "the scheme {:?} is not http, https, ws or wss",
+            url.scheme()
+        ));
     }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".to_string());
+    }
+    Ok(value.to_string())
+}
+
+fn parse_number(value: &str) -> Result<u64, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| "not a whole number".to_string())
+}
+
+fn parse_secs(value: &str) -> Result<Duration, String> {
+    parse_number(value).map(Duration::from_secs)
+}
+
+fn parse_millis(value: &str) -> Result<Duration, String> {
+    parse_number(value).map(Duration::from_millis)
+}
+
+fn parse_bytes(value: &str) -> Result<u64, String> {
+    parse_number(value)
+}
+
+fn parse_event_bytes(value: &str) -> Result<usize, String> {
+    let bytes = usize::try_from(parse_number(value)?).map_err(|e| e.to_string())?;
+    let min = crate::size::MIN_MAX_EVENT_BYTES;
+    if bytes < min {
+        return Err(format!(
+            "{value} is below the smallest event limit, {min} bytes"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// `CLAUDE_MPM_SERVER_HOST`/`_PORT` or `CLAUDE_MPM_SOCKETIO_PORT` (the reference's), else
+/// `http://localhost:8765`: the default under `SLUICE_URL`.
+fn reference_url() -> String {
+    url_from_env(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+}
+
+fn url_from_env(env: &dyn Fn(&str) -> Option<String>) -> String {
     let host = env("CLAUDE_MPM_SERVER_HOST").unwrap_or_else(|| "localhost".to_string());
     match env("CLAUDE_MPM_SERVER_PORT").or_else(|| env("CLAUDE_MPM_SOCKETIO_PORT")) {
         Some(port) => format!("http://{host}:{port}"),
@@ -163,12 +262,70 @@ mod tests {
             ])),
             "http://dashboard.local:8766"
         );
-        assert_eq!(
-            url_from_env(&env(&[
-                ("SLUICE_URL", "http://h:1"),
-                ("CLAUDE_MPM_SOCKETIO_PORT", "9")
-            ])),
-            "http://h:1"
-        );
+    }
+
+    #[test]
+    fn urls_need_a_known_scheme_and_a_host() {
+        for good in [
+            "http://localhost:8765",
+            "https://dash.example:443/x",
+            "ws://127.0.0.1:1",
+            "wss://[::1]:9",
+        ] {
+            assert_eq!(parse_url(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "not-a-url",
+            "ftp://host",
+            "http://",
+            "localhost:8765",
+            "file:///tmp/x",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lenient_settings_skip_only_the_bad_variables() {
+        // The test's own variables: no other test reads these.
+        std::env::set_var("SLUICE_IDLE_SECS", "soon");
+        std::env::set_var("SLUICE_BUDGET_MS", "250");
+        let (config, skipped) = Config::lenient();
+        std::env::remove_var("SLUICE_IDLE_SECS");
+        std::env::remove_var("SLUICE_BUDGET_MS");
+        assert_eq!(config.idle, Duration::from_secs(600));
+        assert_eq!(config.budget, Duration::from_millis(250));
+        assert_eq!(skipped, [OsString::from("SLUICE_IDLE_SECS")]);
+    }
+
+    #[test]
+    fn flags_parse_into_the_resolved_settings() {
+        let command = Config::augment_args(Command::new("t")).mut_args(|arg| arg.env(None));
+        let matches = command
+            .try_get_matches_from([
+                "t",
+                "--url",
+                "ws://h:1",
+                "--no-spawn",
+                "--idle",
+                "5",
+                "--budget-ms",
+                "250",
+                "-v",
+            ])
+            .unwrap();
+        let config = Config::from_arg_matches(&matches).unwrap();
+        assert_eq!(config.url, "ws://h:1");
+        assert!(!config.spawn_relay);
+        assert_eq!(config.idle, Duration::from_secs(5));
+        assert_eq!(config.budget, Duration::from_millis(250));
+        assert!(config.verbose);
+        assert_eq!(config.spool_max_bytes, 64 << 20);
+        let command = Config::augment_args(Command::new("t")).mut_args(|arg| arg.env(None));
+        let defaults =
+            Config::from_arg_matches(&command.try_get_matches_from(["t"]).unwrap()).unwrap();
+        assert!(defaults.spawn_relay);
+        assert!(!defaults.verbose);
+        assert_eq!(defaults.idle, Duration::from_secs(600));
     }
 }

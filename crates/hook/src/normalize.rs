@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use crate::{git, time};
+use crate::{events, git, time};
 
 /// Inputs larger than this are refused (Claude Code's own are far smaller).
 pub const MAX_INPUT: usize = 1 << 20;
@@ -72,17 +72,12 @@ pub fn parse(input: &[u8]) -> Result<Map<String, Value>, BadInput> {
     Ok(map)
 }
 
-/// `PreToolUse` → `pre_tool`, and so on; any other name in snake case.
+/// The dashboard subtype of an event: `PreToolUse` → `pre_tool`, and so on for every event
+/// Claude Code documents (see [`crate::events`]); any other name in snake case.
 pub fn subtype(hook_event_name: &str) -> String {
-    match hook_event_name {
-        "UserPromptSubmit" => "user_prompt".to_string(),
-        "PreToolUse" => "pre_tool".to_string(),
-        "PostToolUse" => "post_tool".to_string(),
-        "Notification" => "notification".to_string(),
-        "Stop" => "stop".to_string(),
-        "SubagentStop" => "subagent_stop".to_string(),
-        "SubagentStart" => "subagent_start".to_string(),
-        other => snake_case(other),
+    match events::find(hook_event_name) {
+        Some(event) => event.subtype.to_string(),
+        None => snake_case(hook_event_name),
     }
 }
 
@@ -141,7 +136,9 @@ pub fn payloads(input: Map<String, Value>) -> Vec<Value> {
         "post_tool" => {
             summarize_tool(&mut data, tool.as_deref());
             let response = data.get("tool_response");
-            let success = response.is_none_or(succeeded);
+            // PostToolUseFailure: the call failed, and its `error` text stays in `data`.
+            let failed = name == "PostToolUseFailure";
+            let success = !failed && response.is_none_or(succeeded);
             let size = response.map_or(0, output_size);
             data.insert("success".to_string(), json!(success));
             data.insert("output_size".to_string(), json!(size));

@@ -1,74 +1,69 @@
 //! `sluice-relay`: the heavy half of `sluice-hook`, with the Socket.IO sink and an async
-//! runtime. `sluice-hook relay`, `dashboard` and `demo` run it; the hook itself never loads it
-//! unless it must send directly.
+//! runtime. `sluice-hook relay` runs it, and a hook starts it on demand; the hook itself
+//! never loads it unless it must send directly. It ships no Socket.IO server: the embedded
+//! dashboard and the demo are the separate `sluice-demo` package.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::exit)] // a command prints its answers and exits
 
-mod dashboard;
 mod deliver;
-mod demo;
 mod direct;
 mod ingest;
 mod relay;
 mod store_worker;
 
 use std::io::Read;
-use std::time::Duration;
 
-use sluice_hook::config::Config;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use sluice_hook::cli::RelayArgs;
+use sluice_hook::config::{self, Config};
+
+/// The long-lived relay of sluice-hook: keeps the dashboard connection, the breaker and the
+/// spool across hook processes.
+#[derive(Debug, Parser)]
+#[command(name = "sluice-relay", version, max_term_width = 100)]
+struct RelayCli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<RelayCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+enum RelayCommand {
+    /// Run the relay (the default)
+    Relay(RelayArgs),
+    /// Send the event lines on stdin straight to the dashboard within --budget-ms (what a
+    /// hook does when it can reach neither a relay nor the spool)
+    Direct,
+}
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (config, rest) = match Config::from_args(args) {
-        Ok(parsed) => parsed,
-        Err(problem) => {
-            eprintln!("sluice-relay: {problem}");
-            std::process::exit(2);
+    let mut command = config::ignore_empty_env(RelayCli::command());
+    let cli = command
+        .clone()
+        .try_get_matches_from(std::env::args_os())
+        .and_then(|mut matches| RelayCli::from_arg_matches_mut(&mut matches))
+        .map_err(|error| error.format(&mut command))
+        .unwrap_or_else(|error| error.exit());
+    let code = match cli.command {
+        None => {
+            relay::init_logging(&cli.config);
+            relay::run(cli.config, false)
         }
-    };
-    let code = match rest.first().map(String::as_str).unwrap_or("relay") {
-        "relay" => {
-            relay::init_logging(&config);
-            relay::run(config, rest.iter().any(|a| a == "--notify-ready"))
+        Some(RelayCommand::Relay(args)) => {
+            relay::init_logging(&cli.config);
+            relay::run(cli.config, args.notify_ready)
         }
-        "direct" => {
-            let budget = rest
-                .iter()
-                .position(|a| a == "--budget-ms")
-                .and_then(|i| rest.get(i + 1))
-                .and_then(|ms| ms.parse().ok())
-                .map_or(Duration::from_millis(500), Duration::from_millis);
+        Some(RelayCommand::Direct) => {
             let mut input = String::new();
             let _ = std::io::stdin().read_to_string(&mut input);
             let lines: Vec<String> = input.lines().map(str::to_string).collect();
-            match direct::send(&config, &lines, budget) {
+            match direct::send(&cli.config, &lines, cli.config.budget) {
                 Ok(()) => 0,
                 Err(_) => 1,
             }
-        }
-        "dashboard" => {
-            let addr = rest
-                .get(1)
-                .map_or("127.0.0.1:8765", String::as_str)
-                .parse()
-                .unwrap_or_else(|_| ([127, 0, 0, 1], 8765).into());
-            dashboard::run(addr)
-        }
-        "demo" => {
-            let flag = |name: &str| {
-                rest.iter()
-                    .position(|a| a == name)
-                    .and_then(|i| rest.get(i + 1))
-                    .and_then(|v| v.parse::<u64>().ok())
-            };
-            let events = flag("--events").unwrap_or(2_000) as usize;
-            let outage = Duration::from_secs(flag("--outage-secs").unwrap_or(3));
-            demo::run(events, outage)
-        }
-        other => {
-            eprintln!("sluice-relay: unknown command {other:?}");
-            2
         }
     };
     std::process::exit(code);

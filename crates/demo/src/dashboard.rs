@@ -75,6 +75,7 @@ pub(crate) fn run(addr: SocketAddr) -> i32 {
             "sluice dashboard listening on {} (Socket.IO, namespace /); Ctrl-C to stop",
             dashboard.url()
         );
+        println!("point the hook at it with: SLUICE_URL={}", dashboard.url());
         let mut feed = dashboard.received().subscribe();
         loop {
             tokio::select! {

@@ -1,0 +1,492 @@
+//! The built `sluice-hook` binary's command line: help without side effects, refusals that
+//! name the value and exit 2, the hook path that never exits 2, install and uninstall on a
+//! real settings file, and the readable answers of `stats` and `stop`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sluice_dashboard::Dashboard;
+
+#[path = "support/env.rs"]
+mod support;
+
+use support::Env;
+
+/// An address nothing listens on.
+fn unused_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+fn run(env: &Env, args: &[&str]) -> Output {
+    env.command()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            found.push(entry.path().display().to_string());
+            found.extend(files_under(&entry.path()));
+        }
+    }
+    found.sort();
+    found
+}
+
+const SETTINGS: &str = r#"{
+  "model": "opus",
+  "hooks": {
+    "Stop": [
+      {
+        "hooks": [
+          {
+            "type": "command",
+            "command": "notify-send done"
+          }
+        ]
+      }
+    ],
+    "PreToolUse": [
+      {
+        "matcher": "Bash",
+        "hooks": [
+          {
+            "type": "command",
+            "command": "audit-bash"
+          }
+        ]
+      }
+    ]
+  },
+  "env": {
+    "ZED": "1",
+    "ALPHA": "2"
+  }
+}
+"#;
+
+#[test]
+fn help_on_every_subcommand_has_no_side_effect() {
+    let addr = unused_addr();
+    let env = Env::new("cli-help", addr);
+    let settings = env.dir.join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    std::fs::write(&settings, SETTINGS).unwrap();
+    let tmp = env.dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let before = files_under(&env.dir);
+    let port = addr.port().to_string();
+    let cases: [&[&str]; 12] = [
+        &["--help"],
+        &["-h"],
+        &["help"],
+        &["relay", "--help"],
+        &["stats", "--help"],
+        &["stop", "--help"],
+        &["install", "--write", "--help"],
+        &["uninstall", "--help"],
+        &["dashboard", &port, "--help"],
+        &["demo", "--help"],
+        &["demo", "--events", "10", "--help"],
+        &["help", "install"],
+    ];
+    for args in cases {
+        let output = env
+            .command()
+            .args(args)
+            .env("TMPDIR", &tmp)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = text(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {output:?}");
+        assert!(stdout.contains("Usage: sluice-hook"), "{args:?}: {stdout}");
+        assert!(
+            output.stderr.is_empty(),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    // Nothing written, no relay, no port taken.
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), SETTINGS);
+    assert_eq!(files_under(&env.dir), before);
+    assert!(std::net::TcpListener::bind(addr).is_ok(), "{addr} is free");
+    assert!(env.stats().is_null(), "no relay: {}", env.stats());
+}
+
+#[test]
+fn every_subcommand_has_a_one_line_description_and_the_variables_show() {
+    let env = Env::new("cli-help-text", unused_addr());
+    let help = text(&run(&env, &["--help"]).stdout);
+    for command in sluice_hook::cli::HookCommand::NAMES {
+        let line = help
+            .lines()
+            .find(|line| line.trim_start().starts_with(&format!("{command} ")))
+            .unwrap_or_else(|| panic!("{command} in {help}"));
+        assert!(line.split_whitespace().count() > 3, "{line}");
+    }
+    for variable in [
+        "SLUICE_URL",
+        "SLUICE_RUNTIME_DIR",
+        "SLUICE_STATE_DIR",
+        "SLUICE_NO_SPAWN",
+        "SLUICE_BUDGET_MS",
+        "SLUICE_IDLE_SECS",
+        "SLUICE_SPOOL_MAX_BYTES",
+        "SLUICE_LOG",
+        "CLAUDE_MPM_SERVER_HOST",
+    ] {
+        assert!(help.contains(variable), "{variable} in {help}");
+    }
+    let version = run(&env, &["--version"]);
+    assert_eq!(version.status.code(), Some(0));
+    assert_eq!(
+        text(&version.stdout).trim(),
+        format!("sluice-hook {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn bad_values_exit_2_and_name_the_value() {
+    let env = Env::new("cli-values", unused_addr());
+    let cases: [(&[&str], &str); 10] = [
+        (&["stats", "--url", "not-a-url"], "'not-a-url'"),
+        (&["--url", "ftp://host"], "'ftp://host'"),
+        (&["dashboard", "not-an-addr"], "'not-an-addr'"),
+        (&["dashboard", "127.0.0.1:99999"], "'127.0.0.1:99999'"),
+        (&["demo", "--events", "0"], "'0'"),
+        (&["demo", "--events", "10", "--outage-secs", "5"], "'5'"),
+        (&["demo", "--outage-secs", "soon"], "'soon'"),
+        (&["install", "--events", "PreToolUse,Bogus"], "\"Bogus\""),
+        (&["install", "--scope", "galaxy"], "'galaxy'"),
+        (&["stop", "--idle", "forever"], "'forever'"),
+    ];
+    for (args, named) in cases {
+        let output = run(&env, args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?} names {named}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    // A variable is checked like its flag.
+    let output = env
+        .command()
+        .arg("stats")
+        .env("SLUICE_URL", "localhost:8765")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("'localhost:8765'"), "{stderr}");
+    assert!(
+        stderr.contains("the value comes from SLUICE_URL"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_commands_and_flags_exit_2() {
+    let env = Env::new("cli-unknown", unused_addr());
+    for args in [
+        &["bogus"][..],
+        &["stats", "--bogus"],
+        &["install", "extra"],
+        &["--bogus"],
+    ] {
+        let output = run(&env, args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    }
+}
+
+fn event(n: usize) -> Vec<u8> {
+    json!({"session_id": "s", "cwd": "/tmp", "hook_event_name": "UserPromptSubmit",
+           "prompt": format!("prompt {n}")})
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hook_path_never_exits_2_and_still_hands_the_event_on() {
+    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let env = Env::new("cli-hook-path", dashboard.addr());
+    let hook = |args: &[&str], vars: &[(&str, &str)], stdin: &[u8]| {
+        let mut command = env.command();
+        command.args(args);
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+    // The bad variable first, with no relay yet: the relay the hook starts must not
+    // inherit it (it would refuse to start, and the event would wait in the spool).
+    let cases: [Case<'_>; 4] = [
+        (&[], &[("SLUICE_IDLE_SECS", "abc")]),
+        (&["--url", "bad"], &[]),
+        (&["--bogus"], &[]),
+        (&["bogus"], &[]),
+    ];
+    for (n, (args, vars)) in cases.iter().enumerate() {
+        let output = hook(args, vars, &event(n));
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?} {vars:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("sluice-hook: "), "{stderr}");
+        if let Some((variable, _)) = vars.first() {
+            assert!(stderr.contains(&format!("(from {variable})")), "{stderr}");
+        }
+        assert!(output.stdout.is_empty());
+        // Each arrives before the next hook runs (the first through the relay it started).
+        let arrived = dashboard
+            .received()
+            .wait_for(n + 1, Duration::from_secs(10))
+            .await;
+        assert_eq!(arrived, n + 1, "{args:?} {vars:?}: {stderr}");
+    }
+    // Every event arrived, under the settings that were valid (the test's URL).
+    let log = dashboard.received();
+    assert_eq!(log.wait_for(4, Duration::from_secs(10)).await, 4);
+    let prompts: Vec<String> = log
+        .events()
+        .iter()
+        .map(|r| r.data["data"]["prompt"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(prompts, ["prompt 0", "prompt 1", "prompt 2", "prompt 3"]);
+    // Bad stdin with good settings keeps its contract: exit 0, one line, nothing on stdout.
+    let output = hook(&[], &[], b"{not json");
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(text(&output.stderr).lines().count(), 1);
+    assert!(output.stdout.is_empty());
+    dashboard.stop().await;
+}
+
+fn keys(value: &Value) -> Vec<String> {
+    value.as_object().unwrap().keys().cloned().collect()
+}
+
+#[test]
+fn install_and_uninstall_round_trip_keeps_everything_else() {
+    let env = Env::new("cli-install", unused_addr());
+    let settings = env.dir.join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    std::fs::write(&settings, SETTINGS).unwrap();
+
+    let output = run(&env, &["install", "--write"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let said = text(&output.stdout);
+    let backup = said
+        .split("backup: ")
+        .nth(1)
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("the backup's path in {said:?}"));
+    assert_eq!(std::fs::read_to_string(backup).unwrap(), SETTINGS);
+    assert!(said.contains("for 10 events"), "{said}");
+    let installed: Value =
+        serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    assert_eq!(
+        keys(&installed),
+        ["model", "hooks", "env"],
+        "the user's key order"
+    );
+    assert_eq!(keys(&installed["env"]), ["ZED", "ALPHA"]);
+    let events = keys(&installed["hooks"]);
+    assert_eq!(
+        &events[..2],
+        ["Stop", "PreToolUse"],
+        "existing events first"
+    );
+    assert_eq!(events.len(), 10);
+    for name in ["SessionStart", "SessionEnd", "PreCompact", "SubagentStart"] {
+        assert!(events.contains(&name.to_string()), "{name}");
+    }
+    assert_eq!(
+        installed["hooks"]["PreToolUse"][0]["hooks"][0]["command"],
+        "audit-bash"
+    );
+    assert_eq!(installed["hooks"]["PreToolUse"][1]["matcher"], "*");
+    assert_eq!(
+        installed["hooks"]["Stop"][1]["hooks"][0]["command"],
+        support::BIN
+    );
+
+    // Again: nothing changes, no backup.
+    let again = text(&run(&env, &["install", "--write"]).stdout);
+    assert!(again.contains("nothing changed"), "{again}");
+
+    let output = run(&env, &["uninstall"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let said = text(&output.stdout);
+    assert!(said.starts_with("removed 10 sluice-hook entries"), "{said}");
+    let backup = said.split("backup: ").nth(1).map(str::trim).unwrap();
+    assert!(std::fs::read_to_string(backup)
+        .unwrap()
+        .contains(support::BIN));
+    assert_eq!(
+        std::fs::read_to_string(&settings).unwrap(),
+        SETTINGS,
+        "back to the user's file, byte for byte"
+    );
+    let nothing = text(&run(&env, &["uninstall"]).stdout);
+    assert!(nothing.contains("nothing changed"), "{nothing}");
+}
+
+#[test]
+fn scopes_and_event_sets() {
+    let env = Env::new("cli-scopes", unused_addr());
+    let project = env.dir.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let in_project = |args: &[&str]| -> Output {
+        env.command()
+            .args(args)
+            .current_dir(&project)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let output = in_project(&[
+        "install", "--write", "--scope", "project", "--events", "all",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let shared: Value = serde_json::from_str(
+        &std::fs::read_to_string(project.join(".claude/settings.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(keys(&shared["hooks"]).len(), 34);
+    let output = in_project(&[
+        "install",
+        "--write",
+        "--scope",
+        "local",
+        "--events",
+        "stop,PreToolUse",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let local: Value = serde_json::from_str(
+        &std::fs::read_to_string(project.join(".claude/settings.local.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(keys(&local["hooks"]), ["PreToolUse", "Stop"]);
+    assert!(
+        !env.dir.join(".claude").exists(),
+        "the user's settings untouched"
+    );
+    // Printing writes nothing and shows the chosen set.
+    let printed: Value =
+        serde_json::from_slice(&in_project(&["install", "--events", "SessionEnd"]).stdout).unwrap();
+    assert_eq!(keys(&printed["hooks"]), ["SessionEnd"]);
+    let output = in_project(&["uninstall", "--scope", "project"]);
+    assert!(
+        text(&output.stdout).starts_with("removed 34 "),
+        "{output:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_read_well_and_stop_says_what_it_did() {
+    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let env = Env::new("cli-stats", dashboard.addr());
+    assert!(env.hook(&event(0)).status.success());
+    assert_eq!(
+        dashboard
+            .received()
+            .wait_for(1, Duration::from_secs(10))
+            .await,
+        1
+    );
+    let json = run(&env, &["stats", "--json"]);
+    let line = text(&json.stdout);
+    assert_eq!(line.lines().count(), 1, "{line}");
+    let stats: Value = serde_json::from_str(&line).unwrap();
+    let pid = stats["relay_pid"].as_u64().unwrap();
+    let pretty = text(&run(&env, &["stats", "--pretty"]).stdout);
+    assert!(pretty.starts_with(&format!("relay {pid} up ")), "{pretty}");
+    for part in [
+        "breaker      closed",
+        "spool        0 events waiting",
+        "last error   none",
+    ] {
+        assert!(pretty.contains(part), "{part} in {pretty}");
+    }
+    let stop = run(&env, &["stop"]);
+    assert_eq!(stop.status.code(), Some(0), "{stop:?}");
+    assert_eq!(
+        text(&stop.stdout).trim(),
+        format!("relay {pid} stopped; 0 events left in the spool")
+    );
+    let again = run(&env, &["stop"]);
+    assert!(
+        text(&again.stdout).starts_with("no relay running"),
+        "{again:?}"
+    );
+    assert_eq!(run(&env, &["stats"]).status.code(), Some(1));
+    dashboard.stop().await;
+}
+
+#[test]
+fn the_relay_binary_has_a_command_line_too() {
+    let relay = Path::new(support::BIN).with_file_name("sluice-relay");
+    let help = Command::new(&relay).arg("--help").output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    assert!(text(&help.stdout).contains("Usage: sluice-relay"));
+    let commands: Vec<String> = text(&help.stdout)
+        .lines()
+        .skip_while(|line| *line != "Commands:")
+        .skip(1)
+        .take_while(|line| !line.is_empty())
+        // A command's line, not the wrapped rest of a description.
+        .filter(|line| !line.starts_with("   "))
+        .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+        .collect();
+    assert_eq!(commands, ["relay", "direct", "help"]);
+    // The production relay ships no Socket.IO server (the dashboard's is socketioxide).
+    let binary = std::fs::read(&relay).unwrap();
+    assert!(
+        !binary.windows(12).any(|w| w == b"socketioxide"),
+        "socketioxide is linked into sluice-relay"
+    );
+    let bogus = Command::new(&relay).arg("demo").output().unwrap();
+    assert_eq!(bogus.status.code(), Some(2));
+}
+
+#[test]
+fn the_readme_shows_the_real_help() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let shown = readme
+        .split("`sluice-hook --help`:\n\n```text\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("the README shows `sluice-hook --help`");
+    let output = Command::new(support::BIN)
+        .arg("--help")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(text(&output.stdout).trim_end(), shown);
+}
