@@ -621,3 +621,67 @@ async fn a_full_store_drops_exactly_the_oldest_and_counts_them() {
         dropped
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dashboard_killed_and_restarted_every_second_loses_nothing() {
+    // With "sent" meaning "written", the issue measured 95 of 3,000 counted delivered and
+    // never received (a Node server killed and restarted every second).
+    let first = Dashboard::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = first.addr();
+    let log = first.received().clone();
+    let env = std::sync::Arc::new(Env::new("kill-restart", addr));
+    let total = 3_000;
+    let senders: Vec<_> = (0..4)
+        .map(|lane| {
+            let env = std::sync::Arc::clone(&env);
+            std::thread::spawn(move || {
+                for n in (lane..total).step_by(4) {
+                    assert!(env.hook(&prompt(n)).status.success());
+                }
+            })
+        })
+        .collect();
+    let mut dashboard = Some(first);
+    let mut restarts = 0;
+    while senders.iter().any(|s| !s.is_finished()) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Some(running) = dashboard.take() {
+            running.stop().await; // every socket cut, as a crash does
+        }
+        dashboard = Some(restart(addr, &log).await);
+        restarts += 1;
+    }
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    assert!(
+        restarts >= 2,
+        "the dashboard was restarted {restarts} times"
+    );
+    let all = wait_until(&log, Duration::from_secs(30), |log| distinct(log) == total).await;
+    let numbers: HashSet<usize> = arrivals(&log).values().filter_map(|(n, _)| *n).collect();
+    assert!(all, "{} of {total} arrived: {}", numbers.len(), env.stats());
+    assert_eq!(numbers, (0..total).collect::<HashSet<_>>());
+    let settled = wait_until(&log, Duration::from_secs(10), |_| {
+        env.stats()["spool_depth"] == 0
+    })
+    .await;
+    assert!(settled, "the store empties: {}", env.stats());
+}
+
+/// Starts a dashboard on `addr` again, once the stopped one has let the port go.
+async fn restart(addr: std::net::SocketAddr, log: &Log) -> Dashboard {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Dashboard::start_with_log(addr, log.clone()).await {
+            Ok(dashboard) => return dashboard,
+            Err(error) if Instant::now() < deadline => {
+                assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse, "{error}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(error) => panic!("cannot restart the dashboard: {error}"),
+        }
+    }
+}
