@@ -3,7 +3,9 @@
 
 use std::fmt;
 use std::mem;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{BatchFailed, BoxError, Closed};
@@ -47,7 +49,7 @@ impl fmt::Debug for Completion {
 impl Completion {
     pub(crate) fn complete(&self, outcome: Result<(), Failure>) {
         if self.outcome.set(outcome).is_ok() {
-            let waiters = mem::take(&mut *lock(&self.waiters));
+            let waiters = mem::take(&mut *self.waiters.lock());
             for waker in waiters {
                 waker.wake();
             }
@@ -70,7 +72,7 @@ impl Completion {
         if let Some(outcome) = self.outcome.get() {
             return Poll::Ready(outcome.clone());
         }
-        let mut waiters = lock(&self.waiters);
+        let mut waiters = self.waiters.lock();
         // Checked again under the lock: `complete` sets the outcome before it takes the lock.
         if let Some(outcome) = self.outcome.get() {
             return Poll::Ready(outcome.clone());
@@ -85,10 +87,4 @@ impl Completion {
         }
         Poll::Pending
     }
-}
-
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing here leaves the state half-updated across a panic, so a poisoned lock is
-    // still consistent.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

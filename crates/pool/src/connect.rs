@@ -11,7 +11,7 @@ use tower_service::Service;
 use crate::error::{BoxError, ConnectTimedOut};
 use crate::lifecycle::Lifecycle;
 use crate::shard::Conn;
-use crate::shared::{lock, Shared};
+use crate::shared::Shared;
 
 /// A connector the pool can use: a `Service<Target>` whose responses are connections
 /// (tower's `MakeService`), which moves to the pool's tasks, whose connects run on tasks of
@@ -53,17 +53,17 @@ where
     /// Outside a Tokio runtime, before asking the connector, with the counts restored.
     pub(crate) fn start_connect(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<()> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            lock(&self.inner).connecting -= 1;
+            self.inner.lock().connecting -= 1;
             panic!("sluice-pool connects on tasks of its own: use the pool within a Tokio runtime");
         };
         let connecting = {
-            let mut connector = lock(&self.connector);
+            let mut connector = self.connector.lock();
             match connector.poll_ready(cx) {
                 Poll::Ready(Ok(())) => Ok(connector.call(self.target.clone())),
                 Poll::Ready(Err(error)) => Err(error.into()),
                 Poll::Pending => {
                     // The connector will wake the caller; the next poll tries again.
-                    lock(&self.inner).connecting -= 1;
+                    self.inner.lock().connecting -= 1;
                     return Poll::Pending;
                 }
             }
@@ -89,7 +89,7 @@ where
 
     /// Records the end of a connect.
     fn connected(&self, result: Result<C, BoxError>) {
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.lock();
         inner.connecting -= 1;
         match result {
             Ok(conn) if !self.is_closed() => {
@@ -100,7 +100,7 @@ where
                 inner.last_error = None;
                 let now = Instant::now();
                 let (_, shard) = self.local_shard();
-                lock(&shard.idle).push_front(Conn {
+                shard.idle.lock().push_front(Conn {
                     conn,
                     created: now,
                     last_used: self.config.idle_timeout.map(|_| now),

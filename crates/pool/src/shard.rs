@@ -3,14 +3,16 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::connect::Connector;
 use crate::lifecycle::Lifecycle;
-use crate::shared::{lock, Shared};
+use crate::shared::Shared;
 use crate::stats::Eviction;
 
 /// A pooled connection and what the pool knows about it.
@@ -85,14 +87,19 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
 
     /// Takes the most recently used idle connection of this thread's shard out.
     pub(crate) fn checkout_local(&self) -> Option<Conn<C>> {
-        lock(&self.local_shard().1.idle).pop_front()
+        self.local_shard().1.idle.lock().pop_front()
     }
 
     /// Takes an idle connection out of any shard, this thread's first.
     pub(crate) fn checkout_any(&self) -> Option<Conn<C>> {
         let (start, _) = self.local_shard();
         let count = self.shards.len();
-        (0..count).find_map(|offset| lock(&self.shards[(start + offset) % count].idle).pop_front())
+        (0..count).find_map(|offset| {
+            self.shards[(start + offset) % count]
+                .idle
+                .lock()
+                .pop_front()
+        })
     }
 
     /// How many connections were put back ready so far; read before looking in every shard,
@@ -108,7 +115,7 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
     pub(crate) fn drain_idle(&self) -> Vec<Conn<C>> {
         let mut idle = Vec::new();
         for shard in &self.shards[..] {
-            idle.extend(lock(&shard.idle).drain(..));
+            idle.extend(shard.idle.lock().drain(..));
         }
         idle
     }
@@ -118,12 +125,12 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
     fn put_back(&self, conn: Conn<C>, ready: bool) -> Option<C> {
         let (_, shard) = self.local_shard();
         {
-            let mut idle = lock(&shard.idle);
+            let mut idle = shard.idle.lock();
             // Read under the shard's lock: `close` sets it before draining the shards, so
             // a connection put back here after the drain sees it.
             if self.is_closed() {
                 drop(idle);
-                let mut inner = lock(&self.inner);
+                let mut inner = self.inner.lock();
                 inner.live -= 1;
                 inner.counts.evicted.count(Eviction::Closed);
                 return Some(conn.conn);

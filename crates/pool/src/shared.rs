@@ -14,7 +14,9 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::Waker;
 
 use tokio::time::Instant;
@@ -26,12 +28,6 @@ use crate::lifecycle::Lifecycle;
 use crate::shard::{Conn, Shard};
 use crate::stats::{Counts, Eviction, Stats};
 use crate::wait::BusyWaker;
-
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every update under these locks is complete before any user code runs, so a poisoned
-    // lock still guards consistent data.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// The bookkeeping behind `Shared::inner`'s lock.
 pub(crate) struct Inner {
@@ -86,11 +82,11 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        let inner = lock(&self.inner);
+        let inner = self.inner.lock();
         let idle = self
             .shards
             .iter()
-            .map(|shard| lock(&shard.idle).len())
+            .map(|shard| shard.idle.lock().len())
             .sum::<usize>();
         Stats {
             max: self.config.max_size,
@@ -108,7 +104,7 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
     }
 
     pub(crate) fn last_error(&self) -> Option<Arc<BoxError>> {
-        lock(&self.inner).last_error.clone()
+        self.inner.lock().last_error.clone()
     }
 }
 
@@ -153,7 +149,7 @@ where
     /// Drops a checked-out connection from the pool and closes it.
     pub(crate) fn evict(&self, conn: Conn<C>, reason: Eviction) {
         {
-            let mut inner = lock(&self.inner);
+            let mut inner = self.inner.lock();
             inner.live -= 1;
             inner.counts.evicted.count(reason);
             // A slot is free: a waiter may connect.
@@ -186,7 +182,7 @@ where
     /// Closes the pool: idle connections now, handed-out ones when they come back.
     pub(crate) async fn close(&self) {
         let idle = {
-            let mut inner = lock(&self.inner);
+            let mut inner = self.inner.lock();
             self.closed.store(true, Ordering::SeqCst);
             let idle = self.drain_idle();
             inner.live -= idle.len();

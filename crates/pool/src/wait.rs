@@ -11,7 +11,7 @@ use crate::connect::Connector;
 use crate::error::BoxError;
 use crate::lifecycle::Lifecycle;
 use crate::shard::Shard;
-use crate::shared::{lock, Inner, Shared};
+use crate::shared::{Inner, Shared};
 
 /// What a request without a ready connection should do.
 pub(crate) enum Plan {
@@ -44,13 +44,13 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
     pub(crate) fn came_ready(&self, shard: &Shard<C>) {
         shard.returns.fetch_add(1, Ordering::SeqCst);
         if self.has_waiters.load(Ordering::SeqCst) {
-            Self::wake_waiters(&mut lock(&self.inner), &self.has_waiters);
+            Self::wake_waiters(&mut self.inner.lock(), &self.has_waiters);
         }
     }
 
     /// Takes the `Pool` with this id off the waiter list, if it is on it.
     pub(crate) fn stop_waiting(&self, id: u64) {
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.lock();
         if let Some(place) = inner.waiters.iter().position(|(waiter, _)| *waiter == id) {
             inner.waiters.swap_remove(place);
             if inner.waiters.is_empty() {
@@ -77,7 +77,7 @@ where
         waiter: &mut Option<u64>,
     ) -> Plan {
         let now = Instant::now();
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.lock();
         if self.is_closed() {
             return Plan::Closed;
         }
@@ -93,7 +93,7 @@ where
             drop(inner);
             // If the connector is not ready, it wakes this caller when it is.
             let _ = self.start_connect(cx);
-            inner = lock(&self.inner);
+            inner = self.inner.lock();
         }
         if inner.live == 0 && inner.connecting == 0 {
             if let Some(error) = &inner.last_error {

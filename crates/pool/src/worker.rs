@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::connect::Connector;
 use crate::lifecycle::Lifecycle;
 use crate::shard::Conn;
-use crate::shared::{lock, Shared};
+use crate::shared::Shared;
 use crate::stats::Eviction;
 
 impl<M, Target, C, L> Shared<M, Target, C, L> {
@@ -49,7 +49,7 @@ where
     async fn maintain(self: &Arc<Self>, last_check: &mut Option<Instant>) {
         let now = Instant::now();
         let (expired, to_check) = {
-            let mut inner = lock(&self.inner);
+            let mut inner = self.inner.lock();
             if self.is_closed() {
                 return;
             }
@@ -79,7 +79,7 @@ where
             } else {
                 // Back, in the same order, into this thread's shard.
                 let (_, shard) = self.local_shard();
-                let mut idle = lock(&shard.idle);
+                let mut idle = shard.idle.lock();
                 kept.append(&mut idle);
                 *idle = kept;
                 VecDeque::new()
@@ -111,7 +111,7 @@ where
                 ),
                 Err(error) => {
                     tracing::debug!(target: "sluice_pool", %error, "health check failed");
-                    let mut inner = lock(&self.inner);
+                    let mut inner = self.inner.lock();
                     inner.live -= 1;
                     inner.counts.evicted.count(Eviction::HealthCheck);
                     Self::wake_waiters(&mut inner, &self.has_waiters);
@@ -125,7 +125,7 @@ where
     fn poll_keep_warm(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             {
-                let mut inner = lock(&self.inner);
+                let mut inner = self.inner.lock();
                 let now = Instant::now();
                 if self.is_closed()
                     || inner.live + inner.connecting >= self.config.min_idle
