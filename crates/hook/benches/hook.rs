@@ -246,6 +246,30 @@ fn relay_figures(runtime: &tokio::runtime::Runtime, dashboard: &Dashboard) {
     let socket_path = socket(&env);
     let rate = 2_000;
     let total = rate * 5;
+    // Arrival times are taken as events arrive, on the runtime, while this thread sends.
+    let recorder = runtime.spawn(async move {
+        let mut arrived: Vec<Option<Instant>> = vec![None; total];
+        let mut seen = 0;
+        while seen < total {
+            match tokio::time::timeout(Duration::from_secs(10), feed.recv()).await {
+                Ok(Ok(received)) => {
+                    let n = received.data["data"]["event_id"]
+                        .as_str()
+                        .and_then(|id| id.strip_prefix("rate-"))
+                        .and_then(|n| n.parse::<usize>().ok());
+                    if let Some(slot) = n.and_then(|n| arrived.get_mut(n)) {
+                        if slot.is_none() {
+                            *slot = Some(Instant::now());
+                            seen += 1;
+                        }
+                    }
+                }
+                Ok(Err(_)) => continue, // lagged: those arrivals go untimed
+                Err(_) => break,
+            }
+        }
+        arrived
+    });
     let start = Instant::now();
     let sent_at: Vec<Instant> = (0..total)
         .map(|n| {
@@ -258,24 +282,7 @@ fn relay_figures(runtime: &tokio::runtime::Runtime, dashboard: &Dashboard) {
             at
         })
         .collect();
-    let mut arrived = vec![None; total];
-    while arrived.iter().any(Option::is_none) {
-        match runtime
-            .block_on(async { tokio::time::timeout(Duration::from_secs(10), feed.recv()).await })
-        {
-            Ok(Ok(received)) => {
-                let n = received.data["data"]["event_id"]
-                    .as_str()
-                    .and_then(|id| id.strip_prefix("rate-"))
-                    .and_then(|n| n.parse::<usize>().ok());
-                if let Some(n) = n {
-                    arrived[n].get_or_insert(Instant::now());
-                }
-            }
-            Ok(Err(_)) => continue, // lagged: the log still has them, but not their times
-            Err(_) => break,
-        }
-    }
+    let arrived = runtime.block_on(recorder).unwrap();
     let latencies: Vec<Duration> = arrived
         .iter()
         .zip(&sent_at)

@@ -126,6 +126,7 @@ impl Store {
             true,
         )?;
         schema::prepare(&conn)?;
+        truncate_long_wal(&conn, path);
         Ok(Self {
             conn,
             path: path.to_path_buf(),
@@ -282,6 +283,21 @@ impl Store {
             })
             .optional()?
             .flatten())
+    }
+}
+
+/// The WAL past which a connection empties it into the database.
+const LONG_WAL: u64 = 1 << 20;
+
+/// Empties a long WAL into the database. A connection that finds no other open rebuilds the
+/// WAL's index by reading the whole WAL, and with only hooks writing (no relay) nothing else
+/// ever restarts it: each hook would read more. Costs a checkpoint's fsync once per MiB of
+/// events; a busy database (a relay reading) is left for its own checkpoints.
+fn truncate_long_wal(conn: &Connection, path: &Path) {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if std::fs::metadata(&wal).is_ok_and(|meta| meta.len() > LONG_WAL) {
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
     }
 }
 
