@@ -81,15 +81,23 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod builder;
 mod client;
 mod connection;
 mod emit;
 pub mod error;
 mod pipeline;
 mod sink;
+mod stats;
 
+pub use crate::builder::SinkBuilder;
 pub use crate::connection::{Connection, SocketIoConnector};
 pub use crate::emit::{Delivery, Emit, Encoded, Encoding, Name};
 pub use crate::error::{BoxError, ConnectError, SinkError};
-pub use crate::sink::{EmitFuture, SinkBuilder, SinkStats, SocketIoSink};
-pub use sluice_batch::Dispatch;
+pub use crate::sink::{EmitFuture, SocketIoSink};
+pub use crate::stats::SinkStats;
+
+// The layers' types that appear in the sink's API, so that a user needs the sink alone.
+pub use sluice_batch::{Batch, Dispatch, ShutdownTimedOut};
+pub use sluice_breaker::{OpenDuration, State};
+pub use sluice_pool::{ConnectFailed, ConnectTimedOut, PoolTimeout};
