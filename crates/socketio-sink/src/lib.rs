@@ -98,6 +98,6 @@ pub use crate::sink::{EmitFuture, SocketIoSink};
 pub use crate::stats::SinkStats;
 
 // The layers' types that appear in the sink's API, so that a user needs the sink alone.
-pub use sluice_batch::{Batch, Dispatch, ShutdownTimedOut};
+pub use sluice_batch::{Batch, Dispatch, FlushReason, ShutdownTimedOut};
 pub use sluice_breaker::{OpenDuration, State};
 pub use sluice_pool::{ConnectFailed, ConnectTimedOut, PoolTimeout};

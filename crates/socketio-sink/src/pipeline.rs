@@ -115,20 +115,34 @@ impl Pipeline {
     }
 
     /// Writes `events` in turn `ticket` and, in `Acknowledged`, waits for their ack.
-    pub(crate) async fn deliver(
+    pub(crate) fn deliver(
         self: Arc<Self>,
+        link: Link,
+        config: Arc<LinkConfig>,
+        ticket: u64,
+        items: u64,
+        events: Vec<Event>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send + 'static {
+        // Armed from the call on: a future dropped even before its first poll breaks the
+        // link, so the turns after its ticket are not left waiting for it.
+        let guard = Abandoned {
+            pipeline: Arc::clone(&self),
+            link: link.clone(),
+            counted: 0,
+            armed: true,
+        };
+        self.run(guard, link, config, ticket, items, events)
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        mut guard: Abandoned,
         link: Link,
         config: Arc<LinkConfig>,
         ticket: u64,
         items: u64,
         mut events: Vec<Event>,
     ) -> Result<(), BoxError> {
-        let mut guard = Abandoned {
-            pipeline: &self,
-            link: &link,
-            counted: 0,
-            armed: true,
-        };
         let held = poll_fn(|cx| self.poll_turn(ticket, &link, cx)).await?;
         let acknowledged = config.delivery == Delivery::Acknowledged;
         let last = if acknowledged { events.pop() } else { None };
@@ -322,14 +336,14 @@ fn timed_out(link: &Link, after: std::time::Duration) -> BoxError {
 
 /// Keeps the counts right however a batch ends, and breaks the link if its future is
 /// dropped before it finished: the write order and the ack chain would be lost.
-struct Abandoned<'a> {
-    pipeline: &'a Pipeline,
-    link: &'a Link,
+struct Abandoned {
+    pipeline: Arc<Pipeline>,
+    link: Link,
     counted: u64,
     armed: bool,
 }
 
-impl Drop for Abandoned<'_> {
+impl Drop for Abandoned {
     fn drop(&mut self) {
         self.pipeline
             .unconfirmed
