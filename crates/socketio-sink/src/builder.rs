@@ -18,9 +18,10 @@ use crate::sink::SocketIoSink;
 /// The defaults are the reference system's: 5 connections; the breaker opens after 5
 /// failures in a row, for 30 s; batches of at most 10 events, at most 50 ms after the first,
 /// grouped by namespace. Plus: eager dispatch (a batch leaves as soon as nothing of its
-/// namespace is in flight, see [`dispatch`](Self::dispatch)), delivery confirmed by the server's ack (5 s to come, 8
-/// batches on their way at once), a queue of 10,000 events that drops the newest when full
-/// (an emit never waits), 5 s to connect, 5 s per emit, 2 s to wait for a connection.
+/// namespace is in flight, see [`dispatch`](Self::dispatch)); delivery confirmed by the
+/// server's ack (5 s to come, 8 batches on their way at once); a queue of 10,000 events
+/// that drops the newest when full (an emit never waits); 5 s to connect, 5 s per emit,
+/// 2 s to wait for a connection.
 #[derive(Debug, Clone)]
 pub struct SinkBuilder {
     connector: SocketIoConnector,
