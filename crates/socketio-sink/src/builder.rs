@@ -19,7 +19,7 @@ use crate::sink::SocketIoSink;
 /// failures in a row, for 30 s; batches of at most 10 events, at most 50 ms after the first,
 /// grouped by namespace. Plus: eager dispatch (a batch leaves as soon as nothing of its
 /// namespace is in flight, see [`dispatch`](Self::dispatch)); delivery confirmed by the
-/// server's ack (5 s to come, 8 batches on their way at once); a queue of 10,000 events
+/// server's ack (5 s to come, 16 batches on their way at once); a queue of 10,000 events
 /// that drops the newest when full (an emit never waits); 5 s to connect, 5 s per emit,
 /// 2 s to wait for a connection.
 #[derive(Debug, Clone)]
@@ -164,7 +164,7 @@ impl SinkBuilder {
         self
     }
 
-    /// Sets how many batches may be on their way at once (default: 8 with
+    /// Sets how many batches may be on their way at once (default: 16 with
     /// [`Delivery::Acknowledged`], written while earlier ones wait for their ack; 1 with
     /// [`Delivery::Written`], as before acks). They share one connection, in order.
     #[must_use]
@@ -194,7 +194,7 @@ impl SinkBuilder {
             .max_in_flight
             .unwrap_or(match self.connector.delivery_kind() {
                 Delivery::Written => 1,
-                _ => 8,
+                _ => 16,
             });
         let unconfirmed = self.connector.unconfirmed();
         let last_failure = self.connector.last_failure();
