@@ -1,7 +1,7 @@
-//! What the dashboard received: the events in arrival order, the acks asked for and sent,
-//! and waiters for a count.
+//! What the dashboard received: the events in arrival order, each counted once by its
+//! `data.event_id`, the duplicates seen, the acks asked for and sent, and waiters for a count.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,6 +22,13 @@ pub struct Received {
     pub args: usize,
 }
 
+impl Received {
+    /// The event's identity, `data.event_id` of its payload, when it has one.
+    pub fn event_id(&self) -> Option<&str> {
+        self.data.get("data")?.get("event_id")?.as_str()
+    }
+}
+
 /// Acknowledgements asked for and sent, over every connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -35,6 +42,10 @@ pub struct AckStats {
 }
 
 /// What the dashboard received so far; shared across restarts.
+///
+/// An event whose payload carries `data.event_id` is kept once: a later event with the same
+/// id is counted in [`duplicates_seen`](Self::duplicates_seen) and not kept (nor fed to
+/// subscribers). Events without an id are all kept.
 #[derive(Clone, Default)]
 pub struct Log {
     inner: Arc<Mutex<Events>>,
@@ -46,6 +57,8 @@ pub struct Log {
 #[derive(Default)]
 struct Events {
     list: Vec<Received>,
+    ids: HashSet<String>,
+    duplicates: u64,
 }
 
 #[derive(Debug, Default)]
@@ -104,9 +117,15 @@ impl Log {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records `received`.
-    pub(crate) fn push(&self, received: Received) {
+    /// Records `received`; returns `false` if it is a duplicate (not kept).
+    pub(crate) fn push(&self, received: Received) -> bool {
         let mut events = self.events_lock();
+        if let Some(id) = received.event_id() {
+            if !events.ids.insert(id.to_string()) {
+                events.duplicates += 1;
+                return false;
+            }
+        }
         if let Some(feed) = self
             .feed
             .lock()
@@ -117,6 +136,7 @@ impl Log {
         }
         events.list.push(received);
         self.waiters.reached(events.list.len());
+        true
     }
 
     pub(crate) fn ack_requested(&self, pending_on_connection: usize) {
@@ -130,16 +150,18 @@ impl Log {
         self.acks.sent.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Forgets everything received so far (benchmarks clear it
+    /// Forgets everything received so far, the ids seen included (benchmarks clear it
     /// between iterations, so that a growing log does not weigh on later ones).
     pub fn clear(&self) {
         let mut events = self.events_lock();
         events.list.clear();
         events.list.shrink_to_fit();
+        events.ids.clear();
+        events.ids.shrink_to_fit();
     }
 
-    /// Waits until at least `n` events were received, or `timeout` passed; returns how many
-    /// were.
+    /// Waits until at least `n` distinct events were received (duplicates of an
+    /// `event_id` count once), or `timeout` passed; returns how many were.
     pub async fn wait_for(&self, n: usize, timeout: std::time::Duration) -> usize {
         let reached = {
             let events = self.events_lock();
@@ -162,12 +184,12 @@ impl Log {
         self.len()
     }
 
-    /// All events received, in arrival order.
+    /// All events kept, in arrival order, each once.
     pub fn events(&self) -> Vec<Received> {
         self.events_lock().list.clone()
     }
 
-    /// How many events were received.
+    /// How many distinct events were received.
     pub fn len(&self) -> usize {
         self.events_lock().list.len()
     }
@@ -175,6 +197,11 @@ impl Log {
     /// Whether nothing was received yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How many events arrived again with an `event_id` already seen (not kept).
+    pub fn duplicates_seen(&self) -> u64 {
+        self.events_lock().duplicates
     }
 
     /// Acks asked for and sent so far.
@@ -206,7 +233,7 @@ impl Log {
         counts
     }
 
-    /// A live feed of what arrives from now on.
+    /// A live feed of what arrives from now on (each event once).
     pub fn subscribe(&self) -> broadcast::Receiver<Received> {
         let mut feed = self.feed.lock().unwrap_or_else(PoisonError::into_inner);
         feed.get_or_insert_with(|| broadcast::channel(4_096).0)
@@ -260,5 +287,41 @@ mod tests {
             "never reached: the count at the timeout"
         );
         assert!(started.elapsed() >= Duration::from_secs(4));
+    }
+
+    fn identified(seq: u64, event_id: &str) -> Received {
+        Received {
+            data: serde_json::json!({ "seq": seq, "data": { "event_id": event_id } }),
+            ..event(seq)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_id_is_kept_once_and_waiters_count_distinct_events() {
+        let log = Log::default();
+        // a, b, a again (a replay), two events without an id, b again.
+        for received in [
+            identified(0, "a"),
+            identified(1, "b"),
+            identified(0, "a"),
+            event(2),
+            event(2),
+            identified(1, "b"),
+        ] {
+            log.push(received);
+        }
+        let seqs: Vec<_> = log.events().iter().map(|r| r.data["seq"].clone()).collect();
+        assert_eq!(
+            seqs,
+            [0, 1, 2, 2],
+            "each id once, events without one all kept"
+        );
+        assert_eq!(log.len(), 4);
+        assert_eq!(
+            log.wait_for(5, Duration::from_secs(1)).await,
+            4,
+            "duplicates do not count towards a wait"
+        );
+        assert_eq!(log.duplicates_seen(), 2);
     }
 }

@@ -77,7 +77,11 @@ impl<A: Adapter> FromMessageParts<A> for AckRequested {
 
 /// Serves Socket.IO on `listener`, recording into `log` and answering acks by `acks`.
 pub(crate) async fn serve(listener: TcpListener, log: Log, acks: Acks) {
-    let (svc, io) = SocketIo::new_svc();
+    // socketioxide queues at most `max_buffer_size` packets per client (128 by default) and
+    // fails a send beyond, acks included: with every event echoed, a client that reads more
+    // slowly than it writes would lose acks. The real dashboard (python-socketio) queues
+    // without such a bound.
+    let (svc, io) = SocketIo::builder().max_buffer_size(1 << 16).build_svc();
     io.ns("/", async move |socket: SocketRef| {
         let recorder = log.clone();
         // Acks asked for on this connection and not yet sent.

@@ -50,6 +50,11 @@ pub struct Config {
     #[arg(long, global = true, env = "SLUICE_MAX_EVENT_BYTES", value_name = "BYTES",
           value_parser = parse_event_bytes, default_value_t = crate::size::DEFAULT_MAX_EVENT_BYTES)]
     pub max_event_bytes: usize,
+    /// When the dashboard has an event: once it acknowledged it, or, for a server that never
+    /// acknowledges, once it was written to its websocket
+    #[arg(long, global = true, env = "SLUICE_DELIVERY", value_name = "WHEN",
+          value_enum, default_value_t = Delivery::Acknowledged)]
+    pub delivery: Delivery,
     /// Log to stderr (SLUICE_LOG is also the log filter, e.g. `debug`).
     #[arg(short, long, global = true, env = "SLUICE_LOG", action = ArgAction::SetTrue,
           value_parser = FalseyValueParser::new())]
@@ -57,6 +62,15 @@ pub struct Config {
 }
 
 pub const DEFAULT_URL: &str = "http://localhost:8765";
+
+/// When an event counts as delivered, and so leaves the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Delivery {
+    /// The dashboard acknowledged it (claude-mpm, python-socketio, Node socket.io do).
+    Acknowledged,
+    /// It was written to the dashboard's websocket (for servers that never acknowledge).
+    Written,
+}
 
 /// One relay per dashboard URL: its socket, lock and store are named after the URL, so a
 /// hook configured for another dashboard never hands its events to this one's relay.

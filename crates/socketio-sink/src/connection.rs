@@ -319,6 +319,11 @@ impl<T: Item> Service<Batch<T, Name>> for Connection {
             Encoding::PerEvent => batch.into_iter().map(Item::into_event).collect(),
             Encoding::Array => T::into_array(batch.into_items()).into_iter().collect(),
         };
+        if events.is_empty() {
+            // Nothing to write: no place in the write order, which a batch that writes
+            // nothing could not keep (a batch before it may count on it for its ack).
+            return Box::pin(std::future::ready(Ok(())));
+        }
         let ticket = self.pipeline.ticket();
         Box::pin(Arc::clone(&self.pipeline).deliver(
             self.link.clone(),

@@ -54,7 +54,7 @@
 //! 40 ms on Linux) when it writes nothing but acks. Measured with raw rust_socketio against
 //! socketioxide: one plain emit then one with an ack, 48 ms a round without an echo, 0.2 ms
 //! with one. Against such a silent server, `Acknowledged` still delivers, but each round of
-//! acks (up to 8 batches) costs that timer.
+//! acks (up to 16 batches) costs that timer.
 //!
 //! Events that fail are counted as failed, events turned away while the breaker is open or
 //! the queue is full as dropped; each emit's future tells which, so a caller can keep them
@@ -81,15 +81,23 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod builder;
 mod client;
 mod connection;
 mod emit;
 pub mod error;
 mod pipeline;
 mod sink;
+mod stats;
 
+pub use crate::builder::SinkBuilder;
 pub use crate::connection::{Connection, SocketIoConnector};
 pub use crate::emit::{Delivery, Emit, Encoded, Encoding, Name};
 pub use crate::error::{BoxError, ConnectError, SinkError};
-pub use crate::sink::{EmitFuture, SinkBuilder, SinkStats, SocketIoSink};
-pub use sluice_batch::Dispatch;
+pub use crate::sink::{EmitFuture, SocketIoSink};
+pub use crate::stats::SinkStats;
+
+// The layers' types that appear in the sink's API, so that a user needs the sink alone.
+pub use sluice_batch::{Batch, Dispatch, FlushReason, ShutdownTimedOut};
+pub use sluice_breaker::{OpenDuration, State};
+pub use sluice_pool::{ConnectFailed, ConnectTimedOut, PoolTimeout};

@@ -2,10 +2,11 @@
 //! in [`Delivery::Acknowledged`] one ack at a time confirms every batch written before it.
 //!
 //! Socket.IO is ordered on one websocket and servers handle a connection's events in order,
-//! so the ack of an emit confirms that emit and everything written before it. Each batch's
-//! last emit asks for an ack when none is outstanding. When one is, that emit is held back
-//! (the batch's other emits are written): the next batch writes it plainly before its own,
-//! or, if no batch follows, the holder sends it with an ack once the outstanding one is in.
+//! so the ack of an emit confirms that emit and everything written before it. A batch's last
+//! emit goes plainly when a later batch is already called (that one carries the ack), and
+//! asks for an ack when none is outstanding. When one is, that emit is held back (the
+//! batch's other emits are written): the next batch writes it plainly before its own, or, if
+//! no batch follows, the holder sends it with an ack once the outstanding one is in.
 //! So never more than one ack is outstanding, batches keep flowing while an ack travels,
 //! and every written batch is covered by an ack that is outstanding or will be asked for.
 //!
@@ -115,20 +116,34 @@ impl Pipeline {
     }
 
     /// Writes `events` in turn `ticket` and, in `Acknowledged`, waits for their ack.
-    pub(crate) async fn deliver(
+    pub(crate) fn deliver(
         self: Arc<Self>,
+        link: Link,
+        config: Arc<LinkConfig>,
+        ticket: u64,
+        items: u64,
+        events: Vec<Event>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send + 'static {
+        // Armed from the call on: a future dropped even before its first poll breaks the
+        // link, so the turns after its ticket are not left waiting for it.
+        let guard = Abandoned {
+            pipeline: Arc::clone(&self),
+            link: link.clone(),
+            counted: 0,
+            armed: true,
+        };
+        self.run(guard, link, config, ticket, items, events)
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        mut guard: Abandoned,
         link: Link,
         config: Arc<LinkConfig>,
         ticket: u64,
         items: u64,
         mut events: Vec<Event>,
     ) -> Result<(), BoxError> {
-        let mut guard = Abandoned {
-            pipeline: &self,
-            link: &link,
-            counted: 0,
-            armed: true,
-        };
         let held = poll_fn(|cx| self.poll_turn(ticket, &link, cx)).await?;
         let acknowledged = config.delivery == Delivery::Acknowledged;
         let last = if acknowledged { events.pop() } else { None };
@@ -206,7 +221,8 @@ impl Pipeline {
         state.wake_all();
     }
 
-    /// Sends `ticket`'s last emit with an ack if none is outstanding, else holds it back.
+    /// Sends `ticket`'s last emit plainly if a later batch follows, else with an ack if none
+    /// is outstanding, else holds it back.
     async fn ask_or_hold(
         self: &Arc<Self>,
         link: &Link,
@@ -214,22 +230,34 @@ impl Pipeline {
         ticket: u64,
         (event, argument): Event,
     ) -> Result<(), BoxError> {
-        {
+        let ask = {
             let mut state = self.lock();
-            if state.ack.is_some() {
+            // A later batch is already called on this connection (only `call` takes tickets
+            // while we hold the turn): it writes after us and carries the ack, so ours goes
+            // plainly. A burst of batches then costs one ack, asked by its last.
+            if state.next_ticket > ticket + 1 {
+                None
+            } else if state.ack.is_some() {
                 state.held = Some(Held {
                     ticket,
                     event: (event, argument),
                 });
                 return Ok(());
+            } else {
+                state.ack = Some(Outstanding {
+                    covers: ticket,
+                    deadline: Instant::now() + config.ack_timeout,
+                });
+                Some(())
             }
-            state.ack = Some(Outstanding {
-                covers: ticket,
-                deadline: Instant::now() + config.ack_timeout,
-            });
+        };
+        match ask {
+            None => link.emit(event, argument).await,
+            Some(()) => {
+                self.send_with_ack(link, config, ticket, event, argument)
+                    .await
+            }
         }
-        self.send_with_ack(link, config, ticket, event, argument)
-            .await
     }
 
     /// Sends batch `covers`'s last emit with the ack recorded as outstanding.
@@ -322,14 +350,14 @@ fn timed_out(link: &Link, after: std::time::Duration) -> BoxError {
 
 /// Keeps the counts right however a batch ends, and breaks the link if its future is
 /// dropped before it finished: the write order and the ack chain would be lost.
-struct Abandoned<'a> {
-    pipeline: &'a Pipeline,
-    link: &'a Link,
+struct Abandoned {
+    pipeline: Arc<Pipeline>,
+    link: Link,
     counted: u64,
     armed: bool,
 }
 
-impl Drop for Abandoned<'_> {
+impl Drop for Abandoned {
     fn drop(&mut self) {
         self.pipeline
             .unconfirmed

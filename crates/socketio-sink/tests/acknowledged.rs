@@ -245,3 +245,31 @@ async fn an_event_at_an_idle_sink_waits_for_no_window_unless_asked() {
     windowed.shutdown(None).await.unwrap();
     dashboard.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_dropped_before_it_was_polled_does_not_stall_the_next_on_its_connection() {
+    use sluice_socketio_sink::{Batch, Emit, FlushReason, Name, SocketIoConnector};
+    use tower::{Service, ServiceExt};
+    type Events = Batch<Emit, Name>;
+
+    let dashboard = dashboard(Acks::Immediate).await;
+    let mut connection = SocketIoConnector::new(dashboard.url())
+        .oneshot(())
+        .await
+        .unwrap();
+    let batch = |seq| Events::new("/".into(), vec![event(seq)], FlushReason::Flush);
+    ServiceExt::<Events>::ready(&mut connection).await.unwrap();
+    drop(connection.call(batch(0)));
+    let next = tokio::time::timeout(Duration::from_secs(5), async {
+        ServiceExt::<Events>::ready(&mut connection).await?;
+        connection.call(batch(1)).await
+    })
+    .await;
+    // The dropped batch's place in the write order is gone: the connection is broken (the
+    // pool replaces it) and says so, rather than leaving the next batch waiting for ever.
+    match next {
+        Ok(Err(error)) => assert!(error.to_string().contains("connection lost"), "{error}"),
+        other => panic!("expected the connection to fail at once, got {other:?}"),
+    }
+    dashboard.stop().await;
+}

@@ -211,7 +211,7 @@ async fn recovers_when_the_server_is_killed_and_restarted() {
         seq += 1;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_ne!(sink.circuit_state(), sluice_breaker::State::Closed);
+    assert_ne!(sink.circuit_state(), sluice_socketio_sink::State::Closed);
 
     // Back on the same port: delivery resumes on its own.
     let dashboard = Dashboard::start_with_log(addr, log).await.unwrap();
@@ -353,10 +353,10 @@ async fn a_server_that_never_answers_the_handshake_is_bounded_by_the_connect_tim
         started.elapsed()
     );
     let timed_out = match &error {
-        SinkError::Connect(failed) => failed.error().is::<sluice_pool::ConnectTimedOut>(),
+        SinkError::Connect(failed) => failed.error().is::<sluice_socketio_sink::ConnectTimedOut>(),
         SinkError::PoolTimeout(timeout) => timeout
             .last_connect_error()
-            .is_some_and(|e| e.is::<sluice_pool::ConnectTimedOut>()),
+            .is_some_and(|e| e.is::<sluice_socketio_sink::ConnectTimedOut>()),
         _ => false,
     };
     assert!(timed_out, "{error:?}");

@@ -14,7 +14,7 @@ use sluice_socketio_sink::SocketIoSink;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Notify, Semaphore};
 
-use sluice_hook::config::Config;
+use sluice_hook::config::{Config, Delivery};
 use sluice_hook::store::Store;
 use sluice_hook::{error_chain, safety};
 
@@ -186,7 +186,11 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
         }
     };
     let sink = match SocketIoSink::builder(config.url.clone())
-        .open_backoff(sluice_breaker::OpenDuration::Backoff {
+        .delivery(match config.delivery {
+            Delivery::Acknowledged => sluice_socketio_sink::Delivery::Acknowledged,
+            Delivery::Written => sluice_socketio_sink::Delivery::Written,
+        })
+        .open_backoff(sluice_socketio_sink::OpenDuration::Backoff {
             initial: Duration::from_millis(250),
             max: MAX_RETRY_WAIT,
             multiplier: 2.0,
