@@ -22,13 +22,17 @@ pub mod stats;
 pub mod store;
 mod time;
 
-/// An error and its causes on one line: `outer: inner: innermost`.
+/// An error and its causes on one line: `outer: inner: innermost`. A cause whose text the
+/// line already holds is left out (some errors print their cause in their own text).
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text

@@ -4,7 +4,8 @@
 //! - `O <event_id> <json>`: the same, for an event the size guard had to shrink (counted).
 //! - `B <kind>`: a hook refused a bad input (counted); answered `A`.
 //! - `S`: the relay's stats; answered with one line of JSON.
-//! - `Q`: flush and exit; answered `A` when done.
+//! - `Q`: stop: answered `A` at once; the relay lets its round in flight finish (at most
+//!   2 s), keeps the rest in its store for the next relay, and exits.
 //!
 //! A line longer than [`MAX_LINE`] closes the connection.
 

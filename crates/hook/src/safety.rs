@@ -5,7 +5,6 @@
 use std::fs::DirBuilder;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 /// The user this process runs as.
@@ -52,8 +51,8 @@ pub fn check_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Checks that the process at the other end of `stream` runs as us.
-pub fn check_peer(stream: &UnixStream) -> io::Result<()> {
+/// Checks that the process at the other end of a Unix `stream` runs as us.
+pub fn check_peer(stream: &impl std::os::fd::AsFd) -> io::Result<()> {
     let peer = rustix::net::sockopt::socket_peercred(stream)?;
     let theirs = peer.uid.as_raw();
     if theirs == uid() {
@@ -61,7 +60,10 @@ pub fn check_peer(stream: &UnixStream) -> io::Result<()> {
     } else {
         Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            format!("the relay socket is served by uid {theirs}, not {}", uid()),
+            format!(
+                "the other end of the relay socket runs as uid {theirs}, not {}",
+                uid()
+            ),
         ))
     }
 }

@@ -60,15 +60,16 @@ fn checked(path: &Path, max_bytes: u64) -> Result<Store, Failure> {
     }
 }
 
-/// A file that is not a database, is corrupt or cannot be opened is damage; a busy or locked
-/// database, or a missing directory, is not.
+/// A file that is not a database, a corrupt one, or a directory in its place is damage; a
+/// busy or locked database, a missing directory or a permission problem is not (setting a
+/// healthy store aside for those would hide its events).
 fn classify(error: StoreError) -> Failure {
     let damaged = match &error {
         StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => matches!(
             failure.code,
-            ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt | ErrorCode::CannotOpen
+            ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt
         ),
-        StoreError::Io(io) => io.kind() != std::io::ErrorKind::NotFound,
+        StoreError::Io(io) => io.kind() == std::io::ErrorKind::IsADirectory,
         StoreError::Sqlite(_) => false,
     };
     if damaged {

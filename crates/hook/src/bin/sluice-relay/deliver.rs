@@ -22,6 +22,8 @@ pub(crate) const ROUND_BYTES: usize = 1 << 20;
 /// The longest wait before retrying after a failure: delivery resumes this soon after the
 /// dashboard is back, however long it was away.
 pub(crate) const MAX_RETRY_WAIT: Duration = Duration::from_secs(1);
+/// How long a stopping relay lets its round in flight finish.
+const STOP_GRACE: Duration = Duration::from_millis(1_500);
 
 pub(crate) async fn run(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
     let mut replaying = false;
@@ -29,8 +31,8 @@ pub(crate) async fn run(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
         if *stopped.borrow() {
             return;
         }
-        let rows = match relay.store.take(ROUND_EVENTS, ROUND_BYTES).await {
-            Ok(rows) => rows,
+        let round = match relay.store.take(ROUND_EVENTS, ROUND_BYTES).await {
+            Ok(round) => round,
             Err(error) => {
                 tracing::error!(%error, "cannot read the store");
                 if pause(Duration::from_millis(200), &mut stopped).await {
@@ -39,7 +41,7 @@ pub(crate) async fn run(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
                 continue;
             }
         };
-        if rows.is_empty() {
+        if round.rows.is_empty() {
             replaying = false;
             tokio::select! {
                 () = relay.new_events.notified() => {}
@@ -48,7 +50,8 @@ pub(crate) async fn run(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
             }
             continue;
         }
-        let outcomes: Vec<_> = rows
+        let outcomes: Vec<_> = round
+            .rows
             .iter()
             .map(|row| {
                 let emit = serde_json::from_str::<Value>(&row.payload)
@@ -60,6 +63,9 @@ pub(crate) async fn run(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
         let mut confirmed = Vec::with_capacity(outcomes.len());
         let mut failure = None;
         let mut unreadable = 0;
+        // A stop lets the round in flight finish, within a grace period, so that what the
+        // dashboard has is recorded and not sent again by the next relay.
+        let mut grace = None;
         for (key, outcome) in outcomes {
             let Some(outcome) = outcome else {
                 // Not JSON: nothing a dashboard could take. Counted, and let go.
@@ -67,23 +73,41 @@ pub(crate) async fn run(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
                 confirmed.push(key);
                 continue;
             };
-            tokio::select! {
-                result = outcome => match result {
-                    Ok(()) => confirmed.push(key),
-                    Err(error) => {
-                        failure = Some(error);
-                        break;
+            if *stopped.borrow() {
+                grace.get_or_insert_with(|| tokio::time::Instant::now() + STOP_GRACE);
+            }
+            tokio::pin!(outcome);
+            let result = loop {
+                match grace {
+                    Some(deadline) => {
+                        break tokio::time::timeout_at(deadline, &mut outcome).await.ok()
                     }
-                },
-                // What is unconfirmed stays in the store for the next relay.
-                _ = stopped.changed() => return,
+                    None => tokio::select! {
+                        result = &mut outcome => break Some(result),
+                        _ = stopped.changed() => {
+                            grace = Some(tokio::time::Instant::now() + STOP_GRACE);
+                        }
+                    },
+                }
+            };
+            // What is unconfirmed at the end of the grace stays in the store.
+            let Some(result) = result else { break };
+            match result {
+                Ok(()) => confirmed.push(key),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
             }
         }
-        let delivered = confirmed.len() as u64 - unreadable;
-        if let Err(error) = relay.store.confirm(confirmed).await {
-            tracing::error!(%error, "cannot record a delivery; the events will be sent again");
-        }
         let counts = &relay.counts;
+        let delivered = match relay.store.confirm(round.only(&confirmed)).await {
+            Ok(_) => confirmed.len() as u64 - unreadable,
+            Err(error) => {
+                tracing::error!(%error, "cannot record a delivery; the events will be sent again");
+                0
+            }
+        };
         counts.rounds.fetch_add(1, Ordering::Relaxed);
         counts.delivered.fetch_add(delivered, Ordering::Relaxed);
         counts.unreadable.fetch_add(unreadable, Ordering::Relaxed);

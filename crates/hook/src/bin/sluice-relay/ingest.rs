@@ -21,7 +21,7 @@ use crate::store_worker::Incoming;
 const CLIENT_IDLE: Duration = Duration::from_secs(5);
 
 pub(crate) async fn serve(relay: Arc<Relay>, stream: UnixStream) {
-    if let Err(error) = check_peer(&stream) {
+    if let Err(error) = sluice_hook::safety::check_peer(&stream) {
         tracing::warn!(%error, "refused a client");
         return;
     }
@@ -40,18 +40,6 @@ pub(crate) async fn serve(relay: Arc<Relay>, stream: UnixStream) {
         if write.write_all(&answer).await.is_err() {
             return;
         }
-    }
-}
-
-fn check_peer(stream: &UnixStream) -> std::io::Result<()> {
-    let peer = stream.peer_cred()?;
-    if peer.uid() == sluice_hook::safety::uid() {
-        Ok(())
-    } else {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            format!("uid {} is not ours", peer.uid()),
-        ))
     }
 }
 

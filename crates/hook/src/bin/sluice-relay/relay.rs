@@ -24,9 +24,9 @@ use crate::store_worker::StoreWorker;
 
 /// The most hook connections served at once; more wait in the listen backlog.
 const MAX_CLIENTS: usize = 128;
-/// How long the relay gives the sink to deliver what it holds when it stops; with a second
-/// each for the delivery loop and the store, a stop takes at most 4 s.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How long a stopping relay waits for its round in flight to finish and be recorded, then
+/// for the sink and the store to close: a stop takes at most 4 s.
+const ROUND_GRACE: Duration = Duration::from_secs(2);
 const STEP_GRACE: Duration = Duration::from_secs(1);
 
 /// Counters of the relay itself (the store keeps its own, across restarts).
@@ -268,9 +268,9 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
     }
     drop(listener);
     let _ = fs::remove_file(&socket);
-    let _ = tokio::time::timeout(STEP_GRACE, sender).await;
+    let _ = tokio::time::timeout(ROUND_GRACE, sender).await;
     watchdog.abort();
-    let _ = relay.sink.shutdown(Some(SHUTDOWN_GRACE)).await;
+    let _ = relay.sink.shutdown(Some(STEP_GRACE)).await;
     let _ = tokio::time::timeout(STEP_GRACE, relay.store.close()).await;
     tracing::info!("relay stopped");
     0
@@ -339,7 +339,9 @@ async fn watch_idle(relay: Arc<Relay>) {
 /// Sends logs to a size-capped file in the state directory (or stderr when verbose).
 pub(crate) fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // The breaker's state changes repeat every second or so while a dashboard is down.
+    let filter = EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sluice_breaker=warn"));
     if config.verbose {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
@@ -347,21 +349,55 @@ pub(crate) fn init_logging(config: &Config) {
             .try_init();
         return;
     }
-    let path = config.state_dir.join("relay.log");
-    if let Some(file) = capped_log(&path) {
+    if safety::private_dir(&config.state_dir).is_err() {
+        return; // the relay says why when it checks the directory
+    }
+    if let Some(log) = CappedLog::open(config.state_dir.join("relay.log")) {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_ansi(false)
-            .with_writer(Mutex::new(file))
+            .with_writer(Mutex::new(log))
             .try_init();
     }
 }
 
-/// The log file, rotated to `.1` once past 1 MiB.
-fn capped_log(path: &Path) -> Option<File> {
-    let _ = fs::create_dir_all(path.parent()?);
-    if fs::metadata(path).is_ok_and(|m| m.len() > 1 << 20) {
-        let _ = fs::rename(path, path.with_extension("log.1"));
+/// The relay's log file (mode 0600), moved to `relay.log.1` whenever it passes 1 MiB.
+struct CappedLog {
+    path: std::path::PathBuf,
+    file: File,
+    size: u64,
+}
+
+impl CappedLog {
+    const MAX: u64 = 1 << 20;
+
+    fn open(path: std::path::PathBuf) -> Option<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .ok()?;
+        let size = file.metadata().ok()?.len();
+        Some(Self { path, file, size })
     }
-    OpenOptions::new().create(true).append(true).open(path).ok()
+}
+
+impl Write for CappedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.size > Self::MAX {
+            let _ = fs::rename(&self.path, self.path.with_extension("log.1"));
+            if let Some(fresh) = Self::open(self.path.clone()) {
+                *self = fresh;
+            }
+        }
+        let written = self.file.write(bytes)?;
+        self.size += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }

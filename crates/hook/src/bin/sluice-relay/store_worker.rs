@@ -27,10 +27,33 @@ pub(crate) struct Incoming {
 
 type Reply<T> = oneshot::Sender<Result<T, String>>;
 
+/// Events taken for delivery, from one generation of the store's file. The keys of a file
+/// set aside or replaced mean nothing in its successor, so a round from an earlier
+/// generation confirms nothing (its events are sent again: duplicates, not losses).
+#[derive(Debug, Default)]
+pub(crate) struct Round {
+    generation: u64,
+    pub(crate) rows: Vec<Row>,
+}
+
+impl Round {
+    /// The same round, keeping only the rows whose keys are in `keys`.
+    pub(crate) fn only(self, keys: &[i64]) -> Self {
+        Self {
+            generation: self.generation,
+            rows: self
+                .rows
+                .into_iter()
+                .filter(|row| keys.contains(&row.key))
+                .collect(),
+        }
+    }
+}
+
 enum Command {
     Append(Incoming, Reply<()>),
-    Take(usize, usize, Reply<Vec<Row>>),
-    Confirm(Vec<i64>, Reply<u64>),
+    Take(usize, usize, Reply<Round>),
+    Confirm(Round, Reply<u64>),
     Counters(Reply<Counters>),
     /// Makes sure the events are in the file at the store's path, then ends the thread.
     Close(Reply<()>),
@@ -65,13 +88,13 @@ impl StoreWorker {
         self.ask(|reply| Command::Append(event, reply)).await
     }
 
-    pub(crate) async fn take(&self, limit: usize, max_bytes: usize) -> Result<Vec<Row>, String> {
+    pub(crate) async fn take(&self, limit: usize, max_bytes: usize) -> Result<Round, String> {
         self.ask(|reply| Command::Take(limit, max_bytes, reply))
             .await
     }
 
-    pub(crate) async fn confirm(&self, keys: Vec<i64>) -> Result<u64, String> {
-        self.ask(|reply| Command::Confirm(keys, reply)).await
+    pub(crate) async fn confirm(&self, round: Round) -> Result<u64, String> {
+        self.ask(|reply| Command::Confirm(round, reply)).await
     }
 
     pub(crate) async fn counters(&self) -> Result<Counters, String> {
@@ -91,6 +114,7 @@ fn run(
     received: &mpsc::Receiver<Command>,
 ) {
     let mut checked = Instant::now();
+    let mut generation = 0u64;
     let mut next = None;
     loop {
         let command = match next.take() {
@@ -98,7 +122,7 @@ fn run(
             None => match received.recv_timeout(CHECK_EVERY) {
                 Ok(command) => command,
                 Err(RecvTimeoutError::Timeout) => {
-                    reopen_if_gone(&mut store, path, max_bytes);
+                    generation += u64::from(reopen_if_gone(&mut store, path, max_bytes));
                     checked = Instant::now();
                     continue;
                 }
@@ -119,26 +143,34 @@ fn run(
                     }
                 }
                 // A ghost file would take the events with it when the relay exits.
-                reopen_if_gone(&mut store, path, max_bytes);
+                generation += u64::from(reopen_if_gone(&mut store, path, max_bytes));
                 append_group(&mut store, group);
             }
             Command::Take(limit, max, reply) => {
-                let _ = reply.send(store.take(limit, max).map_err(|e| error_chain(&e)));
+                let round = store
+                    .take(limit, max)
+                    .map(|rows| Round { generation, rows });
+                let _ = reply.send(round.map_err(|e| error_chain(&e)));
             }
-            Command::Confirm(keys, reply) => {
+            Command::Confirm(round, reply) if round.generation != generation => {
+                tracing::info!(events = round.rows.len(), "a round taken before the store was reopened confirms nothing: its events will be sent again");
+                let _ = reply.send(Ok(0));
+            }
+            Command::Confirm(round, reply) => {
+                let keys: Vec<i64> = round.rows.iter().map(|row| row.key).collect();
                 let _ = reply.send(store.confirm(&keys).map_err(|e| error_chain(&e)));
             }
             Command::Counters(reply) => {
                 let _ = reply.send(store.counters().map_err(|e| error_chain(&e)));
             }
             Command::Close(reply) => {
-                reopen_if_gone(&mut store, path, max_bytes);
+                let _ = reopen_if_gone(&mut store, path, max_bytes);
                 let _ = reply.send(Ok(()));
                 return;
             }
         }
         if checked.elapsed() >= CHECK_EVERY {
-            reopen_if_gone(&mut store, path, max_bytes);
+            generation += u64::from(reopen_if_gone(&mut store, path, max_bytes));
             checked = Instant::now();
         }
     }
@@ -165,10 +197,10 @@ fn append_group(store: &mut Store, group: Vec<(Incoming, Reply<()>)>) {
 }
 
 /// A removed or replaced store file is a ghost no other process sees: open a new store at
-/// the path and move the waiting events into it.
-fn reopen_if_gone(store: &mut Store, path: &std::path::Path, max_bytes: u64) {
+/// the path and move the waiting events into it. True when it did.
+fn reopen_if_gone(store: &mut Store, path: &std::path::Path, max_bytes: u64) -> bool {
     if store.is_current() {
-        return;
+        return false;
     }
     let fresh = path
         .parent()
@@ -182,6 +214,7 @@ fn reopen_if_gone(store: &mut Store, path: &std::path::Path, max_bytes: u64) {
             Ok(moved) => {
                 tracing::error!(path = %path.display(), moved, "the store's file was removed: reopened it");
                 *store = fresh;
+                return true;
             }
             Err(error) => tracing::error!(
                 error = error_chain(&error),
@@ -191,5 +224,49 @@ fn reopen_if_gone(store: &mut Store, path: &std::path::Path, max_bytes: u64) {
         Err(error) => {
             tracing::error!(%error, path = %path.display(), "the store's file was removed and cannot be made again");
         }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incoming(n: usize) -> Incoming {
+        Incoming {
+            event_id: format!("e{n:03}"),
+            json: format!(r#"{{"n":{n}}}"#),
+            oversized: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_round_taken_before_the_store_was_reopened_confirms_nothing() {
+        // Before: the round's keys, from the removed file, named other rows of the reopened
+        // one, whose events were deleted undelivered and uncounted.
+        let dir = std::env::temp_dir().join(format!("sluice-worker-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("spool.db");
+        let store = Store::open(&path, 1 << 20, Duration::from_secs(1)).unwrap();
+        let worker = StoreWorker::spawn(store, path.clone(), 1 << 20).unwrap();
+        for n in 0..20 {
+            worker.append(incoming(n)).await.unwrap();
+        }
+        let delivered = worker.take(10, usize::MAX).await.unwrap();
+        worker.confirm(delivered).await.unwrap();
+        let in_flight = worker.take(5, usize::MAX).await.unwrap();
+        assert_eq!(in_flight.rows[0].event_id, "e010");
+        std::fs::remove_dir_all(&dir).unwrap();
+        worker.append(incoming(20)).await.unwrap(); // reopens, moving e010..e019 over
+        assert_eq!(worker.confirm(in_flight).await.unwrap(), 0);
+        let left = worker.take(100, usize::MAX).await.unwrap();
+        let ids: Vec<&str> = left.rows.iter().map(|r| r.event_id.as_str()).collect();
+        let expected: Vec<String> = (10..21).map(|n| format!("e{n:03}")).collect();
+        assert_eq!(ids, expected, "every undelivered event, once, in order");
+        let counters = worker.counters().await.unwrap();
+        assert_eq!((counters.depth, counters.dropped), (11, 0));
+        worker.close().await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
