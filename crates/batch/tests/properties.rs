@@ -92,11 +92,7 @@ fn op() -> impl Strategy<Value = Op> {
 type Seen = Arc<Mutex<Vec<(u8, Vec<Item>, Instant)>>>;
 
 fn run(setup: Setup, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
+    let runtime = sluice_test_support::paused_runtime();
     runtime.block_on(async move {
         let mut builder = BatchLayer::builder()
             .max_items(setup.max_items)

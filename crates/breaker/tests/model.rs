@@ -389,11 +389,7 @@ fn poll_ready<S: Service<oneshot::Receiver<Answer>>>(service: &mut S) -> bool {
 }
 
 fn run(config: Config, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
+    let runtime = sluice_test_support::paused_runtime();
     runtime.block_on(async move {
         let layer = build(&config);
         let handle = layer.handle();

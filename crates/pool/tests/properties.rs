@@ -119,11 +119,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn run(max_size: usize, latency_ms: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
+    let runtime = sluice_test_support::paused_runtime();
     runtime.block_on(async move {
         let world = Arc::new(World::default());
         world.up.store(true, Ordering::SeqCst);

@@ -24,11 +24,7 @@ fn min_idle_waits_for_a_connector_that_takes_one_connect_at_a_time() {
     let made = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&made);
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
+        let runtime = sluice_test_support::paused_runtime();
         runtime.block_on(async move {
             // Ready for one connect at a time: Pending while a connect is under way.
             let connector = ConcurrencyLimit::new(

@@ -1,5 +1,8 @@
 //! Test helpers shared by the sluice crates.
 //!
+//! [`paused_runtime`] is the runtime of the model and property tests: one thread, its clock
+//! paused, so timers fire in virtual time and a run is repeatable.
+//!
 //! [`ContractProbe`] is an inner service that holds every layer to the `tower::Service`
 //! contract: a clone starts unready, and `call` without a successful `poll_ready` on the same
 //! instance panics. Wrapping it in a layer and driving the layer normally must never panic.
@@ -72,4 +75,14 @@ impl<Req> Service<Req> for ContractProbe {
         self.calls.fetch_add(1, Ordering::SeqCst);
         ready(Ok(req))
     }
+}
+
+/// A current-thread runtime with time enabled and the clock paused: timers advance only when
+/// every task waits, so a test of timeouts and windows runs in virtual time.
+pub fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime builds")
 }
