@@ -109,7 +109,10 @@ fn refuse(error: clap::Error, args: &[OsString]) -> i32 {
     } else {
         format!(" (from {})", from.join(", "))
     };
-    eprintln!("sluice-hook: {problem}{from}; the event is handed on with the valid settings");
+    eprintln!(
+        "sluice-hook: {problem}{from}; the event is handed on with the valid settings, to {}",
+        config.url
+    );
     // A relay this hook starts inherits its environment: without the bad variables, it
     // starts (instead of refusing them) and delivers the event. The hook has no other
     // thread yet, so changing its environment is safe.

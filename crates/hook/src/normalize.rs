@@ -66,7 +66,12 @@ pub fn parse(input: &[u8]) -> Result<Map<String, Value>, BadInput> {
     let Value::Object(map) = value else {
         return Err(BadInput::NotAnObject);
     };
-    if !map.get("hook_event_name").is_some_and(Value::is_string) {
+    // An empty name would reach the dashboard as an event with no subtype.
+    if map
+        .get("hook_event_name")
+        .and_then(Value::as_str)
+        .is_none_or(|name| name.trim().is_empty())
+    {
         return Err(BadInput::NoEventName);
     }
     Ok(map)
@@ -361,6 +366,11 @@ mod tests {
         assert!(matches!(parse(b"{not json"), Err(BadInput::NotJson(_))));
         assert_eq!(parse(b"[1,2]"), Err(BadInput::NotAnObject));
         assert_eq!(parse(b"{\"a\":1}"), Err(BadInput::NoEventName));
+        assert_eq!(
+            parse(br#"{"hook_event_name":" "}"#),
+            Err(BadInput::NoEventName),
+            "an empty name is no name"
+        );
         let huge = vec![b' '; MAX_INPUT + 1];
         assert_eq!(parse(&huge), Err(BadInput::TooLarge(MAX_INPUT + 1)));
     }

@@ -27,7 +27,8 @@ pub(super) fn import(dir: &Path, store: &mut Store) -> Result<u64> {
         .and_then(|c| usize::try_from(c).ok())
         .filter(|&c| c <= bytes.len())
         .unwrap_or(0);
-    let (payloads, damaged) = decode_all(&bytes[cursor..]);
+    let (payloads, torn) = decode_all(&bytes[cursor..]);
+    let records = payloads.len();
     let events: Vec<(String, String)> = payloads
         .into_iter()
         .filter_map(|payload| {
@@ -40,6 +41,8 @@ pub(super) fn import(dir: &Path, store: &mut Store) -> Result<u64> {
             Some((event_id, text))
         })
         .collect();
+    // Intact records that are not a JSON payload are damage too.
+    let damaged = torn + (records - events.len()) as u64;
     let new: Vec<NewEvent<'_>> = events
         .iter()
         .map(|(event_id, payload)| NewEvent {
@@ -125,6 +128,7 @@ mod tests {
         let cursor = record(br#"{"data":{"event_id":"id-0","n":0}}"#).len() as u64;
         log.extend_from_slice(b"SLU1\x40\x00\x00\x00torn");
         log.extend(record(br#"{"data":{"n":4}}"#));
+        log.extend(record(b"intact, but not a payload"));
         fs::write(dir.join("spool.log"), &log).unwrap();
         fs::write(dir.join("spool.pos"), cursor.to_le_bytes()).unwrap();
 
@@ -138,7 +142,11 @@ mod tests {
         let ids: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
         assert_eq!(&ids[..3], ["id-1", "id-2", "id-3"]);
         assert!(rows[3].payload.contains(r#""n":4"#));
-        assert_eq!(store.counters().unwrap().damaged, 1);
+        assert_eq!(
+            store.counters().unwrap().damaged,
+            2,
+            "the torn record and the one that is not JSON"
+        );
         assert!(!dir.join("spool.log").exists());
         drop(store);
         let (_, again) = Store::open_checked(&path, 1 << 20).unwrap();
