@@ -42,6 +42,20 @@ pub struct NewEvent<'a> {
     pub oversized: bool,
 }
 
+impl<'a> NewEvent<'a> {
+    /// Events to insert from `(event_id, payload)` pairs, none of them oversized.
+    pub fn from_pairs(pairs: &'a [(String, String)]) -> Vec<Self> {
+        pairs
+            .iter()
+            .map(|(event_id, payload)| NewEvent {
+                event_id,
+                payload,
+                oversized: false,
+            })
+            .collect()
+    }
+}
+
 /// What the store holds and has done, from its own tables (never by reading the backlog).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {

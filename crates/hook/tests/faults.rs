@@ -97,18 +97,7 @@ async fn a_small_cap_under_a_stream_loses_nothing_uncounted() {
             let env = std::sync::Arc::clone(&env);
             std::thread::spawn(move || {
                 for n in (lane..total).step_by(4) {
-                    let output = env
-                        .command()
-                        .env("SLUICE_SPOOL_MAX_BYTES", "200000")
-                        .stdin(std::process::Stdio::piped())
-                        .stdout(std::process::Stdio::piped())
-                        .stderr(std::process::Stdio::piped())
-                        .spawn()
-                        .and_then(|mut child| {
-                            child.stdin.take().unwrap().write_all(&prompt(n))?;
-                            child.wait_with_output()
-                        })
-                        .unwrap();
+                    let output = env.hook_with(&[("SLUICE_SPOOL_MAX_BYTES", "200000")], &prompt(n));
                     assert!(output.status.success(), "{output:?}");
                 }
             })
@@ -465,17 +454,11 @@ async fn the_idle_relay_exits_only_once_its_store_is_empty() {
     };
     let env = Env::new("idle", addr);
     let hook = |n: usize| {
-        let mut child = env
-            .command()
-            .env("SLUICE_IDLE_SECS", "1")
-            .env("SLUICE_SPOOL_MAX_BYTES", "2000")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(&prompt(n)).unwrap();
-        assert!(child.wait().unwrap().success());
+        let vars = [
+            ("SLUICE_IDLE_SECS", "1"),
+            ("SLUICE_SPOOL_MAX_BYTES", "2000"),
+        ];
+        assert!(env.hook_with(&vars, &prompt(n)).status.success());
     };
     for n in 0..30 {
         hook(n);
@@ -515,18 +498,7 @@ async fn a_hook_for_another_dashboard_gets_its_own_relay() {
     let env = Env::new("two-urls", first.addr());
     assert!(env.hook(&prompt(0)).status.success());
     let other_url = format!("http://{}", second.addr());
-    let output = env
-        .command()
-        .env("SLUICE_URL", &other_url)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child.stdin.take().unwrap().write_all(&prompt(1))?;
-            child.wait_with_output()
-        })
-        .unwrap();
+    let output = env.hook_with(&[("SLUICE_URL", &other_url)], &prompt(1));
     assert!(output.status.success(), "{output:?}");
     assert!(assert_arrives(&first, &["prompt 0"]).await);
     assert!(assert_arrives(&second, &["prompt 1"]).await);
@@ -572,16 +544,8 @@ async fn a_full_store_drops_exactly_the_oldest_and_counts_them() {
     let env = Env::new("cap-oldest", addr);
     let total = 400;
     for n in 0..total {
-        let mut child = env
-            .command()
-            .env("SLUICE_SPOOL_MAX_BYTES", "20000")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(&prompt(n)).unwrap();
-        assert!(child.wait().unwrap().success());
+        let output = env.hook_with(&[("SLUICE_SPOOL_MAX_BYTES", "20000")], &prompt(n));
+        assert!(output.status.success(), "{output:?}");
     }
     let dropped = env.stats()["spool_dropped"].as_u64().unwrap() as usize;
     assert!(

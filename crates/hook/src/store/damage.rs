@@ -112,14 +112,7 @@ fn salvage(aside: &Path, into: &mut Store) -> u64 {
             }
         }
     }
-    let events: Vec<NewEvent<'_>> = rows
-        .iter()
-        .map(|(event_id, payload)| NewEvent {
-            event_id,
-            payload,
-            oversized: false,
-        })
-        .collect();
+    let events = NewEvent::from_pairs(&rows);
     match into.append(&events) {
         Ok(_) => rows.len() as u64,
         Err(_) => 0,

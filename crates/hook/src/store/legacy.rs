@@ -43,14 +43,7 @@ pub(super) fn import(dir: &Path, store: &mut Store) -> Result<u64> {
         .collect();
     // Intact records that are not a JSON payload are damage too.
     let damaged = torn + (records - events.len()) as u64;
-    let new: Vec<NewEvent<'_>> = events
-        .iter()
-        .map(|(event_id, payload)| NewEvent {
-            event_id,
-            payload,
-            oversized: false,
-        })
-        .collect();
+    let new = NewEvent::from_pairs(&events);
     store.append(&new)?;
     store.note_damaged(damaged)?;
     let mut imported = log.as_os_str().to_owned();

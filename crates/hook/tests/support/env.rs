@@ -48,8 +48,14 @@ impl Env {
 
     /// One hook invocation with `stdin`.
     pub(crate) fn hook(&self, stdin: &[u8]) -> Output {
-        let mut child = self
-            .command()
+        self.hook_with(&[], stdin)
+    }
+
+    /// One hook invocation with `stdin` and these variables set.
+    pub(crate) fn hook_with(&self, vars: &[(&str, &str)], stdin: &[u8]) -> Output {
+        let mut command = self.command();
+        command.envs(vars.iter().copied());
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
