@@ -196,10 +196,18 @@ fn exec_sibling(name: &str, args: &[OsString]) -> i32 {
     1
 }
 
+/// Writes an answer on stdout. A reader that went away early (`| grep -q`, `| head`) is no
+/// failure of ours: `println!` would panic on the closed pipe.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 fn answer(command: &str, done: Result<String, String>) -> i32 {
     match done {
         Ok(text) => {
-            println!("{text}");
+            say(&format!("{text}\n"));
             0
         }
         Err(problem) => {
@@ -236,9 +244,9 @@ fn show_stats(config: &Config, how: &StatsArgs) -> i32 {
     };
     let json = how.json || (!how.pretty && !std::io::stdout().is_terminal());
     match serde_json::from_str::<Value>(&line) {
-        Ok(value) if json => println!("{value}"),
-        Ok(value) => print!("{}", stats::pretty(&value)),
-        Err(_) => print!("{line}"),
+        Ok(value) if json => say(&format!("{value}\n")),
+        Ok(value) => say(&stats::pretty(&value)),
+        Err(_) => say(&line),
     }
     0
 }
@@ -262,12 +270,18 @@ fn stop(config: &Config) -> i32 {
         .map_or_else(|| "?".to_string(), |stats| stats["relay_pid"].to_string());
     let left = |config: &Config| events(spool_left(config));
     if client::send_lines(config, &["Q".to_string()], Duration::from_secs(5)).is_err() {
-        println!("no relay running; {} in the spool", left(config));
+        say(&format!(
+            "no relay running; {} in the spool\n",
+            left(config)
+        ));
         return 0;
     }
     // The relay holds its lock until it has delivered what it can and exited.
     if client::wait_for_relay_exit(config, Duration::from_secs(5)) {
-        println!("relay {pid} stopped; {} left in the spool", left(config));
+        say(&format!(
+            "relay {pid} stopped; {} left in the spool\n",
+            left(config)
+        ));
         0
     } else {
         eprintln!(

@@ -490,3 +490,26 @@ fn the_readme_shows_the_real_help() {
         .unwrap();
     assert_eq!(text(&output.stdout).trim_end(), shown);
 }
+
+#[test]
+fn a_reader_that_stops_early_is_no_failure() {
+    // `sluice-hook install | grep -q PreToolUse` failed in CI: grep left after its match and
+    // the next line's println! panicked on the closed pipe (exit 101).
+    let env = Env::new("closed-pipe", unused_addr());
+    let mut child = env
+        .command()
+        .arg("install")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before the first line
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        !text(&output.stderr).contains("panicked"),
+        "{}",
+        text(&output.stderr)
+    );
+}
