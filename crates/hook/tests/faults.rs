@@ -33,15 +33,29 @@ fn arrivals(log: &Log) -> BTreeMap<String, (Option<usize>, usize)> {
         let Some(id) = data["event_id"].as_str() else {
             continue;
         };
-        let number = data["prompt"]
-            .as_str()
-            .and_then(|p| p.strip_prefix("prompt "))
-            .and_then(|n| n.parse().ok());
+        let number = prompt_number(data);
         let entry = seen.entry(id.to_string()).or_insert((number, 0));
         assert_eq!(entry.0, number, "one event_id, one event");
         entry.1 += 1;
     }
     seen
+}
+
+/// The number of a `prompt N` event.
+fn prompt_number(data: &Value) -> Option<usize> {
+    data["prompt"]
+        .as_str()?
+        .strip_prefix("prompt ")?
+        .parse()
+        .ok()
+}
+
+/// The prompt numbers the dashboard received, in arrival order, repeats included.
+fn numbers_in_order(log: &Log) -> Vec<usize> {
+    log.events()
+        .iter()
+        .filter_map(|e| prompt_number(&e.data["data"]))
+        .collect()
 }
 
 /// Waits (bounded) until `done` holds for the dashboard's log.
@@ -189,17 +203,7 @@ async fn a_damaged_store_is_set_aside_and_new_events_flow() {
         assert!(env.hook(&prompt(n)).status.success());
     }
     assert!(wait_until(&log, Duration::from_secs(10), |log| distinct(log) == 40).await);
-    let numbers: Vec<usize> = log
-        .events()
-        .iter()
-        .filter_map(|e| {
-            e.data["data"]["prompt"]
-                .as_str()?
-                .strip_prefix("prompt ")?
-                .parse()
-                .ok()
-        })
-        .collect();
+    let numbers = numbers_in_order(&log);
     assert_eq!(numbers, (0..40).collect::<Vec<_>>(), "each once, in order");
 }
 
@@ -564,17 +568,7 @@ async fn a_full_store_drops_exactly_the_oldest_and_counts_them() {
         total - dropped,
         env.stats()
     );
-    let numbers: Vec<usize> = log
-        .events()
-        .iter()
-        .filter_map(|e| {
-            e.data["data"]["prompt"]
-                .as_str()?
-                .strip_prefix("prompt ")?
-                .parse()
-                .ok()
-        })
-        .collect();
+    let numbers = numbers_in_order(&log);
     assert_eq!(
         numbers,
         (dropped..total).collect::<Vec<_>>(),
