@@ -71,6 +71,14 @@ pub(crate) fn run(addr: SocketAddr) -> i32 {
                 return 1;
             }
         };
+        // Listen for Ctrl-C before saying we listen: one that comes right after the line must
+        // stop us cleanly (ctrl_c() registers only when first polled, after the prints).
+        let Ok(mut interrupt) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        else {
+            eprintln!("sluice-hook dashboard: cannot listen for Ctrl-C");
+            return 1;
+        };
         println!(
             "sluice dashboard listening on {} (Socket.IO, namespace /); Ctrl-C to stop",
             dashboard.url()
@@ -86,7 +94,7 @@ pub(crate) fn run(addr: SocketAddr) -> i32 {
                     }
                     Err(_) => break,
                 },
-                _ = tokio::signal::ctrl_c() => break,
+                _ = interrupt.recv() => break,
             }
         }
         let total = dashboard.received().len();
