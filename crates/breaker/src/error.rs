@@ -3,7 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-/// The alias tower uses for type-erased errors.
+/// The alias tower uses for type-erased errors: the same type as `tower::BoxError`, named
+/// here so that the layer depends on `tower-service` and `tower-layer` alone.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The breaker rejected a call without calling the inner service.

@@ -27,14 +27,12 @@ use sluice_hook::store::{NewEvent, Store};
 
 const INPUT: &[u8] = br#"{"session_id":"3f1c2a9e","transcript_path":"/tmp/t.jsonl","cwd":"/tmp","permission_mode":"default","hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{"command":"git status --short","description":"Show working tree status"}}"#;
 
-#[path = "../tests/support/env.rs"]
-#[allow(dead_code)]
-mod support;
+use sluice_test_support::HookEnv;
 
-use support::Env;
+const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
 
 /// One hook invocation; returns its wall time.
-fn timed(env: &Env) -> Duration {
+fn timed(env: &HookEnv) -> Duration {
     let start = Instant::now();
     let output = env.hook(INPUT);
     let elapsed = start.elapsed();
@@ -43,7 +41,7 @@ fn timed(env: &Env) -> Duration {
 }
 
 /// One hook invocation with the relay never started; returns its wall time.
-fn timed_store_only(env: &Env) -> Duration {
+fn timed_store_only(env: &HookEnv) -> Duration {
     let start = Instant::now();
     let mut child = env
         .command()
@@ -58,7 +56,7 @@ fn timed_store_only(env: &Env) -> Duration {
     start.elapsed()
 }
 
-fn relay_pid(env: &Env) -> u32 {
+fn relay_pid(env: &HookEnv) -> u32 {
     env.stats()["relay_pid"].as_u64().expect("a relay runs") as u32
 }
 
@@ -70,7 +68,7 @@ fn signal(pid: u32, name: &str) {
         .unwrap();
 }
 
-fn socket(env: &Env) -> PathBuf {
+fn socket(env: &HookEnv) -> PathBuf {
     std::fs::read_dir(env.dir.join("run"))
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -127,12 +125,12 @@ fn bench(c: &mut Criterion) {
     let dashboard = runtime
         .block_on(Dashboard::start("127.0.0.1:0".parse().unwrap()))
         .unwrap();
-    let up = Env::new("up", dashboard.addr());
+    let up = HookEnv::new(BIN, "up", dashboard.addr());
     let down_addr = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         listener.local_addr().unwrap()
     });
-    let down = Env::new("down", down_addr);
+    let down = HookEnv::new(BIN, "down", down_addr);
     timed(&up); // starts the relays
     timed(&down);
 
@@ -142,7 +140,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("dashboard_down", |b| b.iter(|| timed(&down)));
     group.finish();
 
-    let cold = Env::new("cold", dashboard.addr());
+    let cold = HookEnv::new(BIN, "cold", dashboard.addr());
     let mut group = c.benchmark_group("cold");
     group.sample_size(20);
     group.bench_function("no_relay", |b| {
@@ -157,7 +155,7 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    let store_only = Env::new("store-only", dashboard.addr());
+    let store_only = HookEnv::new(BIN, "store-only", dashboard.addr());
     let mut group = c.benchmark_group("store_only");
     group.sample_size(50);
     group.bench_function("no_relay_no_spawn", |b| {
@@ -208,7 +206,7 @@ fn bench(c: &mut Criterion) {
     println!(
         "| no relay, none started: the hook writes the store (300 runs) | {p50:.2?} | {p99:.2?} |"
     );
-    let stopped = Env::new("stopped", dashboard.addr());
+    let stopped = HookEnv::new(BIN, "stopped", dashboard.addr());
     timed(&stopped);
     let pid = relay_pid(&stopped);
     signal(pid, "STOP");
@@ -226,7 +224,7 @@ fn relay_figures(runtime: &tokio::runtime::Runtime, dashboard: &Dashboard) {
     let log = dashboard.received().clone();
 
     // Hook start to the dashboard seeing the event, one at a time (an idle relay).
-    let env = Env::new("latency", dashboard.addr());
+    let env = HookEnv::new(BIN, "latency", dashboard.addr());
     timed(&env);
     let mut feed = log.subscribe();
     let samples: Vec<Duration> = (0..300)
@@ -299,7 +297,7 @@ fn relay_figures(runtime: &tokio::runtime::Runtime, dashboard: &Dashboard) {
     );
 
     // Ingest: 8 threads, each handing over frames as hooks do, a connection per event.
-    let ingest = Env::new("ingest", "127.0.0.1:9".parse().unwrap());
+    let ingest = HookEnv::new(BIN, "ingest", "127.0.0.1:9".parse().unwrap());
     timed(&ingest);
     let path = socket(&ingest);
     const THREADS: usize = 8;
@@ -325,12 +323,16 @@ fn relay_figures(runtime: &tokio::runtime::Runtime, dashboard: &Dashboard) {
 
     // Replay of a 100,000-event backlog: time to the dashboard, and the relay's peak RSS.
     log.clear();
-    let replay = Env::new("replay", dashboard.addr());
+    let replay = HookEnv::new(BIN, "replay", dashboard.addr());
     std::fs::create_dir_all(replay.dir.join("state")).unwrap();
     const BACKLOG: usize = 100_000;
     {
-        let mut store =
-            Store::open(&replay.store_path(), 256 << 20, Duration::from_secs(1)).unwrap();
+        let mut store = Store::open(
+            &sluice_hook::config::relay_store(&replay.state_dir(), replay.url()),
+            256 << 20,
+            Duration::from_secs(1),
+        )
+        .unwrap();
         let frames: Vec<(String, String)> = (0..BACKLOG)
             .map(|n| {
                 let id = format!("backlog-{n:06}");

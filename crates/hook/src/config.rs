@@ -81,6 +81,11 @@ fn url_tag(url: &str) -> String {
     format!("{:08x}", crc32fast::hash(url.as_bytes()))
 }
 
+/// The store of the relay for `url` in `state_dir`.
+pub fn relay_store(state_dir: &std::path::Path, url: &str) -> PathBuf {
+    state_dir.join(format!("spool-{}.db", url_tag(url)))
+}
+
 /// The socket of the relay for `url` in `runtime_dir`.
 pub fn relay_socket(runtime_dir: &std::path::Path, url: &str) -> PathBuf {
     runtime_dir.join(format!("relay-{}.sock", url_tag(url)))
@@ -98,8 +103,7 @@ impl Config {
 
     /// The spool database of this URL's relay.
     pub fn store_path(&self) -> PathBuf {
-        self.state_dir
-            .join(format!("spool-{}.db", url_tag(&self.url)))
+        relay_store(&self.state_dir, &self.url)
     }
 
     /// The bare hook's settings, read from the environment without building clap's command.

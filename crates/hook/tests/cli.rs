@@ -10,10 +10,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sluice_dashboard::Dashboard;
 
-#[path = "support/env.rs"]
-mod support;
+use sluice_test_support::HookEnv;
 
-use support::Env;
+const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
 
 /// An address nothing listens on.
 fn unused_addr() -> SocketAddr {
@@ -21,7 +20,7 @@ fn unused_addr() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
-fn run(env: &Env, args: &[&str]) -> Output {
+fn run(env: &HookEnv, args: &[&str]) -> Output {
     env.command()
         .args(args)
         .stdin(Stdio::null())
@@ -80,7 +79,7 @@ const SETTINGS: &str = r#"{
 #[test]
 fn help_on_every_subcommand_has_no_side_effect() {
     let addr = unused_addr();
-    let env = Env::new("cli-help", addr);
+    let env = HookEnv::new(BIN, "cli-help", addr);
     let settings = env.dir.join(".claude/settings.json");
     std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
     std::fs::write(&settings, SETTINGS).unwrap();
@@ -128,7 +127,7 @@ fn help_on_every_subcommand_has_no_side_effect() {
 
 #[test]
 fn every_subcommand_has_a_one_line_description_and_the_variables_show() {
-    let env = Env::new("cli-help-text", unused_addr());
+    let env = HookEnv::new(BIN, "cli-help-text", unused_addr());
     let help = text(&run(&env, &["--help"]).stdout);
     for command in sluice_hook::cli::HookCommand::NAMES {
         let line = help
@@ -160,7 +159,7 @@ fn every_subcommand_has_a_one_line_description_and_the_variables_show() {
 
 #[test]
 fn bad_values_exit_2_and_name_the_value() {
-    let env = Env::new("cli-values", unused_addr());
+    let env = HookEnv::new(BIN, "cli-values", unused_addr());
     let cases: [(&[&str], &str); 10] = [
         (&["stats", "--url", "not-a-url"], "'not-a-url'"),
         (&["--url", "ftp://host"], "'ftp://host'"),
@@ -199,7 +198,7 @@ fn bad_values_exit_2_and_name_the_value() {
 
 #[test]
 fn unknown_commands_and_flags_exit_2() {
-    let env = Env::new("cli-unknown", unused_addr());
+    let env = HookEnv::new(BIN, "cli-unknown", unused_addr());
     for args in [
         &["bogus"][..],
         &["stats", "--bogus"],
@@ -225,7 +224,7 @@ async fn the_hook_path_never_exits_2_and_still_hands_the_event_on() {
     let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let env = Env::new("cli-hook-path", dashboard.addr());
+    let env = HookEnv::new(BIN, "cli-hook-path", dashboard.addr());
     let hook = |args: &[&str], vars: &[(&str, &str)], stdin: &[u8]| {
         let mut command = env.command();
         command.args(args);
@@ -290,7 +289,7 @@ fn keys(value: &Value) -> Vec<String> {
 
 #[test]
 fn install_and_uninstall_round_trip_keeps_everything_else() {
-    let env = Env::new("cli-install", unused_addr());
+    let env = HookEnv::new(BIN, "cli-install", unused_addr());
     let settings = env.dir.join(".claude/settings.json");
     std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
     std::fs::write(&settings, SETTINGS).unwrap();
@@ -328,10 +327,7 @@ fn install_and_uninstall_round_trip_keeps_everything_else() {
         "audit-bash"
     );
     assert_eq!(installed["hooks"]["PreToolUse"][1]["matcher"], "*");
-    assert_eq!(
-        installed["hooks"]["Stop"][1]["hooks"][0]["command"],
-        support::BIN
-    );
+    assert_eq!(installed["hooks"]["Stop"][1]["hooks"][0]["command"], BIN);
 
     // Again: nothing changes, no backup.
     let again = text(&run(&env, &["install", "--write"]).stdout);
@@ -342,9 +338,7 @@ fn install_and_uninstall_round_trip_keeps_everything_else() {
     let said = text(&output.stdout);
     assert!(said.starts_with("removed 10 sluice-hook entries"), "{said}");
     let backup = said.split("backup: ").nth(1).map(str::trim).unwrap();
-    assert!(std::fs::read_to_string(backup)
-        .unwrap()
-        .contains(support::BIN));
+    assert!(std::fs::read_to_string(backup).unwrap().contains(BIN));
     assert_eq!(
         std::fs::read_to_string(&settings).unwrap(),
         SETTINGS,
@@ -356,7 +350,7 @@ fn install_and_uninstall_round_trip_keeps_everything_else() {
 
 #[test]
 fn scopes_and_event_sets() {
-    let env = Env::new("cli-scopes", unused_addr());
+    let env = HookEnv::new(BIN, "cli-scopes", unused_addr());
     let project = env.dir.join("project");
     std::fs::create_dir_all(&project).unwrap();
     let in_project = |args: &[&str]| -> Output {
@@ -410,7 +404,7 @@ async fn stats_read_well_and_stop_says_what_it_did() {
     let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let env = Env::new("cli-stats", dashboard.addr());
+    let env = HookEnv::new(BIN, "cli-stats", dashboard.addr());
     assert!(env.hook(&event(0)).status.success());
     assert_eq!(
         dashboard
@@ -450,7 +444,7 @@ async fn stats_read_well_and_stop_says_what_it_did() {
 
 #[test]
 fn the_relay_binary_has_a_command_line_too() {
-    let relay = Path::new(support::BIN).with_file_name("sluice-relay");
+    let relay = Path::new(BIN).with_file_name("sluice-relay");
     let help = Command::new(&relay).arg("--help").output().unwrap();
     assert_eq!(help.status.code(), Some(0));
     assert!(text(&help.stdout).contains("Usage: sluice-relay"));
@@ -483,7 +477,7 @@ fn the_readme_shows_the_real_help() {
         .nth(1)
         .and_then(|rest| rest.split("\n```").next())
         .expect("the README shows `sluice-hook --help`");
-    let output = Command::new(support::BIN)
+    let output = Command::new(BIN)
         .arg("--help")
         .env_clear()
         .output()
@@ -495,7 +489,7 @@ fn the_readme_shows_the_real_help() {
 fn a_reader_that_stops_early_is_no_failure() {
     // `sluice-hook install | grep -q PreToolUse` failed in CI: grep left after its match and
     // the next line's println! panicked on the closed pipe (exit 101).
-    let env = Env::new("closed-pipe", unused_addr());
+    let env = HookEnv::new(BIN, "closed-pipe", unused_addr());
     let mut child = env
         .command()
         .arg("install")

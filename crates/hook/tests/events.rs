@@ -6,10 +6,9 @@ use std::time::Duration;
 use serde_json::Value;
 use sluice_dashboard::Dashboard;
 
-#[path = "support/env.rs"]
-mod support;
+use sluice_test_support::HookEnv;
 
-use support::Env;
+const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
 
 /// Fixture (under tests/fixtures/events) and the subtype the dashboard must see.
 const EVENTS: [(&str, &str); 34] = [
@@ -62,7 +61,7 @@ async fn every_event_reaches_the_dashboard_with_its_subtype() {
     let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let env = Env::new("events", dashboard.addr());
+    let env = HookEnv::new(BIN, "events", dashboard.addr());
     let mut names = Vec::new();
     for (file, _) in EVENTS {
         let input = fixture(file);

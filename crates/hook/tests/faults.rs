@@ -11,10 +11,14 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sluice_dashboard::{Dashboard, Log};
 
-#[path = "support/env.rs"]
-mod support;
+use sluice_test_support::HookEnv;
 
-use support::Env;
+const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
+
+/// The store of `env`'s relay.
+fn store_path(env: &HookEnv) -> std::path::PathBuf {
+    sluice_hook::config::relay_store(&env.state_dir(), env.url())
+}
 
 fn prompt(n: usize) -> Vec<u8> {
     json!({
@@ -74,7 +78,7 @@ fn distinct(log: &Log) -> usize {
     arrivals(log).len()
 }
 
-fn relay_pid(env: &Env) -> Option<u32> {
+fn relay_pid(env: &HookEnv) -> Option<u32> {
     env.stats()["relay_pid"].as_u64().map(|p| p as u32)
 }
 
@@ -104,7 +108,7 @@ async fn a_small_cap_under_a_stream_loses_nothing_uncounted() {
     let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let env = std::sync::Arc::new(Env::new("cap-stream", dashboard.addr()));
+    let env = std::sync::Arc::new(HookEnv::new(BIN, "cap-stream", dashboard.addr()));
     let total = 3_000;
     let senders: Vec<_> = (0..4)
         .map(|lane| {
@@ -142,7 +146,7 @@ async fn an_oversized_event_arrives_marked_and_costs_its_neighbours_nothing() {
     let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let env = Env::new("oversized", dashboard.addr());
+    let env = HookEnv::new(BIN, "oversized", dashboard.addr());
     let edits: Vec<String> = (0..100)
         .map(|i| format!("{i:03}{}", "y".repeat(8_100)))
         .collect();
@@ -179,8 +183,8 @@ async fn a_damaged_store_is_set_aside_and_new_events_flow() {
     let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let env = Env::new("damaged", dashboard.addr());
-    let store = env.store_path();
+    let env = HookEnv::new(BIN, "damaged", dashboard.addr());
+    let store = store_path(&env);
     std::fs::create_dir_all(store.parent().unwrap()).unwrap();
     std::fs::write(&store, b"this is not a database, it is garbage".repeat(200)).unwrap();
     for n in 0..20 {
@@ -212,7 +216,7 @@ async fn a_runtime_dir_that_is_not_ours_gets_nothing() {
     let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let env = Env::new("foreign", dashboard.addr());
+    let env = HookEnv::new(BIN, "foreign", dashboard.addr());
     let run = env.dir.join("run");
     std::fs::create_dir_all(&run).unwrap();
     std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -227,7 +231,7 @@ async fn a_runtime_dir_that_is_not_ours_gets_nothing() {
     }
     // A fake relay listening where ours would.
     let socket = run.join(
-        env.store_path()
+        store_path(&env)
             .file_name()
             .unwrap()
             .to_string_lossy()
@@ -247,12 +251,12 @@ async fn a_runtime_dir_that_is_not_ours_gets_nothing() {
         "the fake relay got no connection"
     );
     // The event waits in the store.
-    let store = sluice_hook::store::Store::open(&env.store_path(), 1 << 20, Duration::from_secs(1))
+    let store = sluice_hook::store::Store::open(&store_path(&env), 1 << 20, Duration::from_secs(1))
         .unwrap();
     let rows = store.take(10, usize::MAX).unwrap();
     assert_eq!(rows.len(), 1);
     assert!(rows[0].payload.contains("prompt 7"));
-    for file in std::fs::read_dir(env.store_path().parent().unwrap()).unwrap() {
+    for file in std::fs::read_dir(store_path(&env).parent().unwrap()).unwrap() {
         let file = file.unwrap();
         let mode = file.metadata().unwrap().permissions().mode();
         assert_eq!(
@@ -276,7 +280,7 @@ async fn a_huge_frame_without_a_newline_does_not_grow_the_relay() {
     let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let env = Env::new("frame", dashboard.addr());
+    let env = HookEnv::new(BIN, "frame", dashboard.addr());
     assert!(env.hook(&prompt(0)).status.success());
     let pid = relay_pid(&env).expect("a relay runs");
     let idle = rss_kib(pid);
@@ -318,7 +322,7 @@ async fn sigterm_ends_a_relay_whose_state_dir_was_removed() {
     let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let env = Env::new("statedir", dashboard.addr());
+    let env = HookEnv::new(BIN, "statedir", dashboard.addr());
     assert!(env.hook(&prompt(0)).status.success());
     let pid = relay_pid(&env).expect("a relay runs");
     std::fs::remove_dir_all(env.dir.join("state")).unwrap();
@@ -346,13 +350,13 @@ async fn a_relay_killed_five_times_during_a_replay_loses_nothing() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let env = Env::new("replay-kill", addr);
+    let env = HookEnv::new(BIN, "replay-kill", addr);
     // A backlog of 10,000 numbered events, as hooks left it while no relay ran.
     std::fs::create_dir_all(env.dir.join("state")).unwrap();
     let total = 10_000;
     {
         let mut store =
-            sluice_hook::store::Store::open(&env.store_path(), 64 << 20, Duration::from_secs(1))
+            sluice_hook::store::Store::open(&store_path(&env), 64 << 20, Duration::from_secs(1))
                 .unwrap();
         let events: Vec<(String, String)> = (0..total)
             .map(|n| {
@@ -423,7 +427,7 @@ async fn delivery_resumes_within_two_seconds_of_the_dashboard_coming_back() {
         .await
         .unwrap();
     let addr = dashboard.addr();
-    let env = Env::new("recovery", addr);
+    let env = HookEnv::new(BIN, "recovery", addr);
     assert!(env.hook(&prompt(0)).status.success());
     let log = dashboard.received().clone();
     assert!(wait_until(&log, Duration::from_secs(10), |log| distinct(log) == 1).await);
@@ -456,7 +460,7 @@ async fn the_idle_relay_exits_only_once_its_store_is_empty() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let env = Env::new("idle", addr);
+    let env = HookEnv::new(BIN, "idle", addr);
     let hook = |n: usize| {
         let vars = [
             ("SLUICE_IDLE_SECS", "1"),
@@ -499,7 +503,7 @@ async fn a_hook_for_another_dashboard_gets_its_own_relay() {
     let second = Dashboard::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let env = Env::new("two-urls", first.addr());
+    let env = HookEnv::new(BIN, "two-urls", first.addr());
     assert!(env.hook(&prompt(0)).status.success());
     let other_url = format!("http://{}", second.addr());
     let output = env.hook_with(&[("SLUICE_URL", &other_url)], &prompt(1));
@@ -545,7 +549,7 @@ async fn a_full_store_drops_exactly_the_oldest_and_counts_them() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let env = Env::new("cap-oldest", addr);
+    let env = HookEnv::new(BIN, "cap-oldest", addr);
     let total = 400;
     for n in 0..total {
         let output = env.hook_with(&[("SLUICE_SPOOL_MAX_BYTES", "20000")], &prompt(n));
@@ -589,7 +593,7 @@ async fn a_dashboard_killed_and_restarted_every_second_loses_nothing() {
         .unwrap();
     let addr = first.addr();
     let log = first.received().clone();
-    let env = std::sync::Arc::new(Env::new("kill-restart", addr));
+    let env = std::sync::Arc::new(HookEnv::new(BIN, "kill-restart", addr));
     let total = 3_000;
     let senders: Vec<_> = (0..4)
         .map(|lane| {

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use sluice_dashboard::{Dashboard, Log};
 
-#[path = "support/env.rs"]
-mod support;
+use sluice_test_support::HookEnv;
 
-use support::Env;
+const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
 
 fn prompt(n: usize) -> Vec<u8> {
     serde_json::json!({
@@ -43,7 +42,7 @@ async fn every_fixture_arrives_as_a_claude_event_with_its_subtype() {
     let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let env = Env::new("fixtures", dashboard.addr());
+    let env = HookEnv::new(BIN, "fixtures", dashboard.addr());
     let fixtures = [
         ("pre_tool_use", vec!["pre_tool"]),
         ("post_tool_use", vec!["post_tool"]),
@@ -105,7 +104,7 @@ async fn two_hundred_invocations_arrive_in_order_through_one_relay() {
     let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let env = Env::new("two-hundred", dashboard.addr());
+    let env = HookEnv::new(BIN, "two-hundred", dashboard.addr());
     for n in 0..200 {
         assert_quiet_success(&env.hook(&prompt(n)));
     }
@@ -130,7 +129,7 @@ async fn two_hundred_invocations_arrive_in_order_through_one_relay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_spooled_while_the_dashboard_is_down_are_delivered_in_order() {
     let addr = free_addr().await;
-    let env = Env::new("down", addr);
+    let env = HookEnv::new(BIN, "down", addr);
     for n in 0..50 {
         assert_quiet_success(&env.hook(&prompt(n)));
     }
@@ -165,7 +164,7 @@ async fn events_spooled_while_the_dashboard_is_down_are_delivered_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_killed_with_sigkill_loses_nothing_it_acknowledged() {
     let addr = free_addr().await;
-    let env = Env::new("sigkill", addr);
+    let env = HookEnv::new(BIN, "sigkill", addr);
     for n in 0..10 {
         assert_quiet_success(&env.hook(&prompt(n)));
     }
@@ -198,7 +197,7 @@ async fn malformed_inputs_exit_zero_with_one_line_on_stderr() {
     let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let env = Env::new("malformed", dashboard.addr());
+    let env = HookEnv::new(BIN, "malformed", dashboard.addr());
     // A relay is running, so the refusals are counted.
     assert_quiet_success(&env.hook(&prompt(0)));
     let huge = vec![b'{'; (1 << 20) + 10];
@@ -229,7 +228,7 @@ async fn malformed_inputs_exit_zero_with_one_line_on_stderr() {
 }
 
 /// Live `sluice-relay` processes serving `env` (by their environment).
-fn relays_of(env: &Env) -> usize {
+fn relays_of(env: &HookEnv) -> usize {
     let marker = format!("SLUICE_RUNTIME_DIR={}", env.dir.join("run").display());
     std::fs::read_dir("/proc")
         .map(|entries| {
@@ -256,7 +255,7 @@ async fn hooks_starting_at_once_start_one_relay() {
     let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let env = Env::new("at-once", dashboard.addr());
+    let env = HookEnv::new(BIN, "at-once", dashboard.addr());
     let outputs: Vec<Output> = std::thread::scope(|scope| {
         let hooks: Vec<_> = (0..8)
             .map(|n| {

@@ -4,7 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The alias tower uses for type-erased errors.
+/// The alias tower uses for type-erased errors: the same type as `tower::BoxError`, named
+/// here so that the layer depends on `tower-service` and `tower-layer` alone.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// No connection became ready within `wait_timeout`.

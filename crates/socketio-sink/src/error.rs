@@ -12,8 +12,7 @@ use sluice_batch::{BatchFailed, QueueFull};
 use sluice_breaker::BreakerOpen;
 use sluice_pool::{ConnectFailed, PoolTimeout};
 
-/// The alias tower uses for type-erased errors.
-pub type BoxError = Box<dyn Error + Send + Sync>;
+pub use tower::BoxError;
 
 /// A connection to the server could not be opened; the client's error is the source.
 #[derive(Debug)]

@@ -67,6 +67,7 @@ async fn an_event_is_ok_only_once_the_server_has_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_mid_stream_leaves_no_event_counted_sent_that_it_did_not_receive() {
+    sluice_test_support::init_tracing(); // RUST_LOG=debug shows the sink's view
     let dashboard = dashboard(Acks::Immediate).await;
     let log = dashboard.received().clone();
     let sink = SocketIoSink::builder(dashboard.url())
@@ -132,6 +133,7 @@ async fn a_server_killed_mid_stream_leaves_no_event_counted_sent_that_it_did_not
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_acks_fails_the_batch_after_the_timeout_and_the_connection_is_replaced()
 {
+    sluice_test_support::init_tracing(); // RUST_LOG=debug shows the sink's view
     let dashboard = dashboard(Acks::Never).await;
     let log = dashboard.received().clone();
     let timeout = Duration::from_millis(200);
@@ -165,6 +167,7 @@ async fn a_server_that_never_acks_fails_the_batch_after_the_timeout_and_the_conn
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_acks_late_still_has_one_ack_outstanding_per_connection() {
+    sluice_test_support::init_tracing(); // RUST_LOG=debug shows the sink's view
     let dashboard = dashboard(Acks::After(Duration::from_millis(20))).await;
     let log = dashboard.received().clone();
     // One connection: with acks 20 ms late its 16 batches in flight can fill, and the pool

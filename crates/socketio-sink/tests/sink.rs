@@ -174,6 +174,7 @@ async fn array_batches_stay_under_the_byte_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovers_when_the_server_is_killed_and_restarted() {
+    sluice_test_support::init_tracing(); // RUST_LOG=debug shows the sink's view
     let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -296,6 +297,7 @@ async fn recovers_when_the_server_is_killed_and_restarted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_starts_when_a_server_that_was_down_at_start_comes_up() {
+    sluice_test_support::init_tracing(); // RUST_LOG=debug shows the sink's view
     let addr = free_addr().await;
     let sink = SocketIoSink::builder(format!("http://{addr}"))
         .failure_threshold(3)
@@ -331,6 +333,7 @@ async fn delivery_starts_when_a_server_that_was_down_at_start_comes_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_answers_the_handshake_is_bounded_by_the_connect_timeout() {
+    sluice_test_support::init_tracing(); // RUST_LOG=debug shows the sink's view
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     // Accepts TCP, reads nothing, answers nothing.

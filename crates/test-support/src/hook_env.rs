@@ -1,44 +1,55 @@
-//! A private runtime and state directory and a dashboard address for one test or bench run
-//! of the `sluice-hook` binary; stops the relay it started when dropped. Shared by the
-//! integration tests and the benchmark (`#[path]`-included).
+//! [`HookEnv`]: a private runtime and state directory and a dashboard address for one test
+//! or bench run of the `sluice-hook` binary; it stops the relay it started when dropped.
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
-
-pub(crate) struct Env {
-    pub(crate) dir: PathBuf,
+/// One isolated environment: the hook's relay, socket and store live under [`HookEnv::dir`].
+#[derive(Debug)]
+pub struct HookEnv {
+    /// The directory that holds everything of this environment; removed when dropped.
+    pub dir: PathBuf,
+    bin: PathBuf,
     url: String,
 }
 
-impl Env {
-    pub(crate) fn new(name: &str, addr: SocketAddr) -> Self {
+impl HookEnv {
+    /// An environment named `name` (unique per test process) for the binary at `bin` (a test
+    /// passes `env!("CARGO_BIN_EXE_sluice-hook")`), pointed at the dashboard at `addr`.
+    pub fn new(bin: impl Into<PathBuf>, name: &str, addr: SocketAddr) -> Self {
         let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Self {
             dir,
+            bin: bin.into(),
             url: format!("http://{addr}"),
         }
     }
 
-    /// The relay's store for this URL.
-    #[allow(dead_code)] // not every test binary looks at the store
-    pub(crate) fn store_path(&self) -> PathBuf {
-        self.dir.join("state").join(format!(
-            "spool-{:08x}.db",
-            crc32fast::hash(self.url.as_bytes())
-        ))
+    /// The dashboard's URL, as the hook is given it.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
-    pub(crate) fn command(&self) -> Command {
-        let mut command = Command::new(BIN);
+    /// The binary this environment runs.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// The state directory: the relay's store and log.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// A command for the binary with this environment's variables set.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(&self.bin);
         command
             .env("SLUICE_RUNTIME_DIR", self.dir.join("run"))
-            .env("SLUICE_STATE_DIR", self.dir.join("state"))
+            .env("SLUICE_STATE_DIR", self.state_dir())
             .env("SLUICE_URL", &self.url)
             .env("SLUICE_IDLE_SECS", "60")
             .env_remove("SLUICE_LOG")
@@ -47,12 +58,12 @@ impl Env {
     }
 
     /// One hook invocation with `stdin`.
-    pub(crate) fn hook(&self, stdin: &[u8]) -> Output {
+    pub fn hook(&self, stdin: &[u8]) -> Output {
         self.hook_with(&[], stdin)
     }
 
     /// One hook invocation with `stdin` and these variables set.
-    pub(crate) fn hook_with(&self, vars: &[(&str, &str)], stdin: &[u8]) -> Output {
+    pub fn hook_with(&self, vars: &[(&str, &str)], stdin: &[u8]) -> Output {
         let mut command = self.command();
         command.envs(vars.iter().copied());
         let mut child = command
@@ -66,18 +77,18 @@ impl Env {
     }
 
     /// The relay's stats (`Null` without a relay).
-    pub(crate) fn stats(&self) -> serde_json::Value {
+    pub fn stats(&self) -> serde_json::Value {
         let output = self.command().arg("stats").output().unwrap();
         serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
     }
 
     /// Asks the relay to exit, and waits until it has.
-    pub(crate) fn stop_relay(&self) {
+    pub fn stop_relay(&self) {
         let _ = self.command().arg("stop").output();
     }
 }
 
-impl Drop for Env {
+impl Drop for HookEnv {
     fn drop(&mut self) {
         let pid = self.stats()["relay_pid"].as_u64();
         self.stop_relay();
