@@ -225,21 +225,7 @@ async fn the_hook_path_never_exits_2_and_still_hands_the_event_on() {
         .await
         .unwrap();
     let env = HookEnv::new(BIN, "cli-hook-path", dashboard.addr());
-    let hook = |args: &[&str], vars: &[(&str, &str)], stdin: &[u8]| {
-        let mut command = env.command();
-        command.args(args);
-        for (name, value) in vars {
-            command.env(name, value);
-        }
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin).unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let hook = |args: &[&str], vars: &[(&str, &str)], stdin: &[u8]| env.run(args, vars, stdin);
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
     // The bad variable first, with no relay yet: the relay the hook starts must not
     // inherit it (it would refuse to start, and the event would wait in the spool).

@@ -64,8 +64,13 @@ impl HookEnv {
 
     /// One hook invocation with `stdin` and these variables set.
     pub fn hook_with(&self, vars: &[(&str, &str)], stdin: &[u8]) -> Output {
+        self.run(&[], vars, stdin)
+    }
+
+    /// One run of the binary with these arguments, these variables set and `stdin`.
+    pub fn run(&self, args: &[&str], vars: &[(&str, &str)], stdin: &[u8]) -> Output {
         let mut command = self.command();
-        command.envs(vars.iter().copied());
+        command.args(args).envs(vars.iter().copied());
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
