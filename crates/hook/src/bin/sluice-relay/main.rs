@@ -9,6 +9,7 @@
 mod deliver;
 mod direct;
 mod ingest;
+mod log;
 mod relay;
 mod store_worker;
 
@@ -49,11 +50,11 @@ fn main() {
         .unwrap_or_else(|error| error.exit());
     let code = match cli.command {
         None => {
-            relay::init_logging(&cli.config);
+            log::init_logging(&cli.config);
             relay::run(cli.config, false)
         }
         Some(RelayCommand::Relay(args)) => {
-            relay::init_logging(&cli.config);
+            log::init_logging(&cli.config);
             relay::run(cli.config, args.notify_ready)
         }
         Some(RelayCommand::Direct) => {
