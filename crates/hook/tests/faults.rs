@@ -432,10 +432,15 @@ async fn delivery_resumes_within_two_seconds_of_the_dashboard_coming_back() {
     let log = dashboard.received().clone();
     assert!(wait_until(&log, Duration::from_secs(10), |log| distinct(log) == 1).await);
     let log = dashboard.stop().await;
-    // An outage long enough for every backoff to reach its cap.
+    // An outage long enough for every backoff to reach its cap (12 s; the 45 s
+    // with SLUICE_TEST_OUTAGE_SECS=45).
+    let outage_secs = std::env::var("SLUICE_TEST_OUTAGE_SECS")
+        .ok()
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or(12);
     let outage = Instant::now();
     let mut n = 1;
-    while outage.elapsed() < Duration::from_secs(12) {
+    while outage.elapsed() < Duration::from_secs(outage_secs) {
         assert!(env.hook(&prompt(n)).status.success());
         n += 1;
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -445,7 +450,9 @@ async fn delivery_resumes_within_two_seconds_of_the_dashboard_coming_back() {
     let first = wait_until(&log, Duration::from_secs(10), |log| distinct(log) > 1).await;
     let resumed = back.elapsed();
     assert!(first, "nothing arrived after the outage: {}", env.stats());
-    eprintln!("delivery resumed {resumed:?} after the dashboard came back");
+    eprintln!(
+        "delivery resumed {resumed:?} after the dashboard came back ({outage_secs} s outage)"
+    );
     assert!(
         resumed < Duration::from_secs(2),
         "resumed after {resumed:?}"
