@@ -33,7 +33,7 @@ pub enum HookCommand {
     Relay(RelayArgs),
     /// Show the relay's stats: readable on a terminal, one JSON line otherwise
     Stats(StatsArgs),
-    /// Ask the relay to deliver what it can and exit
+    /// Stop the relay after the round it is sending (the rest waits in the spool)
     Stop,
     /// Print the Claude Code hooks that run sluice-hook, or merge them into a settings file
     Install(InstallArgs),

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use serde_json::{Map, Value};
 
 /// Fields shown in the readable lines; any other field is listed under "other".
-const SHOWN: [&str; 29] = [
+const SHOWN: [&str; 30] = [
     "relay_pid",
     "uptime_secs",
     "server_url",
@@ -23,6 +23,7 @@ const SHOWN: [&str; 29] = [
     "delivered",
     "replayed",
     "send_retries",
+    "last_delivery_error",
     "submitted",
     "sent",
     "failed",
@@ -89,13 +90,16 @@ pub fn pretty(stats: &Value) -> String {
         n("hook_events"),
         n("hook_bad_inputs")
     );
-    let _ = writeln!(
-        out,
-        "  delivered    {} events ({} from a backlog), {} failed rounds retried",
+    let mut delivered = format!(
+        "{} events ({} from a backlog), {} failed rounds retried",
         n("delivered"),
         n("replayed"),
         n("send_retries")
     );
+    if let Some(failure) = map.get("last_delivery_error").filter(|v| !is_none(v)) {
+        let _ = write!(delivered, "; the last: {}", flat(failure));
+    }
+    let _ = writeln!(out, "  delivered    {delivered}");
     let _ = writeln!(
         out,
         "  sink         {} submitted = {} sent + {} failed + {} dropped ({} breaker open, {} queue full) + {} queued",
@@ -199,6 +203,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("future_field"), "{text}");
+        let failed = pretty(&json!({"last_delivery_error": "ack timed out", "delivered": 3}));
+        assert!(
+            failed.contains("delivered    3 events (0 from a backlog), 0 failed rounds retried; the last: ack timed out"),
+            "{failed}"
+        );
+        assert!(!failed.contains("other"), "{failed}");
         let plain = pretty(&json!({"last_error": "EngineIO Error", "uptime_secs": 5}));
         assert!(plain.contains("last error   EngineIO Error"), "{plain}");
         assert!(plain.contains("up 5s"), "{plain}");
