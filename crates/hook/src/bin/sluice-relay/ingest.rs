@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tokio::net::UnixStream;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{watch, Semaphore};
 use tokio_util::codec::{FramedRead, LinesCodec};
 
 use sluice_hook::protocol;
@@ -19,16 +20,70 @@ use crate::store_worker::Incoming;
 
 /// How long a client may stay silent before it is closed.
 const CLIENT_IDLE: Duration = Duration::from_secs(5);
+/// How long delivery of a client's events waits for the client to hang up.
+const HANG_UP_WAIT: Duration = Duration::from_millis(2);
 
-pub(crate) async fn serve(relay: Arc<Relay>, stream: UnixStream) {
+/// The most hook connections served at once; more wait in the listen backlog.
+const MAX_CLIENTS: usize = 128;
+
+/// Serves the hooks' connections until the relay stops. Runs on the store's thread
+/// (see [`crate::store_worker::StoreWorker::serve_beside`]), where it makes its listener.
+pub(crate) async fn listen(
+    relay: Arc<Relay>,
+    listener: std::os::unix::net::UnixListener,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let listener = match UnixListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen");
+            let _ = relay.stop.send(true);
+            return;
+        }
+    };
+    let clients = Arc::new(Semaphore::new(MAX_CLIENTS));
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&clients).acquire_owned() => permit,
+            _ = stopped.wait_for(|stop| *stop) => return,
+        };
+        let Ok(permit) = permit else { return };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.wait_for(|stop| *stop) => return,
+        };
+        if let Ok((stream, _)) = accepted {
+            let relay = Arc::clone(&relay);
+            tokio::spawn(async move {
+                serve(relay, stream).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+async fn serve(relay: Arc<Relay>, stream: UnixStream) {
     if let Err(error) = sluice_hook::safety::check_peer(&stream) {
         tracing::warn!(%error, "refused a client");
         return;
     }
     let (read, mut write) = stream.into_split();
     let mut lines = FramedRead::new(read, LinesCodec::new_with_max_length(protocol::MAX_LINE));
+    // Whether the client handed over events that delivery was not told of yet. It is told
+    // once the hook hangs up (or goes quiet for HANG_UP_WAIT): Claude Code waits for the
+    // hook, nobody waits for the dashboard, and delivering while the hook exits slowed the
+    // hook by 0.04 to 0.07 ms on this 2-core machine (measured paired).
+    let mut untold = false;
     loop {
-        let line = match tokio::time::timeout(CLIENT_IDLE, lines.next()).await {
+        let wait = if untold { HANG_UP_WAIT } else { CLIENT_IDLE };
+        let next = tokio::time::timeout(wait, lines.next()).await;
+        if std::mem::take(&mut untold) {
+            relay.new_events.notify_one();
+            if next.is_err() {
+                continue; // quiet, still connected: keep serving it
+            }
+        }
+        let line = match next {
             Err(_) | Ok(None) => return,
             Ok(Some(Err(error))) => {
                 tracing::warn!(%error, "closed a client that sent a bad line");
@@ -36,8 +91,16 @@ pub(crate) async fn serve(relay: Arc<Relay>, stream: UnixStream) {
             }
             Ok(Some(Ok(line))) => line,
         };
+        let event = matches!(
+            line.as_bytes().first(),
+            Some(&(protocol::EVENT | protocol::OVERSIZED_EVENT))
+        );
         let answer = relay.answer(line).await;
+        untold |= event && answer == protocol::ACK;
         if write.write_all(&answer).await.is_err() {
+            if untold {
+                relay.new_events.notify_one();
+            }
             return;
         }
     }
@@ -67,7 +130,8 @@ impl Relay {
         }
     }
 
-    /// Stores an event, then acknowledges it: from here on it survives a crash.
+    /// Stores an event, then acknowledges it: from here on it survives a crash. The caller
+    /// tells delivery.
     async fn accept(&self, rest: &str, oversized: bool) -> Vec<u8> {
         self.counts.events.fetch_add(1, Ordering::Relaxed);
         *self
@@ -90,10 +154,7 @@ impl Relay {
             }
         }
         match self.store.append(incoming).await {
-            Ok(()) => {
-                self.new_events.notify_one();
-                protocol::ACK.to_vec()
-            }
+            Ok(()) => protocol::ACK.to_vec(),
             Err(error) => format!("N spool: {error}\n").into_bytes(),
         }
     }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sluice_socketio_sink::SocketIoSink;
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::net::UnixStream;
+use tokio::sync::{watch, Notify};
 
 use sluice_hook::config::{Config, Delivery};
 use sluice_hook::store::Store;
@@ -22,8 +22,6 @@ use crate::deliver::{self, MAX_RETRY_WAIT, ROUND_BYTES, ROUND_EVENTS};
 use crate::ingest;
 use crate::store_worker::StoreWorker;
 
-/// The most hook connections served at once; more wait in the listen backlog.
-const MAX_CLIENTS: usize = 128;
 /// How long a stopping relay waits for its round in flight to finish and be recorded, then
 /// for the sink and the store to close: a stop takes at most 4 s.
 const ROUND_GRACE: Duration = Duration::from_secs(2);
@@ -213,7 +211,9 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
     };
     let socket = config.socket();
     let _ = fs::remove_file(&socket); // stale, from a relay that died: we hold the lock
-    let listener = match UnixListener::bind(&socket) {
+    let listener = match std::os::unix::net::UnixListener::bind(&socket)
+        .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+    {
         Ok(listener) => listener,
         Err(error) => {
             tracing::error!(%error, "cannot listen");
@@ -250,27 +250,13 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
             }
         });
     }
-    let clients = Arc::new(Semaphore::new(MAX_CLIENTS));
-    let mut stopped_accept = stopped;
-    loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&clients).acquire_owned() => permit,
-            _ = stopped_accept.changed() => break,
-        };
-        let Ok(permit) = permit else { break };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stopped_accept.changed() => break,
-        };
-        if let Ok((stream, _)) = accepted {
-            let relay = Arc::clone(&relay);
-            tokio::spawn(async move {
-                ingest::serve(relay, stream).await;
-                drop(permit);
-            });
-        }
+    let listening = ingest::listen(Arc::clone(&relay), listener, stopped.clone());
+    if let Err(error) = relay.store.serve_beside(listening) {
+        tracing::error!(%error, "cannot serve the hooks");
+        let _ = relay.stop.send(true);
     }
-    drop(listener);
+    let mut stopped = stopped;
+    let _ = stopped.wait_for(|stop| *stop).await;
     let _ = fs::remove_file(&socket);
     let _ = tokio::time::timeout(ROUND_GRACE, sender).await;
     watchdog.abort();
