@@ -140,10 +140,7 @@ impl Config {
                 .ok()
         }
         Some(Self {
-            url: match text("SLUICE_URL")? {
-                Some(url) => parse_url(&url).ok()?,
-                None => reference_url(),
-            },
+            url: parse_url(&text("SLUICE_URL")?.unwrap_or_else(reference_url)).ok()?,
             runtime_dir: dir("SLUICE_RUNTIME_DIR", default_runtime_dir),
             state_dir: dir("SLUICE_STATE_DIR", default_state_dir),
             spawn_relay: !flag("SLUICE_NO_SPAWN")?,
@@ -202,9 +199,28 @@ impl Config {
             }) else {
                 break;
             };
-            skipped.extend(arg.get_env().map(OsString::from));
             let id = arg.get_id().clone();
-            command = command.mut_arg(id, |arg| arg.env(None));
+            let variable = arg
+                .get_env()
+                .filter(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
+                .map(OsString::from);
+            match variable {
+                Some(variable) if !skipped.contains(&variable) => {
+                    skipped.push(variable);
+                    command = command.mut_arg(id, |arg| arg.env(None));
+                }
+                // A bad default computed from other variables: the URL's, from claude-mpm's.
+                _ if id == "url" => {
+                    skipped.extend(
+                        REFERENCE_VARIABLES
+                            .iter()
+                            .filter(|name| std::env::var_os(name).is_some())
+                            .map(OsString::from),
+                    );
+                    command = command.mut_arg(id, |arg| arg.env(None).default_value(DEFAULT_URL));
+                }
+                _ => break,
+            }
         }
         // Unreachable in practice (every default is valid): no variable at all.
         let command = Self::augment_args(Command::new("sluice-hook").no_binary_name(true))
@@ -283,6 +299,13 @@ fn parse_event_bytes(value: &str) -> Result<usize, String> {
 fn reference_url() -> String {
     url_from_env(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
 }
+
+/// The variables claude-mpm reads for its server's address, which set the default URL.
+const REFERENCE_VARIABLES: [&str; 3] = [
+    "CLAUDE_MPM_SERVER_HOST",
+    "CLAUDE_MPM_SERVER_PORT",
+    "CLAUDE_MPM_SOCKETIO_PORT",
+];
 
 fn url_from_env(env: &dyn Fn(&str) -> Option<String>) -> String {
     let host = env("CLAUDE_MPM_SERVER_HOST").unwrap_or_else(|| "localhost".to_string());

@@ -269,6 +269,51 @@ async fn the_hook_path_never_exits_2_and_still_hands_the_event_on() {
     dashboard.stop().await;
 }
 
+#[test]
+fn a_bad_reference_port_never_exits_2_and_the_event_waits_for_the_default_url() {
+    // Before: the bare hook exited 0 silently, its event stored for `http://localhost:abc`,
+    // which no relay can serve; with a flag, it exited 2 (Claude Code: "block the tool").
+    let env = HookEnv::new(BIN, "cli-bad-port", unused_addr());
+    for (n, args) in [&[][..], &["--budget-ms", "1000"][..]]
+        .into_iter()
+        .enumerate()
+    {
+        let mut child = env
+            .command()
+            .args(args)
+            .env_remove("SLUICE_URL")
+            .env("CLAUDE_MPM_SERVER_PORT", "abc")
+            .env("SLUICE_NO_SPAWN", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &event(n)).unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("CLAUDE_MPM_SERVER_PORT"), "{stderr}");
+        assert!(
+            stderr.contains(sluice_hook::config::DEFAULT_URL),
+            "{stderr}"
+        );
+    }
+    let store =
+        sluice_hook::config::relay_store(&env.state_dir(), sluice_hook::config::DEFAULT_URL);
+    let store = sluice_hook::store::Store::open(&store, 1 << 20, Duration::from_secs(1)).unwrap();
+    let prompts: Vec<String> = store
+        .take(10, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|row| {
+            serde_json::from_str::<Value>(&row.payload).unwrap()["data"]["prompt"].to_string()
+        })
+        .collect();
+    assert_eq!(prompts, [r#""prompt 0""#, r#""prompt 1""#]);
+}
+
 fn keys(value: &Value) -> Vec<String> {
     value.as_object().unwrap().keys().cloned().collect()
 }
