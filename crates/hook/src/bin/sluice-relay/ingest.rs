@@ -33,11 +33,13 @@ pub(crate) async fn listen(
     listener: std::os::unix::net::UnixListener,
     mut stopped: watch::Receiver<bool>,
 ) {
+    // However this ends (a stop, a panic, the store's thread gone), the relay stops: one
+    // that no longer listens must not hold the lock that keeps another from starting.
+    let _stop = StopOnExit(Arc::clone(&relay));
     let listener = match UnixListener::from_std(listener) {
         Ok(listener) => listener,
         Err(error) => {
             tracing::error!(%error, "cannot listen");
-            let _ = relay.stop.send(true);
             return;
         }
     };
@@ -62,6 +64,14 @@ pub(crate) async fn listen(
     }
 }
 
+struct StopOnExit(Arc<Relay>);
+
+impl Drop for StopOnExit {
+    fn drop(&mut self) {
+        let _ = self.0.stop.send(true);
+    }
+}
+
 async fn serve(relay: Arc<Relay>, stream: UnixStream) {
     if let Err(error) = sluice_hook::safety::check_peer(&stream) {
         tracing::warn!(%error, "refused a client");
@@ -70,7 +80,7 @@ async fn serve(relay: Arc<Relay>, stream: UnixStream) {
     let (read, mut write) = stream.into_split();
     let mut lines = FramedRead::new(read, LinesCodec::new_with_max_length(protocol::MAX_LINE));
     // Whether the client handed over events that delivery was not told of yet. It is told
-    // once the hook hangs up (or goes quiet for HANG_UP_WAIT): Claude Code waits for the
+    // once the hook hangs up, sends another line or goes quiet for HANG_UP_WAIT: Claude Code waits for the
     // hook, nobody waits for the dashboard, and delivering while the hook exits slowed the
     // hook by 0.04 to 0.07 ms on this 2-core machine (measured paired).
     let mut untold = false;

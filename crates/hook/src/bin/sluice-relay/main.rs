@@ -9,7 +9,7 @@
 mod deliver;
 mod direct;
 mod ingest;
-mod log;
+mod logging;
 mod relay;
 mod store_worker;
 
@@ -50,11 +50,11 @@ fn main() {
         .unwrap_or_else(|error| error.exit());
     let code = match cli.command {
         None => {
-            log::init_logging(&cli.config);
+            logging::init_logging(&cli.config);
             relay::run(cli.config, false)
         }
         Some(RelayCommand::Relay(args)) => {
-            log::init_logging(&cli.config);
+            logging::init_logging(&cli.config);
             relay::run(cli.config, args.notify_ready)
         }
         Some(RelayCommand::Direct) => {

@@ -107,11 +107,7 @@ pub(crate) fn run(config: Config, notify_ready: bool) -> i32 {
             Holder::Silent => return 0,
         }
     }
-    // Served from a worker, not from this thread: a client accepted here would wait for a
-    // worker to wake up (about 0.09 ms a hook, measured); accepted on a worker, its task
-    // runs next on the same thread.
-    let code =
-        runtime.block_on(async { tokio::spawn(serve(config, notify_ready)).await.unwrap_or(1) });
+    let code = runtime.block_on(serve(config, notify_ready));
     drop(lock);
     code
 }
