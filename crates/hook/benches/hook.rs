@@ -24,10 +24,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice_dashboard::{Dashboard, Log};
 use sluice_hook::store::{NewEvent, Store};
+use sluice_test_support::HookEnv;
 
 const INPUT: &[u8] = br#"{"session_id":"3f1c2a9e","transcript_path":"/tmp/t.jsonl","cwd":"/tmp","permission_mode":"default","hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{"command":"git status --short","description":"Show working tree status"}}"#;
-
-use sluice_test_support::HookEnv;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
 
@@ -40,17 +39,18 @@ fn timed(env: &HookEnv) -> Duration {
     elapsed
 }
 
-/// One run of `cat`, given the event on stdin as a hook is; returns its wall time.
+/// One run of `cat`, spawned as [`timed`] spawns the hook (the event on stdin, stdout and
+/// stderr read); returns its wall time.
 fn timed_floor() -> Duration {
     let start = Instant::now();
     let mut child = Command::new("cat")
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(INPUT).unwrap();
-    assert!(child.wait().unwrap().success());
+    assert!(child.wait_with_output().unwrap().status.success());
     start.elapsed()
 }
 

@@ -28,7 +28,7 @@ pub fn paused_runtime() -> tokio::runtime::Runtime {
 }
 
 /// Sends the crates' `tracing` events to the test's captured output, filtered by `RUST_LOG`
-/// (nothing when it is unset). Call it first in a test; later calls do nothing.
+/// (errors only when it is unset). Call it first in a test; later calls do nothing.
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
