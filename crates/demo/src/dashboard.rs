@@ -71,12 +71,14 @@ pub(crate) fn run(addr: SocketAddr) -> i32 {
                 return 1;
             }
         };
-        // Listen for Ctrl-C before saying we listen: one that comes right after the line must
-        // stop us cleanly (ctrl_c() registers only when first polled, after the prints).
-        let Ok(mut interrupt) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        else {
-            eprintln!("sluice-hook dashboard: cannot listen for Ctrl-C");
+        // Listen for Ctrl-C and SIGTERM before saying we listen: one that comes right after
+        // the line must stop us cleanly, with the summary (a service manager sends SIGTERM).
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            eprintln!("sluice-hook dashboard: cannot listen for Ctrl-C and SIGTERM");
             return 1;
         };
         println!(
@@ -95,6 +97,7 @@ pub(crate) fn run(addr: SocketAddr) -> i32 {
                     Err(_) => break,
                 },
                 _ = interrupt.recv() => break,
+                _ = terminate.recv() => break,
             }
         }
         let total = dashboard.received().len();

@@ -252,6 +252,17 @@ fn a_run_reports_figures_that_add_up() {
 
 #[test]
 fn the_dashboard_prints_the_line_to_point_the_hook_at_it() {
+    dashboard_stopped_by("INT");
+}
+
+#[test]
+fn sigterm_stops_the_dashboard_with_its_summary() {
+    // Before: SIGTERM killed it (no exit code, no summary line).
+    dashboard_stopped_by("TERM");
+}
+
+/// Runs `dashboard PORT`, reads its lines, stops it with `signal`: exit 0, then the summary.
+fn dashboard_stopped_by(signal: &str) {
     let hook = hook_binary();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -273,11 +284,11 @@ fn the_dashboard_prints_the_line_to_point_the_hook_at_it() {
         "{read:#?}"
     );
     let kill = Command::new("kill")
-        .args(["-INT", &dashboard.id().to_string()])
+        .args([&format!("-{signal}"), &dashboard.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    assert_eq!(dashboard.wait().unwrap().code(), Some(0));
+    assert_eq!(dashboard.wait().unwrap().code(), Some(0), "SIG{signal}");
     let rest: Vec<String> = lines.iter().collect();
-    assert_eq!(rest, ["0 events received"]);
+    assert_eq!(rest, ["0 events received"], "SIG{signal}");
 }
