@@ -1,12 +1,11 @@
 //! Settings, from flags over the environment: one field of [`Config`] per setting, with its
 //! flag, its variable and its default in one `#[arg]` (adding a setting is one place).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::{FalseyValueParser, TypedValueParser};
-use clap::error::{ContextKind, ContextValue};
 use clap::{ArgAction, Args, Command, FromArgMatches, ValueEnum};
 
 /// Where the dashboard is, and where the relay keeps its socket and spool.
@@ -108,59 +107,14 @@ impl Config {
 
     /// The bare hook's settings, read from the environment without building clap's command.
     /// Building it (every argument, every default) cost 0.05 ms warm and 0.12 to 0.22 ms
-    /// cold, a tenth of the hook's 2 ms (measured); this reads the same variables through the
-    /// same parsers. `None` when a variable is bad: [`Config::from_env`] then reports it.
-    /// `tests/settings_from_env.rs` checks that both agree, variable by variable.
+    /// cold (measured); this reads the same variables through the same parsers. `None` when
+    /// a variable is bad: [`Config::from_env`] then reports it. `tests/settings_from_env.rs`
+    /// checks that both agree, variable by variable.
     pub fn from_env_quick() -> Option<Self> {
-        /// A variable's text: `Some(None)` when unset or empty, `None` when not UTF-8.
-        fn text(name: &str) -> Option<Option<String>> {
-            match std::env::var_os(name).filter(|value| !value.is_empty()) {
-                None => Some(None),
-                Some(value) => value.into_string().ok().map(Some),
-            }
+        match Self::read_env() {
+            (config, skipped) if skipped.is_empty() => Some(config),
+            _ => None,
         }
-        fn setting<T>(
-            name: &str,
-            default: &str,
-            parse: fn(&str) -> Result<T, String>,
-        ) -> Option<T> {
-            parse(text(name)?.as_deref().unwrap_or(default)).ok()
-        }
-        fn dir(name: &str, default: fn() -> PathBuf) -> PathBuf {
-            std::env::var_os(name)
-                .filter(|value| !value.is_empty())
-                .map_or_else(default, PathBuf::from)
-        }
-        fn flag(name: &str) -> Option<bool> {
-            let Some(value) = std::env::var_os(name) else {
-                return Some(false);
-            };
-            FalseyValueParser::new()
-                .parse_ref(&Command::new("sluice-hook"), None, &value)
-                .ok()
-        }
-        Some(Self {
-            url: parse_url(&text("SLUICE_URL")?.unwrap_or_else(reference_url)).ok()?,
-            runtime_dir: dir("SLUICE_RUNTIME_DIR", default_runtime_dir),
-            state_dir: dir("SLUICE_STATE_DIR", default_state_dir),
-            spawn_relay: !flag("SLUICE_NO_SPAWN")?,
-            budget: setting("SLUICE_BUDGET_MS", DEFAULT_BUDGET_MS, parse_millis)?,
-            idle: setting("SLUICE_IDLE_SECS", DEFAULT_IDLE_SECS, parse_secs)?,
-            spool_max_bytes: setting(
-                "SLUICE_SPOOL_MAX_BYTES",
-                DEFAULT_SPOOL_MAX_BYTES,
-                parse_bytes,
-            )?,
-            max_event_bytes: match text("SLUICE_MAX_EVENT_BYTES")? {
-                Some(value) => parse_event_bytes(&value).ok()?,
-                None => crate::size::DEFAULT_MAX_EVENT_BYTES,
-            },
-            delivery: match text("SLUICE_DELIVERY")? {
-                Some(value) => Delivery::from_str(&value, false).ok()?,
-                None => Delivery::Acknowledged,
-            },
-            verbose: flag("SLUICE_LOG")?,
-        })
     }
 
     /// The settings from the environment alone (no flags), read by clap: what
@@ -174,63 +128,118 @@ impl Config {
 
     /// The settings from the environment alone, skipping each variable whose value is bad
     /// (its default is used instead): what the hook falls back to after a bad flag. Also
-    /// returns the variables skipped.
+    /// returns the variables skipped. Never fails: every default is valid, and a bad default
+    /// URL computed from claude-mpm's variables gives way to [`DEFAULT_URL`].
     pub fn lenient() -> (Self, Vec<OsString>) {
-        let mut command = Self::augment_args(Command::new("sluice-hook").no_binary_name(true));
-        command = ignore_empty_env(command);
-        let mut skipped = Vec::new();
-        for _ in 0..32 {
-            let parsed = command
-                .clone()
-                .try_get_matches_from(Vec::<OsString>::new())
-                .and_then(|matches| Self::from_arg_matches(&matches));
-            let error = match parsed {
-                Ok(config) => return (config, skipped),
-                Err(error) => error,
-            };
-            let Some(ContextValue::String(bad)) = error.get(ContextKind::InvalidArg) else {
-                break;
-            };
-            // `bad` reads `--idle <SECS>`: find the argument by its long name.
-            let long = bad.split_whitespace().next().unwrap_or_default();
-            let Some(arg) = command.get_arguments().find(|arg| {
-                arg.get_long()
-                    .is_some_and(|name| long == format!("--{name}"))
-            }) else {
-                break;
-            };
-            let id = arg.get_id().clone();
-            let variable = arg
-                .get_env()
-                .filter(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
-                .map(OsString::from);
-            match variable {
-                Some(variable) if !skipped.contains(&variable) => {
-                    skipped.push(variable);
-                    command = command.mut_arg(id, |arg| arg.env(None));
-                }
-                // A bad default computed from other variables: the URL's, from claude-mpm's.
-                _ if id == "url" => {
-                    skipped.extend(
-                        REFERENCE_VARIABLES
-                            .iter()
-                            .filter(|name| std::env::var_os(name).is_some())
-                            .map(OsString::from),
-                    );
-                    command = command.mut_arg(id, |arg| arg.env(None).default_value(DEFAULT_URL));
-                }
-                _ => break,
-            }
-        }
-        // Unreachable in practice (every default is valid): no variable at all.
-        let command = Self::augment_args(Command::new("sluice-hook").no_binary_name(true))
-            .mut_args(|arg| arg.env(None));
-        let config = command
-            .try_get_matches_from(Vec::<OsString>::new())
-            .and_then(|matches| Self::from_arg_matches(&matches))
-            .unwrap_or_else(|error| error.exit());
-        (config, skipped)
+        Self::read_env()
     }
+
+    /// The environment's settings, each bad variable skipped (and named) for its default.
+    fn read_env() -> (Self, Vec<OsString>) {
+        let mut env = EnvReader::default();
+        let url = env.get("SLUICE_URL", || None, |v| parsed(v, parse_url).map(Some));
+        let url = url.unwrap_or_else(|| env.reference_url());
+        let config = Self {
+            url,
+            runtime_dir: env.get("SLUICE_RUNTIME_DIR", default_runtime_dir, |v| {
+                Some(PathBuf::from(v))
+            }),
+            state_dir: env.get("SLUICE_STATE_DIR", default_state_dir, |v| {
+                Some(PathBuf::from(v))
+            }),
+            spawn_relay: !env.get("SLUICE_NO_SPAWN", || false, flag),
+            budget: env.get(
+                "SLUICE_BUDGET_MS",
+                || default_of(DEFAULT_BUDGET_MS, parse_millis),
+                |v| parsed(v, parse_millis),
+            ),
+            idle: env.get(
+                "SLUICE_IDLE_SECS",
+                || default_of(DEFAULT_IDLE_SECS, parse_secs),
+                |v| parsed(v, parse_secs),
+            ),
+            spool_max_bytes: env.get(
+                "SLUICE_SPOOL_MAX_BYTES",
+                || default_of(DEFAULT_SPOOL_MAX_BYTES, parse_bytes),
+                |v| parsed(v, parse_bytes),
+            ),
+            max_event_bytes: env.get(
+                "SLUICE_MAX_EVENT_BYTES",
+                || crate::size::DEFAULT_MAX_EVENT_BYTES,
+                |v| parsed(v, parse_event_bytes),
+            ),
+            delivery: env.get(
+                "SLUICE_DELIVERY",
+                || Delivery::Acknowledged,
+                |v| Delivery::from_str(v.to_str()?, false).ok(),
+            ),
+            verbose: env.get("SLUICE_LOG", || false, flag),
+        };
+        (config, env.skipped)
+    }
+}
+
+/// Reads settings from the environment as clap does (an empty variable is unset), using
+/// the default for each bad one and naming it.
+#[derive(Default)]
+struct EnvReader {
+    skipped: Vec<OsString>,
+}
+
+impl EnvReader {
+    /// `name`'s value through `parse`; `default` when it is unset, empty or bad (then named).
+    fn get<T>(
+        &mut self,
+        name: &str,
+        default: impl FnOnce() -> T,
+        parse: impl FnOnce(&OsStr) -> Option<T>,
+    ) -> T {
+        let Some(value) = std::env::var_os(name).filter(|value| !value.is_empty()) else {
+            return default();
+        };
+        parse(&value).unwrap_or_else(|| {
+            self.skipped.push(OsString::from(name));
+            default()
+        })
+    }
+
+    /// The default URL from claude-mpm's variables, or [`DEFAULT_URL`] (naming them) when
+    /// they make a bad one: clap would refuse it, and the hook must go on.
+    fn reference_url(&mut self) -> String {
+        let reference = reference_url();
+        if parse_url(&reference).is_ok() {
+            return reference;
+        }
+        let port = ["CLAUDE_MPM_SERVER_PORT", "CLAUDE_MPM_SOCKETIO_PORT"]
+            .into_iter()
+            .find(|name| env_text(name).is_some());
+        let used = ["CLAUDE_MPM_SERVER_HOST"]
+            .into_iter()
+            .filter(|name| env_text(name).is_some())
+            .chain(port);
+        self.skipped.extend(used.map(OsString::from));
+        DEFAULT_URL.to_string()
+    }
+}
+
+fn parsed<T>(value: &OsStr, parse: fn(&str) -> Result<T, String>) -> Option<T> {
+    parse(value.to_str()?).ok()
+}
+
+fn default_of<T: Default>(default: &str, parse: fn(&str) -> Result<T, String>) -> T {
+    parse(default).unwrap_or_default() // the defaults are valid: clap checks them too
+}
+
+/// A true-or-false variable, as clap's `FalseyValueParser` reads it.
+fn flag(value: &OsStr) -> Option<bool> {
+    FalseyValueParser::new()
+        .parse_ref(&Command::new("sluice-hook"), None, value)
+        .ok()
+}
+
+/// A variable's text, if it is set, not empty and UTF-8 (as [`reference_url`] reads them).
+fn env_text(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
 /// Treats a variable set to the empty string as unset, as the shell idiom `VAR= cmd` means.
@@ -297,15 +306,8 @@ fn parse_event_bytes(value: &str) -> Result<usize, String> {
 /// `CLAUDE_MPM_SERVER_HOST`/`_PORT` or `CLAUDE_MPM_SOCKETIO_PORT` (the reference's), else
 /// `http://localhost:8765`: the default under `SLUICE_URL`.
 fn reference_url() -> String {
-    url_from_env(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    url_from_env(&env_text)
 }
-
-/// The variables claude-mpm reads for its server's address, which set the default URL.
-const REFERENCE_VARIABLES: [&str; 3] = [
-    "CLAUDE_MPM_SERVER_HOST",
-    "CLAUDE_MPM_SERVER_PORT",
-    "CLAUDE_MPM_SOCKETIO_PORT",
-];
 
 fn url_from_env(env: &dyn Fn(&str) -> Option<String>) -> String {
     let host = env("CLAUDE_MPM_SERVER_HOST").unwrap_or_else(|| "localhost".to_string());

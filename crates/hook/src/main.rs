@@ -99,17 +99,17 @@ fn refuse(error: clap::Error, args: &[OsString]) -> i32 {
         .unwrap_or_default()
         .trim_start_matches("error: ");
     let (config, skipped) = Config::lenient();
-    let from: Vec<String> = skipped
+    let ignored: Vec<String> = skipped
         .iter()
         .map(|variable| variable.to_string_lossy().into_owned())
         .collect();
-    let from = if from.is_empty() {
+    let ignored = if ignored.is_empty() {
         String::new()
     } else {
-        format!(" (from {})", from.join(", "))
+        format!("; ignored {}", ignored.join(", "))
     };
     eprintln!(
-        "sluice-hook: {problem}{from}; the event is handed on with the valid settings, to {}",
+        "sluice-hook: {problem}{ignored}; the event is handed on with the other settings, to {}",
         config.url
     );
     // A relay this hook starts inherits its environment: without the bad variables, it

@@ -242,7 +242,10 @@ async fn the_hook_path_never_exits_2_and_still_hands_the_event_on() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.starts_with("sluice-hook: "), "{stderr}");
         if let Some((variable, _)) = vars.first() {
-            assert!(stderr.contains(&format!("(from {variable})")), "{stderr}");
+            assert!(
+                stderr.contains(&format!("; ignored {variable};")),
+                "{stderr}"
+            );
         }
         assert!(output.stdout.is_empty());
         // Each arrives before the next hook runs (the first through the relay it started).
@@ -312,6 +315,59 @@ fn a_bad_reference_port_never_exits_2_and_the_event_waits_for_the_default_url() 
         })
         .collect();
     assert_eq!(prompts, [r#""prompt 0""#, r#""prompt 1""#]);
+}
+
+#[test]
+fn a_variable_that_is_not_utf8_is_skipped_alone_and_the_others_are_kept() {
+    // Before: every variable was dropped (the event went to the default URL's store under
+    // ~/.local/state, and a relay was started despite SLUICE_NO_SPAWN); with a bad
+    // claude-mpm port too, the hook exited 2.
+    use std::os::unix::ffi::OsStrExt;
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"\xff");
+    let env = HookEnv::new(BIN, "cli-not-utf8", unused_addr());
+    let cases = [(true, env.url().to_string(), "SLUICE_BUDGET_MS;")];
+    let cases = cases.into_iter().chain([(
+        false,
+        sluice_hook::config::DEFAULT_URL.to_string(),
+        "CLAUDE_MPM_SERVER_PORT, SLUICE_BUDGET_MS;",
+    )]);
+    for (n, (keep_url, url, ignored)) in cases.enumerate() {
+        let mut command = env.command();
+        if !keep_url {
+            command.env_remove("SLUICE_URL");
+        }
+        let mut child = command
+            .env("SLUICE_BUDGET_MS", not_utf8)
+            .env("CLAUDE_MPM_SERVER_PORT", "abc")
+            .env("SLUICE_NO_SPAWN", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &event(n)).unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(&format!("; ignored {ignored}")), "{stderr}");
+        assert!(stderr.ends_with(&format!("to {url}\n")), "{stderr}");
+        let store = sluice_hook::config::relay_store(&env.state_dir(), &url);
+        let store =
+            sluice_hook::store::Store::open(&store, 1 << 20, Duration::from_secs(1)).unwrap();
+        assert_eq!(store.take(10, usize::MAX).unwrap().len(), 1, "{url}");
+    }
+    assert!(
+        relays(&env).is_empty(),
+        "SLUICE_NO_SPAWN was kept: no relay"
+    );
+}
+
+/// The relay sockets in `env`'s runtime directory.
+fn relays(env: &HookEnv) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(env.dir.join("run"))
+        .map(|dir| dir.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default()
 }
 
 fn keys(value: &Value) -> Vec<String> {
