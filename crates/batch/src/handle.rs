@@ -1,3 +1,5 @@
+//! [`BatchHandle`]: flush, shutdown and stats of a batcher from outside the stack.
+
 use std::fmt;
 use std::future::poll_fn;
 use std::hash::Hash;

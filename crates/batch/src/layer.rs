@@ -1,3 +1,5 @@
+//! [`BatchLayer`]: wraps a batch service in a [`Batcher`](crate::Batcher) and its worker.
+
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;

@@ -1,3 +1,5 @@
+//! [`Batcher`]: the service that takes items one at a time and hands them on in batches.
+
 use std::fmt;
 use std::hash::Hash;
 use std::mem;

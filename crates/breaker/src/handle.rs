@@ -1,3 +1,5 @@
+//! [`BreakerHandle`]: watching and steering a breaker from outside the service stack.
+
 use std::sync::Arc;
 
 use crate::core::Breaker;

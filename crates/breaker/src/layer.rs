@@ -1,3 +1,5 @@
+//! [`CircuitBreakerLayer`]: wraps services in one shared breaker.
+
 use std::fmt;
 use std::sync::Arc;
 

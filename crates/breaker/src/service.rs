@@ -1,3 +1,5 @@
+//! [`CircuitBreaker`]: the service; admits or refuses each call and records its outcome.
+
 use std::fmt;
 use std::mem;
 use std::sync::Arc;

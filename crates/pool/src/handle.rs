@@ -1,3 +1,5 @@
+//! [`PoolHandle`]: stats of a pool, and closing it, from outside the stack.
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

@@ -1,3 +1,5 @@
+//! [`PoolLayer`]: wraps a connector in a [`Pool`](crate::Pool).
+
 use std::fmt;
 use std::sync::Arc;
 

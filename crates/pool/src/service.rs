@@ -1,3 +1,5 @@
+//! [`Pool`]: the service that sends each request over one of the pooled connections.
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
