@@ -62,14 +62,27 @@ impl Dashboard {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let (shutdown, stopped) = oneshot::channel();
         let recorder = log.clone();
+        // The runtime is built in its thread: one built here and dropped here, if the thread
+        // could not be spawned, would be dropped inside the caller's runtime, a panic.
+        let (built, runtime_built) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("sluice-dashboard".to_string())
             .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => {
+                        let _ = built.send(Ok(()));
+                        runtime
+                    }
+                    Err(error) => {
+                        let _ = built.send(Err(error));
+                        return;
+                    }
+                };
                 runtime.block_on(async move {
                     let Ok(listener) = TcpListener::from_std(listener) else {
                         return;
@@ -82,6 +95,9 @@ impl Dashboard {
                 // Dropping the runtime drops every task and so every socket.
                 drop(runtime);
             })?;
+        runtime_built
+            .await
+            .map_err(|_| std::io::Error::other("the dashboard's thread ended"))??;
         Ok(Self {
             addr,
             log,
