@@ -96,6 +96,20 @@ impl std::error::Error for StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether another connection held the lock this one needed (past its busy timeout).
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            Self::Sqlite(rusqlite::Error::SqliteFailure(failure, _))
+                if matches!(
+                    failure.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                )
+        )
+    }
+}
+
 impl From<std::io::Error> for StoreError {
     fn from(error: std::io::Error) -> Self {
         Self::Io(error)
@@ -147,6 +161,11 @@ impl Store {
             max_bytes,
             file: (meta.dev(), meta.ino()),
         })
+    }
+
+    /// Sets how long a call waits for another connection's lock before it fails busy.
+    pub fn set_busy_timeout(&self, busy: Duration) -> Result<()> {
+        Ok(self.conn.busy_timeout(busy)?)
     }
 
     /// Opens the store for the relay: checks its integrity, sets a damaged store aside (and

@@ -21,6 +21,10 @@ use sluice_hook::store::{Counters, NewEvent, Row, Store};
 const GROUP: usize = 512;
 /// How often the thread checks that its file is still the one at the store's path.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How long one SQLite call waits for another process's lock (a hook writing the store
+/// itself) before the thread lets its other tasks run, and how long it tries in all.
+const BUSY_STEP: Duration = Duration::from_millis(10);
+const BUSY_PATIENCE: Duration = Duration::from_secs(2);
 
 /// An event a client handed over.
 #[derive(Debug)]
@@ -80,6 +84,12 @@ impl StoreWorker {
             .name("sluice-store".to_string())
             .spawn(move || {
                 // Built here: a runtime dropped inside another one's task would panic.
+                if let Err(error) = store.set_busy_timeout(BUSY_STEP) {
+                    tracing::warn!(
+                        error = error_chain(&error),
+                        "cannot shorten the store's busy wait"
+                    );
+                }
                 match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -174,14 +184,14 @@ async fn run(
                 }
                 // A ghost file would take the events with it when the relay exits.
                 generation += u64::from(reopen_if_gone(&mut store, path, max_bytes));
-                append_group(&mut store, group);
+                append_group(&mut store, group).await;
                 // The hooks' answers are written by tasks on this thread: before the next
                 // command (a round to read, say), not after it.
                 tokio::task::yield_now().await;
             }
             Command::Take(limit, max, reply) => {
-                let round = store
-                    .take(limit, max)
+                let round = patiently(&mut store, |store| store.take(limit, max))
+                    .await
                     .map(|rows| Round { generation, rows });
                 let _ = reply.send(round.map_err(|e| error_chain(&e)));
             }
@@ -191,10 +201,12 @@ async fn run(
             }
             Command::Confirm(round, reply) => {
                 let keys: Vec<i64> = round.rows.iter().map(|row| row.key).collect();
-                let _ = reply.send(store.confirm(&keys).map_err(|e| error_chain(&e)));
+                let confirmed = patiently(&mut store, |store| store.confirm(&keys)).await;
+                let _ = reply.send(confirmed.map_err(|e| error_chain(&e)));
             }
             Command::Counters(reply) => {
-                let _ = reply.send(store.counters().map_err(|e| error_chain(&e)));
+                let counters = patiently(&mut store, |store| store.counters()).await;
+                let _ = reply.send(counters.map_err(|e| error_chain(&e)));
             }
             Command::Close(reply) => {
                 let _ = reopen_if_gone(&mut store, path, max_bytes);
@@ -212,7 +224,24 @@ async fn run(
     }
 }
 
-fn append_group(store: &mut Store, group: Vec<(Incoming, Reply<()>)>) {
+/// Runs `call` on the store, waiting between tries (the thread's other tasks run) while
+/// another process holds the lock it needs, for up to [`BUSY_PATIENCE`].
+async fn patiently<T>(
+    store: &mut Store,
+    mut call: impl FnMut(&mut Store) -> sluice_hook::store::Result<T>,
+) -> sluice_hook::store::Result<T> {
+    let deadline = Instant::now() + BUSY_PATIENCE;
+    loop {
+        match call(store) {
+            Err(error) if error.is_busy() && Instant::now() < deadline => {
+                tokio::time::sleep(BUSY_STEP).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+async fn append_group(store: &mut Store, group: Vec<(Incoming, Reply<()>)>) {
     let events: Vec<NewEvent<'_>> = group
         .iter()
         .map(|(event, _)| NewEvent {
@@ -221,7 +250,9 @@ fn append_group(store: &mut Store, group: Vec<(Incoming, Reply<()>)>) {
             oversized: event.oversized,
         })
         .collect();
-    let outcome = store.append(&events).map_err(|e| error_chain(&e));
+    let outcome = patiently(store, |store| store.append(&events))
+        .await
+        .map_err(|e| error_chain(&e));
     if let Ok((_, dropped)) = &outcome {
         if *dropped > 0 {
             tracing::warn!(dropped, "spool full: the oldest events were dropped");
@@ -242,13 +273,12 @@ fn reopen_if_gone(store: &mut Store, path: &std::path::Path, max_bytes: u64) -> 
         .parent()
         .map_or(Ok(()), safety::private_dir)
         .map_err(|e| e.to_string())
-        .and_then(|()| {
-            Store::open(path, max_bytes, Duration::from_secs(2)).map_err(|e| error_chain(&e))
-        });
+        .and_then(|()| Store::open(path, max_bytes, BUSY_PATIENCE).map_err(|e| error_chain(&e)));
     match fresh {
         Ok(mut fresh) => match store.move_into(&mut fresh) {
             Ok(moved) => {
                 tracing::error!(path = %path.display(), moved, "the store's file was removed: reopened it");
+                let _ = fresh.set_busy_timeout(BUSY_STEP);
                 *store = fresh;
                 return true;
             }
@@ -268,6 +298,17 @@ fn reopen_if_gone(store: &mut Store, path: &std::path::Path, max_bytes: u64) -> 
 mod tests {
     use super::*;
 
+    /// A store in a fresh directory, and its thread: the directory, the file, the handle.
+    fn scratch(name: &str) -> (PathBuf, PathBuf, StoreWorker) {
+        let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("spool.db");
+        let store = Store::open(&path, 1 << 20, Duration::from_secs(1)).unwrap();
+        let worker = StoreWorker::spawn(store, path.clone(), 1 << 20).unwrap();
+        (dir, path, worker)
+    }
+
     fn incoming(n: usize) -> Incoming {
         Incoming {
             event_id: format!("e{n:03}"),
@@ -277,15 +318,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_threads_other_tasks_run_while_another_process_holds_the_write_lock() {
+        // Before: the thread blocked in SQLite's busy wait (2 s), and with it every hook's
+        // connection served there: a bad-input report or a stop request waited 1.96 s.
+        let (dir, path, worker) = scratch("busy");
+        let (go, going) = oneshot::channel::<()>();
+        let (done, finished) = oneshot::channel::<()>();
+        worker
+            .serve_beside(async move {
+                if going.await.is_ok() {
+                    let _ = done.send(());
+                }
+            })
+            .unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let appending = tokio::spawn({
+            let worker = worker.clone();
+            async move { worker.append(incoming(0)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await; // the append waits for the lock
+        go.send(()).unwrap();
+        let served = tokio::time::timeout(Duration::from_millis(500), finished).await;
+        other.execute_batch("COMMIT").unwrap();
+        assert!(
+            served.is_ok(),
+            "a task on the store's thread waited for the lock"
+        );
+        appending.await.unwrap().unwrap();
+        assert_eq!(worker.counters().await.unwrap().depth, 1);
+        worker.close().await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
     async fn a_round_taken_before_the_store_was_reopened_confirms_nothing() {
         // Before: the round's keys, from the removed file, named other rows of the reopened
         // one, whose events were deleted undelivered and uncounted.
-        let dir = std::env::temp_dir().join(format!("sluice-worker-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("spool.db");
-        let store = Store::open(&path, 1 << 20, Duration::from_secs(1)).unwrap();
-        let worker = StoreWorker::spawn(store, path.clone(), 1 << 20).unwrap();
+        let (dir, _, worker) = scratch("worker");
         for n in 0..20 {
             worker.append(incoming(n)).await.unwrap();
         }
