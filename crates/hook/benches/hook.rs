@@ -18,13 +18,13 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice_dashboard::{Dashboard, Log};
 use sluice_hook::store::{NewEvent, Store};
-use sluice_test_support::HookEnv;
+use sluice_test_support::{feed, HookEnv};
 
 const INPUT: &[u8] = br#"{"session_id":"3f1c2a9e","transcript_path":"/tmp/t.jsonl","cwd":"/tmp","permission_mode":"default","hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{"command":"git status --short","description":"Show working tree status"}}"#;
 
@@ -43,30 +43,15 @@ fn timed(env: &HookEnv) -> Duration {
 /// stderr read); returns its wall time.
 fn timed_floor() -> Duration {
     let start = Instant::now();
-    let mut child = Command::new("cat")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(INPUT).unwrap();
-    assert!(child.wait_with_output().unwrap().status.success());
+    assert!(feed(Command::new("cat"), INPUT).status.success());
     start.elapsed()
 }
 
 /// One hook invocation with the relay never started; returns its wall time.
 fn timed_store_only(env: &HookEnv) -> Duration {
     let start = Instant::now();
-    let mut child = env
-        .command()
-        .env("SLUICE_NO_SPAWN", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(INPUT).unwrap();
-    assert!(child.wait().unwrap().success());
+    let output = env.hook_with(&[("SLUICE_NO_SPAWN", "1")], INPUT);
+    assert!(output.status.success());
     start.elapsed()
 }
 

@@ -148,20 +148,12 @@ impl Config {
                 Some(PathBuf::from(v))
             }),
             spawn_relay: !env.get("SLUICE_NO_SPAWN", || false, flag),
-            budget: env.get(
-                "SLUICE_BUDGET_MS",
-                || default_of(DEFAULT_BUDGET_MS, parse_millis),
-                |v| parsed(v, parse_millis),
-            ),
-            idle: env.get(
-                "SLUICE_IDLE_SECS",
-                || default_of(DEFAULT_IDLE_SECS, parse_secs),
-                |v| parsed(v, parse_secs),
-            ),
-            spool_max_bytes: env.get(
+            budget: env.parse("SLUICE_BUDGET_MS", DEFAULT_BUDGET_MS, parse_millis),
+            idle: env.parse("SLUICE_IDLE_SECS", DEFAULT_IDLE_SECS, parse_secs),
+            spool_max_bytes: env.parse(
                 "SLUICE_SPOOL_MAX_BYTES",
-                || default_of(DEFAULT_SPOOL_MAX_BYTES, parse_bytes),
-                |v| parsed(v, parse_bytes),
+                DEFAULT_SPOOL_MAX_BYTES,
+                parse_bytes,
             ),
             max_event_bytes: env.get(
                 "SLUICE_MAX_EVENT_BYTES",
@@ -203,6 +195,18 @@ impl EnvReader {
         })
     }
 
+    /// `name` through `parse`, whose `default` text is what clap shows and parses too.
+    fn parse<T: Default>(
+        &mut self,
+        name: &str,
+        default: &str,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> T {
+        // The defaults are valid (clap parses them too), so `unwrap_or_default` never bites.
+        let default = || parse(default).unwrap_or_default();
+        self.get(name, default, |value| parsed(value, parse))
+    }
+
     /// The default URL from claude-mpm's variables, or [`DEFAULT_URL`] (naming them) when
     /// they make a bad one: clap would refuse it, and the hook must go on.
     fn reference_url(&mut self) -> String {
@@ -224,10 +228,6 @@ impl EnvReader {
 
 fn parsed<T>(value: &OsStr, parse: fn(&str) -> Result<T, String>) -> Option<T> {
     parse(value.to_str()?).ok()
-}
-
-fn default_of<T: Default>(default: &str, parse: fn(&str) -> Result<T, String>) -> T {
-    parse(default).unwrap_or_default() // the defaults are valid: clap checks them too
 }
 
 /// A true-or-false variable, as clap's `FalseyValueParser` reads it.

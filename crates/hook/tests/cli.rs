@@ -2,7 +2,6 @@
 //! name the value and exit 2, the hook path that never exits 2, install and uninstall on a
 //! real settings file, and the readable answers of `stats` and `stop`.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -10,15 +9,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sluice_dashboard::Dashboard;
 
-use sluice_test_support::HookEnv;
+use sluice_test_support::{feed, unused_addr, HookEnv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
-
-/// An address nothing listens on.
-fn unused_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
 
 fn run(env: &HookEnv, args: &[&str]) -> Output {
     env.command()
@@ -281,19 +274,13 @@ fn a_bad_reference_port_never_exits_2_and_the_event_waits_for_the_default_url() 
         .into_iter()
         .enumerate()
     {
-        let mut child = env
-            .command()
+        let mut command = env.command();
+        command
             .args(args)
             .env_remove("SLUICE_URL")
             .env("CLAUDE_MPM_SERVER_PORT", "abc")
-            .env("SLUICE_NO_SPAWN", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &event(n)).unwrap();
-        let output = child.wait_with_output().unwrap();
+            .env("SLUICE_NO_SPAWN", "1");
+        let output = feed(command, &event(n));
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -303,18 +290,8 @@ fn a_bad_reference_port_never_exits_2_and_the_event_waits_for_the_default_url() 
             "{stderr}"
         );
     }
-    let store =
-        sluice_hook::config::relay_store(&env.state_dir(), sluice_hook::config::DEFAULT_URL);
-    let store = sluice_hook::store::Store::open(&store, 1 << 20, Duration::from_secs(1)).unwrap();
-    let prompts: Vec<String> = store
-        .take(10, usize::MAX)
-        .unwrap()
-        .iter()
-        .map(|row| {
-            serde_json::from_str::<Value>(&row.payload).unwrap()["data"]["prompt"].to_string()
-        })
-        .collect();
-    assert_eq!(prompts, [r#""prompt 0""#, r#""prompt 1""#]);
+    let prompts = stored_prompts(&env, sluice_hook::config::DEFAULT_URL);
+    assert_eq!(prompts, ["prompt 0", "prompt 1"]);
 }
 
 #[test]
@@ -336,31 +313,35 @@ fn a_variable_that_is_not_utf8_is_skipped_alone_and_the_others_are_kept() {
         if !keep_url {
             command.env_remove("SLUICE_URL");
         }
-        let mut child = command
+        command
             .env("SLUICE_BUDGET_MS", not_utf8)
             .env("CLAUDE_MPM_SERVER_PORT", "abc")
-            .env("SLUICE_NO_SPAWN", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &event(n)).unwrap();
-        let output = child.wait_with_output().unwrap();
+            .env("SLUICE_NO_SPAWN", "1");
+        let output = feed(command, &event(n));
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains(&format!("; ignored {ignored}")), "{stderr}");
         assert!(stderr.ends_with(&format!("to {url}\n")), "{stderr}");
-        let store = sluice_hook::config::relay_store(&env.state_dir(), &url);
-        let store =
-            sluice_hook::store::Store::open(&store, 1 << 20, Duration::from_secs(1)).unwrap();
-        assert_eq!(store.take(10, usize::MAX).unwrap().len(), 1, "{url}");
+        assert_eq!(stored_prompts(&env, &url), [format!("prompt {n}")], "{url}");
     }
     assert!(
         relays(&env).is_empty(),
         "SLUICE_NO_SPAWN was kept: no relay"
     );
+}
+
+/// The prompts of the events waiting in `env`'s store for the dashboard at `url`.
+fn stored_prompts(env: &HookEnv, url: &str) -> Vec<String> {
+    let store = sluice_hook::config::relay_store(&env.state_dir(), url);
+    let store = sluice_hook::store::Store::open(&store, 1 << 20, Duration::from_secs(1)).unwrap();
+    let rows = store.take(10, usize::MAX).unwrap();
+    rows.iter()
+        .map(|row| {
+            let payload: Value = serde_json::from_str(&row.payload).unwrap();
+            payload["data"]["prompt"].as_str().unwrap().to_string()
+        })
+        .collect()
 }
 
 /// The relay sockets in `env`'s runtime directory.

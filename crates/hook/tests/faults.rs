@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sluice_dashboard::{Dashboard, Log};
 
-use sluice_test_support::HookEnv;
+use sluice_test_support::{unused_addr, HookEnv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
 
@@ -74,6 +74,32 @@ async fn wait_until(log: &Log, timeout: Duration, done: impl Fn(&Log) -> bool) -
     done(log)
 }
 
+/// A dashboard on a free loopback port.
+async fn local_dashboard() -> Dashboard {
+    Dashboard::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Checks that events sent one after another arrived first in that order: the events of
+/// `lanes` senders, sender `k` sending the numbers `n` with `n % lanes == k` in turn. A
+/// replay may repeat an event, never reorder.
+fn assert_in_order_per_lane(log: &Log, lanes: usize) {
+    let mut first = HashSet::new();
+    let mut last: Vec<Option<usize>> = vec![None; lanes];
+    for n in numbers_in_order(log) {
+        if !first.insert(n) {
+            continue;
+        }
+        let lane = &mut last[n % lanes];
+        assert!(
+            lane.is_none_or(|before| before < n),
+            "event {n} first arrived after event {lane:?}, sent after it"
+        );
+        *lane = Some(n);
+    }
+}
+
 fn distinct(log: &Log) -> usize {
     arrivals(log).len()
 }
@@ -105,9 +131,7 @@ fn signal(pid: u32, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_cap_under_a_stream_loses_nothing_uncounted() {
     // Today's main lost 229 of 3,000 here, with spool_dropped = 0.
-    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let dashboard = local_dashboard().await;
     let env = std::sync::Arc::new(HookEnv::new(BIN, "cap-stream", dashboard.addr()));
     let total = 3_000;
     let senders: Vec<_> = (0..4)
@@ -133,19 +157,22 @@ async fn a_small_cap_under_a_stream_loses_nothing_uncounted() {
     let stats = env.stats();
     let dropped = stats["spool_dropped"].as_u64().unwrap() as usize;
     let arrived: HashSet<usize> = arrivals(&log).values().filter_map(|(n, _)| *n).collect();
+    assert!(
+        arrived.iter().all(|n| *n < total),
+        "only the events sent arrived"
+    );
     assert_eq!(
         arrived.len() + dropped,
         total,
         "every event arrived or was counted as dropped: {stats}"
     );
+    assert_in_order_per_lane(&log, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_event_arrives_marked_and_costs_its_neighbours_nothing() {
     // Today's main: the 1.6 MB payload closed the connection; it and the next 3 were lost.
-    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let dashboard = local_dashboard().await;
     let env = HookEnv::new(BIN, "oversized", dashboard.addr());
     let edits: Vec<String> = (0..100)
         .map(|i| format!("{i:03}{}", "y".repeat(8_100)))
@@ -180,9 +207,7 @@ async fn an_oversized_event_arrives_marked_and_costs_its_neighbours_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_store_is_set_aside_and_new_events_flow() {
-    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let dashboard = local_dashboard().await;
     let env = HookEnv::new(BIN, "damaged", dashboard.addr());
     let store = store_path(&env);
     std::fs::create_dir_all(store.parent().unwrap()).unwrap();
@@ -213,9 +238,7 @@ async fn a_damaged_store_is_set_aside_and_new_events_flow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runtime_dir_that_is_not_ours_gets_nothing() {
-    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let dashboard = local_dashboard().await;
     let env = HookEnv::new(BIN, "foreign", dashboard.addr());
     let run = env.dir.join("run");
     std::fs::create_dir_all(&run).unwrap();
@@ -277,9 +300,7 @@ async fn a_runtime_dir_that_is_not_ours_gets_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_frame_without_a_newline_does_not_grow_the_relay() {
     // Today's main grew to 115 MB on 100 MiB with no newline.
-    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let dashboard = local_dashboard().await;
     let env = HookEnv::new(BIN, "frame", dashboard.addr());
     assert!(env.hook(&prompt(0)).status.success());
     let pid = relay_pid(&env).expect("a relay runs");
@@ -319,9 +340,7 @@ async fn a_huge_frame_without_a_newline_does_not_grow_the_relay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_a_relay_whose_state_dir_was_removed() {
     // Today's main retried its spool every 200 ms and ignored SIGTERM for 45 minutes.
-    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let dashboard = local_dashboard().await;
     let env = HookEnv::new(BIN, "statedir", dashboard.addr());
     assert!(env.hook(&prompt(0)).status.success());
     let pid = relay_pid(&env).expect("a relay runs");
@@ -346,10 +365,7 @@ async fn sigterm_ends_a_relay_whose_state_dir_was_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_killed_five_times_during_a_replay_loses_nothing() {
-    let addr = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let addr = unused_addr();
     let env = HookEnv::new(BIN, "replay-kill", addr);
     // A backlog of 10,000 numbered events, as hooks left it while no relay ran.
     std::fs::create_dir_all(env.dir.join("state")).unwrap();
@@ -404,6 +420,7 @@ async fn a_relay_killed_five_times_during_a_replay_loses_nothing() {
     let numbers: HashSet<usize> = seen.values().filter_map(|(n, _)| *n).collect();
     assert!(all, "{} of {next} arrived: {}", numbers.len(), env.stats());
     assert_eq!(numbers, (0..next).collect::<HashSet<_>>(), "every event");
+    assert_in_order_per_lane(&log, 1);
     let duplicates: usize = seen.values().map(|(_, times)| times - 1).sum();
     eprintln!("{duplicates} duplicates over 5 kills, each with its event's event_id");
 }
@@ -423,9 +440,7 @@ fn event_ids_are_unique_and_time_ordered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_resumes_within_two_seconds_of_the_dashboard_coming_back() {
     // Today's main: 17 to 20 s after a 45 s outage (breaker backoff capped at 30 s).
-    let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let dashboard = local_dashboard().await;
     let addr = dashboard.addr();
     let env = HookEnv::new(BIN, "recovery", addr);
     assert!(env.hook(&prompt(0)).status.success());
@@ -463,10 +478,7 @@ async fn delivery_resumes_within_two_seconds_of_the_dashboard_coming_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_idle_relay_exits_only_once_its_store_is_empty() {
     // Today's main never idle-exited after a cap drop (its pending count stuck at 229).
-    let addr = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let addr = unused_addr();
     let env = HookEnv::new(BIN, "idle", addr);
     let hook = |n: usize| {
         let vars = [
@@ -504,12 +516,8 @@ async fn the_idle_relay_exits_only_once_its_store_is_empty() {
 async fn a_hook_for_another_dashboard_gets_its_own_relay() {
     // Today's main: the relay of the first URL took every later hook's events, whatever
     // their SLUICE_URL, and spooled them behind an open breaker.
-    let first = Dashboard::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let second = Dashboard::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let first = local_dashboard().await;
+    let second = local_dashboard().await;
     let env = HookEnv::new(BIN, "two-urls", first.addr());
     assert!(env.hook(&prompt(0)).status.success());
     let other_url = format!("http://{}", second.addr());
@@ -552,10 +560,7 @@ async fn assert_arrives(dashboard: &Dashboard, prompts: &[&str]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_store_drops_exactly_the_oldest_and_counts_them() {
-    let addr = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let addr = unused_addr();
     let env = HookEnv::new(BIN, "cap-oldest", addr);
     let total = 400;
     for n in 0..total {
@@ -595,9 +600,7 @@ async fn a_full_store_drops_exactly_the_oldest_and_counts_them() {
 async fn a_dashboard_killed_and_restarted_every_second_loses_nothing() {
     // With "sent" meaning "written", the issue measured 95 of 3,000 counted delivered and
     // never received (a Node server killed and restarted every second).
-    let first = Dashboard::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let first = local_dashboard().await;
     let addr = first.addr();
     let log = first.received().clone();
     let env = std::sync::Arc::new(HookEnv::new(BIN, "kill-restart", addr));
@@ -633,6 +636,7 @@ async fn a_dashboard_killed_and_restarted_every_second_loses_nothing() {
     let numbers: HashSet<usize> = arrivals(&log).values().filter_map(|(n, _)| *n).collect();
     assert!(all, "{} of {total} arrived: {}", numbers.len(), env.stats());
     assert_eq!(numbers, (0..total).collect::<HashSet<_>>());
+    assert_in_order_per_lane(&log, 4);
     let settled = wait_until(&log, Duration::from_secs(10), |_| {
         env.stats()["spool_depth"] == 0
     })

@@ -71,14 +71,7 @@ impl HookEnv {
     pub fn run(&self, args: &[&str], vars: &[(&str, &str)], stdin: &[u8]) -> Output {
         let mut command = self.command();
         command.args(args).envs(vars.iter().copied());
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
+        feed(command, stdin)
     }
 
     /// The relay's stats (`Null` without a relay).
@@ -91,6 +84,24 @@ impl HookEnv {
     pub fn stop_relay(&self) {
         let _ = self.command().arg("stop").output();
     }
+}
+
+/// Runs `command` as Claude Code runs a hook: `stdin` written to it, stdout and stderr read.
+pub fn feed(mut command: Command, stdin: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A loopback address nothing listens on (a dashboard that is down).
+pub fn unused_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
 }
 
 impl Drop for HookEnv {

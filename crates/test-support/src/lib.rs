@@ -7,7 +7,9 @@
 //! contract: a clone starts unready, and `call` without a successful `poll_ready` on the same
 //! instance panics. Wrapping it in a layer and driving the layer normally must never panic.
 //!
-//! [`HookEnv`] runs the `sluice-hook` binary in private directories, against one dashboard.
+//! [`HookEnv`] runs the `sluice-hook` binary in private directories, against one dashboard;
+//! [`feed`] runs a command as Claude Code runs a hook, and [`unused_addr`] is a dashboard
+//! that is down.
 //!
 //! [`init_tracing`] shows the crates' logs in a test's output when `RUST_LOG` asks for them.
 
@@ -15,7 +17,7 @@ mod contract;
 mod hook_env;
 
 pub use contract::ContractProbe;
-pub use hook_env::HookEnv;
+pub use hook_env::{feed, unused_addr, HookEnv};
 
 /// A current-thread runtime with time enabled and the clock paused: timers advance only when
 /// every task waits, so a test of timeouts and windows runs in virtual time.
