@@ -39,6 +39,9 @@ pub struct AckStats {
     pub sent: u64,
     /// The most acks one connection had asked for and not yet been sent, at any moment.
     pub max_pending_per_connection: usize,
+    /// Events that arrived on a connection while an ack it asked for was not yet sent: a
+    /// client that keeps writing while its ack travels.
+    pub arrived_while_pending: u64,
 }
 
 /// What the dashboard received so far; shared across restarts.
@@ -66,6 +69,7 @@ struct AckCounters {
     requested: AtomicU64,
     sent: AtomicU64,
     max_pending: AtomicUsize,
+    arrived_while_pending: AtomicU64,
 }
 
 /// Tasks waiting in [`Log::wait_for`]: woken once, when their count is reached, so that a
@@ -146,6 +150,12 @@ impl Log {
             .fetch_max(pending_on_connection, Ordering::Relaxed);
     }
 
+    pub(crate) fn arrived_while_ack_pending(&self) {
+        self.acks
+            .arrived_while_pending
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn ack_sent(&self) {
         self.acks.sent.fetch_add(1, Ordering::Relaxed);
     }
@@ -210,6 +220,7 @@ impl Log {
             requested: self.acks.requested.load(Ordering::Relaxed),
             sent: self.acks.sent.load(Ordering::Relaxed),
             max_pending_per_connection: self.acks.max_pending.load(Ordering::Relaxed),
+            arrived_while_pending: self.acks.arrived_while_pending.load(Ordering::Relaxed),
         }
     }
 

@@ -106,6 +106,9 @@ pub(crate) async fn serve(listener: TcpListener, log: Log, acks: Acks) {
                     args: args.len(),
                     data,
                 });
+                if pending.load(Ordering::Acquire) > 0 {
+                    recorder.arrived_while_ack_pending();
+                }
                 if requested {
                     let now = pending.fetch_add(1, Ordering::AcqRel) + 1;
                     recorder.ack_requested(now);

@@ -19,9 +19,9 @@ use crate::sink::SocketIoSink;
 /// failures in a row, for 30 s; batches of at most 10 events, at most 50 ms after the first,
 /// grouped by namespace. Plus: eager dispatch (a batch leaves as soon as nothing of its
 /// namespace is in flight, see [`dispatch`](Self::dispatch)); delivery confirmed by the
-/// server's ack (5 s to come, 16 batches on their way at once); a queue of 10,000 events
-/// that drops the newest when full (an emit never waits); 5 s to connect, 5 s per emit,
-/// 2 s to wait for a connection.
+/// server's ack (5 s to come; 64 batches on their way at once, an ack asked once 32 are
+/// unconfirmed); a queue of 10,000 events that drops the newest when full (an emit never
+/// waits); 5 s to connect, 5 s per emit, 2 s to wait for a connection.
 #[derive(Debug, Clone)]
 pub struct SinkBuilder {
     connector: SocketIoConnector,
@@ -174,9 +174,11 @@ impl SinkBuilder {
         self
     }
 
-    /// Sets how many batches may be on their way at once (default: 16 with
-    /// [`Delivery::Acknowledged`], written while earlier ones wait for their ack; 1 with
-    /// [`Delivery::Written`], as before acks). They share one connection, in order.
+    /// Sets how many batches may be on their way at once (default: 64 with
+    /// [`Delivery::Acknowledged`]; 1 with [`Delivery::Written`], as before acks). They share
+    /// one connection, in order. With acks, a connection asks for one once half of them are
+    /// unconfirmed (or when no batch follows), and writes the other half while it travels:
+    /// at most one ack is outstanding per connection, so each covers up to half of them.
     #[must_use]
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = Some(n);
@@ -204,10 +206,11 @@ impl SinkBuilder {
             .max_in_flight
             .unwrap_or(match self.connector.delivery_kind() {
                 Delivery::Written => 1,
-                _ => 16,
+                _ => 64,
             });
-        let unconfirmed = self.connector.unconfirmed();
-        let last_failure = self.connector.last_failure();
+        let connector = self.connector.batches_on_their_way(max_in_flight);
+        let unconfirmed = connector.unconfirmed();
+        let last_failure = connector.last_failure();
         let mut batch = BatchLayer::builder()
             .max_items(self.max_items)
             .max_in_flight_per_key(max_in_flight)
@@ -220,13 +223,13 @@ impl SinkBuilder {
             // call order (see `Connection`).
             .key_fn(|event: &Encoded| event.namespace().clone())
             .rejected_if(|error| error.is::<BreakerOpen>());
-        if self.connector.encoding_kind() == Encoding::Array {
+        if connector.encoding_kind() == Encoding::Array {
             // An event's share of the frame: its text and a comma.
             batch = batch.max_bytes(self.max_bytes, |event: &Encoded| event.json().len() + 1);
         }
         let batch = batch.build()?;
         let breaker_handle = breaker.handle();
-        let pooled = tower::Layer::layer(&pool, self.connector);
+        let pooled = tower::Layer::layer(&pool, connector);
         let pool_handle = pooled.handle();
         let batcher = ServiceBuilder::new()
             .layer(batch)

@@ -76,6 +76,9 @@ pub(crate) struct LinkConfig {
     pub(crate) emit_timeout: Duration,
     pub(crate) ack_timeout: Duration,
     pub(crate) delivery: Delivery,
+    /// In [`Delivery::Acknowledged`], how many written batches make a connection ask for an
+    /// ack even while more follow: half the batches it may have on their way.
+    pub(crate) ack_every: u64,
 }
 
 /// Why a link broke.

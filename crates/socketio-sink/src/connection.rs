@@ -88,6 +88,7 @@ impl SocketIoConnector {
                 emit_timeout: Duration::from_secs(5),
                 ack_timeout: Duration::from_secs(5),
                 delivery: Delivery::Acknowledged,
+                ack_every: 1,
             }),
             encoding: Encoding::PerEvent,
             unconfirmed: Arc::default(),
@@ -146,6 +147,13 @@ impl SocketIoConnector {
     #[must_use]
     pub fn encoding(mut self, encoding: Encoding) -> Self {
         self.encoding = encoding;
+        self
+    }
+
+    /// Lets each connection have `batches` on their way: it asks for an ack once half of
+    /// them are written, so the other half can be written while that ack travels.
+    pub(crate) fn batches_on_their_way(mut self, batches: usize) -> Self {
+        self.config_mut().ack_every = (batches as u64 / 2).max(1);
         self
     }
 

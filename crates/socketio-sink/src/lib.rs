@@ -54,7 +54,7 @@
 //! 40 ms on Linux) when it writes nothing but acks. Measured with raw rust_socketio against
 //! socketioxide: one plain emit then one with an ack, 48 ms a round without an echo, 0.2 ms
 //! with one. Against such a silent server, `Acknowledged` still delivers, but each round of
-//! acks (up to 16 batches) costs that timer.
+//! acks (up to 32 batches) costs that timer.
 //!
 //! Events that fail are counted as failed, events turned away while the breaker is open or
 //! the queue is full as dropped; each emit's future tells which, so a caller can keep them

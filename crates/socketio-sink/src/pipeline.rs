@@ -3,16 +3,20 @@
 //!
 //! Socket.IO is ordered on one websocket and servers handle a connection's events in order,
 //! so the ack of an emit confirms that emit and everything written before it. A batch's last
-//! emit goes plainly when a later batch is already called (that one carries the ack), and
-//! asks for an ack when none is outstanding. When one is, that emit is held back (the
-//! batch's other emits are written): the next batch writes it plainly before its own, or, if
-//! no batch follows, the holder sends it with an ack once the outstanding one is in.
-//! So never more than one ack is outstanding, batches keep flowing while an ack travels,
-//! and every written batch is covered by an ack that is outstanding or will be asked for.
+//! emit asks for an ack when none is outstanding and either no later batch is called yet (the
+//! end of a burst) or half the batches the connection may have on their way are unconfirmed
+//! (so the other half is written while the ack travels). Otherwise it goes plainly when a
+//! later batch is called (an ack that batch or a later one asks covers it), or, with no
+//! batch after it, is held back (the batch's other emits are written): the next batch
+//! writes it plainly before its own, or the holder sends it with an ack once the outstanding
+//! one is in. So never more than one ack is outstanding, batches keep flowing while an ack
+//! travels, and every written batch is covered by an ack that is outstanding or will be
+//! asked for.
 //!
 //! All of a connection's batch futures are polled by the batch worker; they wait on each
 //! other through this state, under a `std` mutex never held across an `.await`.
 
+use std::collections::BTreeMap;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,7 +53,7 @@ struct State {
     /// The last emit of batch `ticket`, held back while an ack was outstanding.
     held: Option<Held>,
     /// Batch futures waiting for their turn or their confirmation, by ticket.
-    wakers: Vec<(u64, Waker)>,
+    wakers: BTreeMap<u64, Waker>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -75,15 +79,39 @@ enum Wait {
 
 impl State {
     fn wake_all(&mut self) {
-        for (_, waker) in self.wakers.drain(..) {
+        for (_, waker) in std::mem::take(&mut self.wakers) {
             waker.wake();
         }
     }
 
+    /// Wakes the batch that may write next and the holder of a held emit, who sends it once
+    /// nobody writes: what a change of turn concerns.
+    fn wake_writers(&mut self) {
+        for ticket in [
+            Some(self.serving),
+            self.held.as_ref().map(|held| held.ticket),
+        ] {
+            if let Some(waker) = ticket.and_then(|ticket| self.wakers.remove(&ticket)) {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Wakes the batches an ack confirmed, and the writers (the ack slot is free again).
+    fn wake_confirmed(&mut self) {
+        let waiting = self.wakers.split_off(&self.confirmed);
+        for (_, waker) in std::mem::replace(&mut self.wakers, waiting) {
+            waker.wake();
+        }
+        self.wake_writers();
+    }
+
     fn register(&mut self, ticket: u64, waker: &Waker) {
-        match self.wakers.iter_mut().find(|(t, _)| *t == ticket) {
-            Some((_, slot)) => slot.clone_from(waker),
-            None => self.wakers.push((ticket, waker.clone())),
+        match self.wakers.get_mut(&ticket) {
+            Some(slot) => slot.clone_from(waker),
+            None => {
+                self.wakers.insert(ticket, waker.clone());
+            }
         }
     }
 }
@@ -218,11 +246,12 @@ impl Pipeline {
         if state.serving == turn {
             state.serving += 1;
         }
-        state.wake_all();
+        state.wake_writers();
     }
 
-    /// Sends `ticket`'s last emit plainly if a later batch follows, else with an ack if none
-    /// is outstanding, else holds it back.
+    /// Sends `ticket`'s last emit with an ack if none is outstanding and either no batch
+    /// follows or `ack_every` batches are unconfirmed; else plainly if a batch follows (a
+    /// later ack covers it); else holds it back.
     async fn ask_or_hold(
         self: &Arc<Self>,
         link: &Link,
@@ -233,22 +262,23 @@ impl Pipeline {
         let ask = {
             let mut state = self.lock();
             // A later batch is already called on this connection (only `call` takes tickets
-            // while we hold the turn): it writes after us and carries the ack, so ours goes
-            // plainly. A burst of batches then costs one ack, asked by its last.
-            if state.next_ticket > ticket + 1 {
-                None
-            } else if state.ack.is_some() {
-                state.held = Some(Held {
-                    ticket,
-                    event: (event, argument),
-                });
-                return Ok(());
-            } else {
+            // while we hold the turn): it writes after us and can carry the ack.
+            let follows = state.next_ticket > ticket + 1;
+            let unconfirmed = (ticket + 1).saturating_sub(state.confirmed);
+            if state.ack.is_none() && (!follows || unconfirmed >= config.ack_every) {
                 state.ack = Some(Outstanding {
                     covers: ticket,
                     deadline: Instant::now() + config.ack_timeout,
                 });
                 Some(())
+            } else if follows {
+                None
+            } else {
+                state.held = Some(Held {
+                    ticket,
+                    event: (event, argument),
+                });
+                return Ok(());
             }
         };
         match ask {
@@ -285,7 +315,7 @@ impl Pipeline {
             state.ack = None;
         }
         state.confirmed = state.confirmed.max(covers + 1);
-        state.wake_all();
+        state.wake_confirmed();
     }
 
     /// Whether batch `ticket` wrote an emit that an ack covers or will cover.
