@@ -175,15 +175,17 @@ impl Store {
     }
 
     /// Inserts events in one transaction, after deleting as many of the oldest rows as the
-    /// cap needs (the newest event is always kept, even alone over the cap). Returns the new
-    /// keys and how many old rows the cap deleted.
+    /// cap needs (the newest event is always kept, even alone over the cap). An event whose
+    /// `event_id` is waiting already is skipped: a hook stores an event itself when the relay
+    /// it sent it to is slow to answer, and the relay may store it too. Returns the new keys
+    /// and how many old rows the cap deleted.
     pub fn append(&mut self, events: &[NewEvent<'_>]) -> Result<(Vec<i64>, u64)> {
         let max = i64::try_from(self.max_bytes).unwrap_or(i64::MAX);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut bytes = schema::counter(&tx, "bytes")?;
-        let mut dropped = 0u64;
+        let (mut dropped, mut oversized) = (0u64, 0i64);
         let mut keys = Vec::with_capacity(events.len());
         {
             let mut oldest = tx.prepare_cached("SELECT id, size FROM events ORDER BY id")?;
@@ -191,7 +193,11 @@ impl Store {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO events (event_id, payload, size, enqueued_ms) VALUES (?1, ?2, ?3, ?4)",
             )?;
+            let mut waiting = tx.prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")?;
             for event in events {
+                if waiting.exists([event.event_id])? {
+                    continue;
+                }
                 let size = i64::try_from(event.payload.len()).unwrap_or(i64::MAX);
                 if bytes > 0 && bytes.saturating_add(size) > max {
                     let need = bytes.saturating_add(size) - max;
@@ -215,9 +221,9 @@ impl Store {
                 insert.execute(params![event.event_id, event.payload, size, now_ms()])?;
                 keys.push(tx.last_insert_rowid());
                 bytes += size;
+                oversized += i64::from(event.oversized);
             }
         }
-        let oversized = events.iter().filter(|e| e.oversized).count() as i64;
         schema::add(&tx, "dropped", i64::try_from(dropped).unwrap_or(i64::MAX))?;
         schema::add(&tx, "oversized", oversized)?;
         tx.commit()?;

@@ -658,3 +658,43 @@ async fn restart(addr: std::net::SocketAddr, log: &Log) -> Dashboard {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_stopped_during_hand_overs_delivers_each_event_once() {
+    // A stopped relay holds each hook's frame unread; the hook, unanswered after 50 ms,
+    // stores the event itself. Resumed, the relay reads the frames it was sent: the same
+    // events, which must not be stored, nor delivered, a second time.
+    let dashboard = local_dashboard().await;
+    let log = dashboard.received().clone();
+    let env = HookEnv::new(BIN, "stopped-hand-over", dashboard.addr());
+    assert!(env.hook(&prompt(0)).status.success());
+    let pid = relay_pid(&env).expect("a relay runs");
+    signal(pid, "STOP");
+    let total = 20;
+    for n in 1..total {
+        assert!(env.hook(&prompt(n)).status.success());
+    }
+    signal(pid, "CONT");
+    let all = wait_until(&log, Duration::from_secs(10), |log| distinct(log) == total).await;
+    assert!(
+        all,
+        "{} of {total} arrived: {}",
+        distinct(&log),
+        env.stats()
+    );
+    let settled = wait_until(&log, Duration::from_secs(10), |_| {
+        env.stats()["spool_depth"] == 0
+    })
+    .await;
+    assert!(settled, "the store empties: {}", env.stats());
+    let repeated: Vec<_> = arrivals(&log)
+        .into_values()
+        .filter(|(_, times)| *times > 1)
+        .collect();
+    assert!(
+        repeated.is_empty() && log.duplicates_seen() == 0,
+        "delivered more than once: {repeated:?} ({} duplicates seen)",
+        log.duplicates_seen()
+    );
+    assert_eq!(numbers_in_order(&log), (0..total).collect::<Vec<_>>());
+}

@@ -1,8 +1,9 @@
 //! A model-based property test of the store on a real SQLite file: random interleavings of
 //! appends under a small cap, takes, confirms, failed deliveries, reopens (a crash: the
-//! connection is dropped mid-way) and a second writer, checked after every step against a
-//! `VecDeque`. Nothing is lost but counted drops of the oldest, order is kept, and the
-//! counters are exact.
+//! connection is dropped mid-way), a second writer and events stored again (a hook and its
+//! relay both storing one), checked after every step against a `VecDeque`. Nothing is lost
+//! but counted drops of the oldest, an event waits once however often it is stored, order is
+//! kept, and the counters are exact.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -25,6 +26,8 @@ enum Op {
     Fail,
     /// Crash and reopen.
     Reopen,
+    /// The event appended `back` appends ago is appended again, by the first or second writer.
+    Repeat { back: usize, second: bool },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -35,6 +38,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0usize..8).prop_map(Op::Confirm),
         1 => Just(Op::Fail),
         1 => Just(Op::Reopen),
+        2 => (0usize..6, any::<bool>()).prop_map(|(back, second)| Op::Repeat { back, second }),
     ]
 }
 
@@ -51,6 +55,9 @@ impl Model {
     }
 
     fn append(&mut self, id: String, size: usize) {
+        if self.waiting.iter().any(|(waiting, _)| *waiting == id) {
+            return;
+        }
         let bytes = self.bytes() as u64;
         if bytes > 0 && bytes + size as u64 > CAP {
             let need = bytes + size as u64 - CAP;
@@ -84,6 +91,8 @@ proptest! {
         // The round in flight: keys and ids, in order.
         let mut in_flight: Vec<(i64, String)> = Vec::new();
         let mut next_id = 0u64;
+        // Every event appended so far, (id, payload), in order.
+        let mut appended: Vec<(String, String)> = Vec::new();
         for op in ops {
             match op {
                 Op::Append { sizes, second: by_second } => {
@@ -105,6 +114,7 @@ proptest! {
                     for (id, payload) in &events {
                         model.append(id.clone(), payload.len());
                     }
+                    appended.extend(events);
                 }
                 Op::Take(n) => {
                     in_flight = store
@@ -131,6 +141,16 @@ proptest! {
                         }
                     }
                     in_flight.clear();
+                }
+                Op::Repeat { back, second: by_second } => {
+                    let Some((id, payload)) = appended.iter().rev().nth(back) else {
+                        continue;
+                    };
+                    let writer = if by_second { &mut second } else { &mut store };
+                    writer
+                        .append(&[NewEvent { event_id: id, payload, oversized: false }])
+                        .unwrap();
+                    model.append(id.clone(), payload.len());
                 }
                 Op::Fail => in_flight.clear(),
                 Op::Reopen => {

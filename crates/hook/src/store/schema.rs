@@ -5,8 +5,8 @@ use rusqlite::Connection;
 
 use super::Counters;
 
-/// Bumped when the tables change.
-const VERSION: i64 = 1;
+/// Bumped when the tables change. 2: one row per `event_id`.
+const VERSION: i64 = 2;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -30,6 +30,10 @@ CREATE TRIGGER IF NOT EXISTS events_out AFTER DELETE ON events BEGIN
     UPDATE meta SET value = value - 1 WHERE name = 'depth';
     UPDATE meta SET value = value - old.size WHERE name = 'bytes';
 END;
+-- A store of version 1 can hold an event twice (a hook stored it while the relay it had
+-- sent it to was slow, and the relay then stored it too): the later copies go.
+DELETE FROM events WHERE id NOT IN (SELECT min(id) FROM events GROUP BY event_id);
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_event_id ON events (event_id);
 ";
 
 /// Sets WAL mode and creates the tables once (a reader of `user_version` otherwise).
@@ -78,4 +82,41 @@ pub(super) fn counters(conn: &Connection) -> rusqlite::Result<Counters> {
         }
     }
     Ok(counters)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::store::Store;
+
+    #[test]
+    fn a_version_1_store_keeps_the_first_copy_of_an_event_stored_twice() {
+        let dir = std::env::temp_dir().join(format!("sluice-schema-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("spool.db");
+        drop(Store::open(&path, 1 << 20, Duration::from_secs(1)).unwrap());
+        // As version 1 left it: no unique index, and an event stored by a hook and its relay.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP INDEX events_by_event_id; PRAGMA user_version = 1;
+             INSERT INTO events (event_id, payload, size, enqueued_ms) VALUES
+                 ('a', 'first', 5, 0), ('b', 'bb', 2, 0), ('a', 'again', 5, 0);",
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = Store::open(&path, 1 << 20, Duration::from_secs(1)).unwrap();
+        let rows = store.take(10, usize::MAX).unwrap();
+        let kept: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|row| (row.event_id.as_str(), row.payload.as_str()))
+            .collect();
+        assert_eq!(kept, [("a", "first"), ("b", "bb")]);
+        let counters = store.counters().unwrap();
+        assert_eq!((counters.depth, counters.bytes), (2, 7));
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
