@@ -176,9 +176,10 @@ impl Store {
 
     /// Inserts events in one transaction, after deleting as many of the oldest rows as the
     /// cap needs (the newest event is always kept, even alone over the cap). An event whose
-    /// `event_id` is waiting already is skipped: a hook stores an event itself when the relay
-    /// it sent it to is slow to answer, and the relay may store it too. Returns the new keys
-    /// and how many old rows the cap deleted.
+    /// `event_id` is waiting already, or was among the latest delivered, is skipped: a hook
+    /// stores an event itself when the relay it sent it to is slow to answer, and the relay
+    /// may store (and deliver) it too. Returns the new keys and how many old rows the cap
+    /// deleted.
     pub fn append(&mut self, events: &[NewEvent<'_>]) -> Result<(Vec<i64>, u64)> {
         let max = i64::try_from(self.max_bytes).unwrap_or(i64::MAX);
         let tx = self
@@ -193,9 +194,12 @@ impl Store {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO events (event_id, payload, size, enqueued_ms) VALUES (?1, ?2, ?3, ?4)",
             )?;
-            let mut waiting = tx.prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")?;
+            let mut known = tx.prepare_cached(
+                "SELECT 1 FROM events WHERE event_id = ?1 UNION ALL
+                 SELECT 1 FROM delivered WHERE event_id = ?1",
+            )?;
             for event in events {
-                if waiting.exists([event.event_id])? {
+                if known.exists([event.event_id])? {
                     continue;
                 }
                 let size = i64::try_from(event.payload.len()).unwrap_or(i64::MAX);
@@ -256,7 +260,8 @@ impl Store {
 
     /// Deletes the events the dashboard confirmed, in one transaction. A key already gone was
     /// deleted by the cap while in flight: it arrived after all, so it no longer counts as
-    /// dropped. Returns how many rows were deleted.
+    /// dropped. The ids of the deleted events are remembered (the latest 10,000), so that
+    /// they are not stored again. Returns how many rows were deleted.
     pub fn confirm(&mut self, keys: &[i64]) -> Result<u64> {
         if keys.is_empty() {
             return Ok(0);
@@ -266,10 +271,22 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut deleted = 0u64;
         {
-            let mut delete = tx.prepare_cached("DELETE FROM events WHERE id = ?1")?;
+            let mut delete =
+                tx.prepare_cached("DELETE FROM events WHERE id = ?1 RETURNING event_id")?;
+            let mut remember =
+                tx.prepare_cached("INSERT OR IGNORE INTO delivered (event_id) VALUES (?1)")?;
             for key in keys {
-                deleted += delete.execute([key])? as u64;
+                let event_id: Option<String> =
+                    delete.query_row([key], |row| row.get(0)).optional()?;
+                if let Some(event_id) = event_id {
+                    remember.execute([event_id])?;
+                    deleted += 1;
+                }
             }
+            tx.prepare_cached(
+                "DELETE FROM delivered WHERE rowid <= (SELECT max(rowid) FROM delivered) - ?1",
+            )?
+            .execute([schema::DELIVERED_KEPT])?;
         }
         let arrived_after_drop = keys.len() as u64 - deleted;
         if arrived_after_drop > 0 {

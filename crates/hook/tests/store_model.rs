@@ -3,7 +3,7 @@
 //! connection is dropped mid-way), a second writer and events stored again (a hook and its
 //! relay both storing one), checked after every step against a `VecDeque`. Nothing is lost
 //! but counted drops of the oldest, an event waits once however often it is stored, order is
-//! kept, and the counters are exact.
+//! kept, and the counters are exact. An event delivered is not stored again.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -47,6 +47,8 @@ struct Model {
     /// (event id, payload size), oldest first.
     waiting: VecDeque<(String, usize)>,
     dropped: u64,
+    /// Events confirmed while they were waiting (the store remembers the latest 10,000).
+    delivered: std::collections::HashSet<String>,
 }
 
 impl Model {
@@ -55,7 +57,7 @@ impl Model {
     }
 
     fn append(&mut self, id: String, size: usize) {
-        if self.waiting.iter().any(|(waiting, _)| *waiting == id) {
+        if self.delivered.contains(&id) || self.waiting.iter().any(|(waiting, _)| *waiting == id) {
             return;
         }
         let bytes = self.bytes() as u64;
@@ -135,6 +137,7 @@ proptest! {
                         match model.waiting.iter().position(|(waiting, _)| waiting == id) {
                             Some(at) => {
                                 model.waiting.remove(at);
+                                model.delivered.insert(id.clone());
                             }
                             // The cap dropped it while in flight; it arrived after all.
                             None => model.dropped -= 1,

@@ -5,8 +5,11 @@ use rusqlite::Connection;
 
 use super::Counters;
 
-/// Bumped when the tables change. 2: one row per `event_id`.
-const VERSION: i64 = 2;
+/// Bumped when the tables change. 2: one row per `event_id`; 3: `delivered`.
+const VERSION: i64 = 3;
+
+/// How many ids of delivered events `delivered` keeps, newest first.
+pub(super) const DELIVERED_KEPT: i64 = 10_000;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -34,6 +37,11 @@ END;
 -- sent it to was slow, and the relay then stored it too): the later copies go.
 DELETE FROM events WHERE id NOT IN (SELECT min(id) FROM events GROUP BY event_id);
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_event_id ON events (event_id);
+-- The ids of the latest events delivered: a hook's own copy of an event its slow relay
+-- stored and delivered meanwhile is not stored again.
+CREATE TABLE IF NOT EXISTS delivered (
+    event_id TEXT NOT NULL UNIQUE
+);
 ";
 
 /// Sets WAL mode and creates the tables once (a reader of `user_version` otherwise).
@@ -88,7 +96,43 @@ pub(super) fn counters(conn: &Connection) -> rusqlite::Result<Counters> {
 mod tests {
     use std::time::Duration;
 
-    use crate::store::Store;
+    use crate::store::{NewEvent, Store};
+
+    #[test]
+    fn a_delivered_event_is_not_stored_again_while_among_the_latest_delivered() {
+        let dir = std::env::temp_dir().join(format!("sluice-delivered-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut store =
+            Store::open(&dir.join("spool.db"), 1 << 30, Duration::from_secs(1)).unwrap();
+        let ids: Vec<String> = (0..=super::DELIVERED_KEPT)
+            .map(|n| format!("e{n:06}"))
+            .collect();
+        let append = |store: &mut Store, ids: &[String]| {
+            let new: Vec<NewEvent<'_>> = ids
+                .iter()
+                .map(|id| NewEvent {
+                    event_id: id,
+                    payload: id,
+                    oversized: false,
+                })
+                .collect();
+            store.append(&new).unwrap().0
+        };
+        let keys = append(&mut store, &ids[..1]);
+        store.confirm(&keys).unwrap();
+        assert!(
+            append(&mut store, &ids[..1]).is_empty(),
+            "delivered: not stored again"
+        );
+        // 10,000 more delivered: the first is forgotten, and would be stored again.
+        let keys = append(&mut store, &ids[1..]);
+        assert_eq!(store.confirm(&keys).unwrap(), super::DELIVERED_KEPT as u64);
+        assert!(append(&mut store, &ids[1..2]).is_empty());
+        assert_eq!(append(&mut store, &ids[..1]).len(), 1);
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn a_version_1_store_keeps_the_first_copy_of_an_event_stored_twice() {
