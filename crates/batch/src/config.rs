@@ -31,11 +31,12 @@ pub enum Overflow {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Dispatch {
-    /// A batch goes as soon as its key has no batch in flight (within
-    /// [`max_in_flight_per_key`](Builder::max_in_flight_per_key) and
-    /// [`max_in_flight`](Builder::max_in_flight)) and the inner service is ready. Items that
-    /// arrive while a batch of their key is in flight, or while the inner service is not
-    /// ready, gather into the next batch. An item that reaches an idle batcher waits for no
+    /// A batch goes as soon as its key has room in flight (fewer than
+    /// [`max_in_flight_per_key`](Builder::max_in_flight_per_key) of its batches, and fewer
+    /// than [`max_in_flight`](Builder::max_in_flight) in all; with a per-key limit of 1,
+    /// as soon as its key has no batch in flight) and the inner service is ready. Items that
+    /// arrive while their key has no room, or while the inner service is not ready, gather
+    /// into the next batch. An item that reaches an idle batcher waits for no
     /// timer; under load, batches grow by themselves.
     Eager,
     /// A batch goes when it is full, or `max_wait` after its first item (the default): every

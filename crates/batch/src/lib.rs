@@ -5,7 +5,7 @@
 //! by a size function, or `max_wait` after its *first* item, whichever comes first. The wait
 //! is a latency bound: no item waits longer than `max_wait` for its batch to be handed over
 //! while the inner service is ready. With [`Dispatch::Eager`], a batch also goes as soon as
-//! nothing of its key is in flight (see [below](#dispatch-eager-or-window)).
+//! its key has room in flight (see [below](#dispatch-eager-or-window)).
 //!
 //! ```
 //! use std::time::Duration;
@@ -49,9 +49,10 @@
 //!   when the inner service is idle. Choose it when fewer, fuller batches matter more than
 //!   latency: a downstream that charges per request, or a rate of items too low to fill a
 //!   batch but where a few tens of milliseconds do not matter.
-//! - [`Dispatch::Eager`] hands a batch over as soon as its key has no batch in flight (within
-//!   `max_in_flight_per_key` and `max_in_flight`) and the inner service is ready; the items
-//!   that arrive meanwhile form the next batch. An item at an idle batcher goes at once, with
+//! - [`Dispatch::Eager`] hands a batch over as soon as its key has room in flight (fewer
+//!   than `max_in_flight_per_key` of its batches, 1 by default: no batch of its key in
+//!   flight; and fewer than `max_in_flight` in all) and the inner service is ready; the items
+//!   that arrive while there is no room form the next batch. An item at an idle batcher goes at once, with
 //!   no timer; under load, batches grow by themselves up to `max_items` or `max_bytes`, as
 //!   long as the inner service takes to answer. `max_wait` still bounds a batch while the
 //!   inner service is not ready. Choose it for live traffic: a dashboard, an event stream.

@@ -17,8 +17,8 @@ use crate::sink::SocketIoSink;
 ///
 /// The defaults are the reference system's: 5 connections; the breaker opens after 5
 /// failures in a row, for 30 s; batches of at most 10 events, at most 50 ms after the first,
-/// grouped by namespace. Plus: eager dispatch (a batch leaves as soon as nothing of its
-/// namespace is in flight, see [`dispatch`](Self::dispatch)); delivery confirmed by the
+/// grouped by namespace. Plus: eager dispatch (a batch leaves as soon as its namespace has
+/// room on its way, see [`dispatch`](Self::dispatch)); delivery confirmed by the
 /// server's ack (5 s to come; 64 batches on their way at once, an ack asked once 32 are
 /// unconfirmed); a queue of 10,000 events that drops the newest when full (an emit never
 /// waits); 5 s to connect, 5 s per emit, 2 s to wait for a connection.
@@ -125,9 +125,10 @@ impl SinkBuilder {
         self
     }
 
-    /// Sets when a batch leaves (default [`Dispatch::Eager`]): at once when nothing of its
-    /// namespace is in flight, gathering what arrives meanwhile into the next batch, so an
-    /// event reaching an idle sink waits for no timer. [`Dispatch::Window`] is the reference
+    /// Sets when a batch leaves (default [`Dispatch::Eager`]): at once while fewer than
+    /// [`max_in_flight`](Self::max_in_flight) batches of its namespace are on their way,
+    /// gathering what arrives once they are into the next batch, so an event reaching an
+    /// idle sink waits for no timer. [`Dispatch::Window`] is the reference
     /// system's fixed window: a batch that does not fill up waits out `max_wait` (50 ms).
     #[must_use]
     pub fn dispatch(mut self, dispatch: Dispatch) -> Self {
@@ -177,8 +178,9 @@ impl SinkBuilder {
     /// Sets how many batches may be on their way at once (default: 64 with
     /// [`Delivery::Acknowledged`]; 1 with [`Delivery::Written`], as before acks). They share
     /// one connection, in order. With acks, a connection asks for one once half of them are
-    /// unconfirmed (or when no batch follows), and writes the other half while it travels:
-    /// at most one ack is outstanding per connection, so each covers up to half of them.
+    /// unconfirmed (or when no batch follows), and writes the other half while it travels.
+    /// At most one ack is outstanding per connection: under a steady stream each covers about
+    /// half of them, after a lull up to all but one.
     #[must_use]
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = Some(n);

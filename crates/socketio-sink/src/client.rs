@@ -76,8 +76,9 @@ pub(crate) struct LinkConfig {
     pub(crate) emit_timeout: Duration,
     pub(crate) ack_timeout: Duration,
     pub(crate) delivery: Delivery,
-    /// In [`Delivery::Acknowledged`], how many written batches make a connection ask for an
-    /// ack even while more follow: half the batches it may have on their way.
+    /// In [`Delivery::Acknowledged`], how many unconfirmed batches make a connection ask for
+    /// an ack even while more follow: the sink sets half the batches it lets on their way;
+    /// 1 otherwise (an ack whenever none is outstanding).
     pub(crate) ack_every: u64,
 }
 

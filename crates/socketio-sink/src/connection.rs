@@ -78,6 +78,10 @@ impl SocketIoConnector {
     /// A connector for `url` (e.g. `http://localhost:8765`) on namespace `/`, emitting per
     /// event, delivery [`Acknowledged`](Delivery::Acknowledged), with a 5 s emit timeout
     /// and a 5 s ack timeout.
+    ///
+    /// Its connections, used directly, ask for an ack whenever none is outstanding; the sink
+    /// has them ask once half the batches it lets on their way are unconfirmed (see
+    /// [`SinkBuilder::max_in_flight`](crate::SinkBuilder::max_in_flight)).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             config: Arc::new(LinkConfig {

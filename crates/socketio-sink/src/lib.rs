@@ -53,8 +53,8 @@
 //! sender included, which carries the ACK), but up to the server's delayed-ACK timer (about
 //! 40 ms on Linux) when it writes nothing but acks. Measured with raw rust_socketio against
 //! socketioxide: one plain emit then one with an ack, 48 ms a round without an echo, 0.2 ms
-//! with one. Against such a silent server, `Acknowledged` still delivers, but each round of
-//! acks (up to 32 batches) costs that timer.
+//! with one. Against such a silent server, `Acknowledged` still delivers, but each
+//! ack (covering up to 63 batches) costs that timer.
 //!
 //! Events that fail are counted as failed, events turned away while the breaker is open or
 //! the queue is full as dropped; each emit's future tells which, so a caller can keep them
@@ -62,9 +62,10 @@
 //!
 //! # Batching: eager or windowed
 //!
-//! By default ([`Dispatch::Eager`]) a batch leaves as soon as no batch of its namespace is
-//! in flight: an event that reaches an idle sink goes at once, and what arrives while
-//! batches are on their way gathers into the next batch, up to 10 events. Under load
+//! By default ([`Dispatch::Eager`]) a batch leaves as soon as its namespace has room on its
+//! way (fewer than [`max_in_flight`](SinkBuilder::max_in_flight) batches: 64 with acks, 1
+//! without): an event that reaches an idle sink goes at once, and what arrives while the
+//! way is full gathers into the next batch, up to 10 events. Under load
 //! batches fill by themselves; at rest there is no 50 ms wait. With
 //! [`SinkBuilder::dispatch`]`(`[`Dispatch::Window`]`)` the sink batches as the reference
 //! system did: a batch leaves when full or 50 ms ([`max_wait`](SinkBuilder::max_wait))
