@@ -260,8 +260,8 @@ impl Store {
 
     /// Deletes the events the dashboard confirmed, in one transaction. A key already gone was
     /// deleted by the cap while in flight: it arrived after all, so it no longer counts as
-    /// dropped. The ids of the deleted events are remembered (the latest 10,000), so that
-    /// they are not stored again. Returns how many rows were deleted.
+    /// dropped. The ids of the deleted events are remembered (at least the latest 10,000),
+    /// so that they are not stored again. Returns how many rows were deleted.
     pub fn confirm(&mut self, keys: &[i64]) -> Result<u64> {
         if keys.is_empty() {
             return Ok(0);
@@ -275,18 +275,16 @@ impl Store {
                 tx.prepare_cached("DELETE FROM events WHERE id = ?1 RETURNING event_id")?;
             let mut remember =
                 tx.prepare_cached("INSERT OR IGNORE INTO delivered (event_id) VALUES (?1)")?;
+            let mut remembered = 0;
             for key in keys {
                 let event_id: Option<String> =
                     delete.query_row([key], |row| row.get(0)).optional()?;
                 if let Some(event_id) = event_id {
-                    remember.execute([event_id])?;
+                    remembered += remember.execute([event_id])? as i64;
                     deleted += 1;
                 }
             }
-            tx.prepare_cached(
-                "DELETE FROM delivered WHERE rowid <= (SELECT max(rowid) FROM delivered) - ?1",
-            )?
-            .execute([schema::DELIVERED_KEPT])?;
+            schema::remember_delivered(&tx, remembered)?;
         }
         let arrived_after_drop = keys.len() as u64 - deleted;
         if arrived_after_drop > 0 {

@@ -8,7 +8,8 @@ use super::Counters;
 /// Bumped when the tables change. 2: one row per `event_id`; 3: `delivered`.
 const VERSION: i64 = 3;
 
-/// How many ids of delivered events `delivered` keeps, newest first.
+/// How many ids of delivered events `delivered` keeps at least, the newest; it is cut back to
+/// that many once it holds twice as many.
 pub(super) const DELIVERED_KEPT: i64 = 10_000;
 
 const TABLES: &str = "
@@ -24,7 +25,8 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta (name, value) VALUES
-    ('depth', 0), ('bytes', 0), ('dropped', 0), ('oversized', 0), ('damaged', 0);
+    ('depth', 0), ('bytes', 0), ('dropped', 0), ('oversized', 0), ('damaged', 0),
+    ('remembered', 0);
 CREATE TRIGGER IF NOT EXISTS events_in AFTER INSERT ON events BEGIN
     UPDATE meta SET value = value + 1 WHERE name = 'depth';
     UPDATE meta SET value = value + new.size WHERE name = 'bytes';
@@ -40,8 +42,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS events_by_event_id ON events (event_id);
 -- The ids of the latest events delivered: a hook's own copy of an event its slow relay
 -- stored and delivered meanwhile is not stored again.
 CREATE TABLE IF NOT EXISTS delivered (
-    event_id TEXT NOT NULL UNIQUE
-);
+    event_id TEXT PRIMARY KEY
+) WITHOUT ROWID;
 ";
 
 /// Sets WAL mode and creates the tables once (a reader of `user_version` otherwise).
@@ -70,6 +72,24 @@ pub(super) fn add(conn: &Connection, name: &str, n: i64) -> rusqlite::Result<()>
     if n != 0 {
         conn.prepare_cached("UPDATE meta SET value = value + ?2 WHERE name = ?1")?
             .execute(rusqlite::params![name, n])?;
+    }
+    Ok(())
+}
+
+/// Counts `n` ids newly in `delivered`, and cuts it back to the newest
+/// [`DELIVERED_KEPT`] (time-ordered ids: the smallest go) once it holds twice as many: one
+/// large delete now and then rather than one per event.
+pub(super) fn remember_delivered(conn: &Connection, n: i64) -> rusqlite::Result<()> {
+    add(conn, "remembered", n)?;
+    let remembered = counter(conn, "remembered")?;
+    if remembered >= 2 * DELIVERED_KEPT {
+        let excess = remembered - DELIVERED_KEPT;
+        conn.prepare_cached(
+            "DELETE FROM delivered WHERE event_id <=
+                 (SELECT event_id FROM delivered ORDER BY event_id LIMIT 1 OFFSET ?1 - 1)",
+        )?
+        .execute([excess])?;
+        add(conn, "remembered", -excess)?;
     }
     Ok(())
 }
@@ -105,9 +125,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut store =
             Store::open(&dir.join("spool.db"), 1 << 30, Duration::from_secs(1)).unwrap();
-        let ids: Vec<String> = (0..=super::DELIVERED_KEPT)
-            .map(|n| format!("e{n:06}"))
-            .collect();
+        let kept = super::DELIVERED_KEPT as usize;
+        let ids: Vec<String> = (0..2 * kept).map(|n| format!("e{n:06}")).collect();
         let append = |store: &mut Store, ids: &[String]| {
             let new: Vec<NewEvent<'_>> = ids
                 .iter()
@@ -125,11 +144,15 @@ mod tests {
             append(&mut store, &ids[..1]).is_empty(),
             "delivered: not stored again"
         );
-        // 10,000 more delivered: the first is forgotten, and would be stored again.
+        // Twice the bound delivered: cut back to the newest 10,000.
         let keys = append(&mut store, &ids[1..]);
-        assert_eq!(store.confirm(&keys).unwrap(), super::DELIVERED_KEPT as u64);
-        assert!(append(&mut store, &ids[1..2]).is_empty());
-        assert_eq!(append(&mut store, &ids[..1]).len(), 1);
+        assert_eq!(store.confirm(&keys).unwrap(), 2 * kept as u64 - 1);
+        for remembered in [kept, 2 * kept - 1] {
+            assert!(append(&mut store, &ids[remembered..=remembered]).is_empty());
+        }
+        for forgotten in [0, kept - 1] {
+            assert_eq!(append(&mut store, &ids[forgotten..=forgotten]).len(), 1);
+        }
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
     }
