@@ -25,13 +25,27 @@ pub fn event_line(event_id: &str, json: &str, oversized: bool) -> String {
 }
 
 /// An event line's id and payload (after its kind byte and space). A line from an older hook
-/// (`E <json>`) has no id: `None`.
+/// (`E <json>`) has no id, nor one with an empty id (`E  <json>`): `None`, and the relay
+/// gives the event one (ids are unique: the store keeps one event per id).
 pub fn split_event(rest: &str) -> (Option<&str>, &str) {
     if rest.starts_with('{') {
         return (None, rest);
     }
     match rest.split_once(' ') {
+        Some(("", json)) => (None, json),
         Some((id, json)) => (Some(id), json),
         None => (None, rest),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_line_without_an_id_or_with_an_empty_one_has_none() {
+        assert_eq!(split_event("01ab {\"a\":1}"), (Some("01ab"), "{\"a\":1}"));
+        assert_eq!(split_event("{\"a\":1}"), (None, "{\"a\":1}"));
+        assert_eq!(split_event(" {\"a\":1}"), (None, "{\"a\":1}"));
     }
 }

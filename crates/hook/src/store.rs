@@ -273,14 +273,15 @@ impl Store {
         {
             let mut delete =
                 tx.prepare_cached("DELETE FROM events WHERE id = ?1 RETURNING event_id")?;
-            let mut remember =
-                tx.prepare_cached("INSERT OR IGNORE INTO delivered (event_id) VALUES (?1)")?;
+            let mut remember = tx.prepare_cached(
+                "INSERT OR IGNORE INTO delivered (event_id, key) VALUES (?1, ?2)",
+            )?;
             let mut remembered = 0;
             for key in keys {
                 let event_id: Option<String> =
                     delete.query_row([key], |row| row.get(0)).optional()?;
                 if let Some(event_id) = event_id {
-                    remembered += remember.execute([event_id])? as i64;
+                    remembered += remember.execute(params![event_id, key])? as i64;
                     deleted += 1;
                 }
             }

@@ -669,6 +669,12 @@ async fn a_relay_stopped_during_hand_overs_delivers_each_event_once() {
     let env = HookEnv::new(BIN, "stopped-hand-over", dashboard.addr());
     assert!(env.hook(&prompt(0)).status.success());
     let pid = relay_pid(&env).expect("a relay runs");
+    // Stopped idle, not holding the store's write lock (the hooks could not store then).
+    let idle = wait_until(&log, Duration::from_secs(5), |log| {
+        distinct(log) == 1 && env.stats()["spool_depth"] == 0
+    })
+    .await;
+    assert!(idle, "{}", env.stats());
     signal(pid, "STOP");
     let total = 20;
     for n in 1..total {

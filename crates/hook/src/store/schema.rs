@@ -1,15 +1,17 @@
-//! The store's tables: `events` in arrival order, and `meta`, the lifetime counters that
-//! triggers keep exact whoever writes.
+//! The store's tables: `events` in arrival order; `meta`, the lifetime counters that
+//! triggers keep exact whoever writes; and `delivered`, the ids of the latest events
+//! delivered.
 
 use rusqlite::Connection;
 
 use super::Counters;
 
-/// Bumped when the tables change. 2: one row per `event_id`; 3: `delivered`.
-const VERSION: i64 = 3;
+/// Bumped when the tables change. 2: one row per `event_id`; 3: `delivered`; 4: `delivered`
+/// by key (3 had other shapes on the way).
+const VERSION: i64 = 4;
 
-/// How many ids of delivered events `delivered` keeps at least, the newest; it is cut back to
-/// that many once it holds twice as many.
+/// How many ids of delivered events `delivered` keeps at least, the latest delivered; it is
+/// cut back to that many once it holds twice as many.
 pub(super) const DELIVERED_KEPT: i64 = 10_000;
 
 const TABLES: &str = "
@@ -25,8 +27,7 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta (name, value) VALUES
-    ('depth', 0), ('bytes', 0), ('dropped', 0), ('oversized', 0), ('damaged', 0),
-    ('remembered', 0);
+    ('depth', 0), ('bytes', 0), ('dropped', 0), ('oversized', 0), ('damaged', 0);
 CREATE TRIGGER IF NOT EXISTS events_in AFTER INSERT ON events BEGIN
     UPDATE meta SET value = value + 1 WHERE name = 'depth';
     UPDATE meta SET value = value + new.size WHERE name = 'bytes';
@@ -39,14 +40,21 @@ END;
 -- sent it to was slow, and the relay then stored it too): the later copies go.
 DELETE FROM events WHERE id NOT IN (SELECT min(id) FROM events GROUP BY event_id);
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_event_id ON events (event_id);
--- The ids of the latest events delivered: a hook's own copy of an event its slow relay
--- stored and delivered meanwhile is not stored again.
-CREATE TABLE IF NOT EXISTS delivered (
-    event_id TEXT PRIMARY KEY
+-- The ids of the latest events delivered, with their keys in `events` (the order they were
+-- delivered in): a hook's own copy of an event its slow relay stored and delivered meanwhile
+-- is not stored again. Version 3 had other shapes: what dropping it forgets is at most a
+-- few duplicates.
+DROP TABLE IF EXISTS delivered;
+CREATE TABLE delivered (
+    event_id TEXT PRIMARY KEY,
+    key      INTEGER NOT NULL
 ) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta (name, value) VALUES ('remembered', 0);
+UPDATE meta SET value = 0 WHERE name = 'remembered';
 ";
 
-/// Sets WAL mode and creates the tables once (a reader of `user_version` otherwise).
+/// Sets WAL mode, and creates or upgrades the tables once (a reader of `user_version`
+/// otherwise). A store of a later version is left as it is.
 pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -54,7 +62,7 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    if version != VERSION {
+    if version < VERSION {
         conn.execute_batch(&format!(
             "BEGIN IMMEDIATE; {TABLES} PRAGMA user_version = {VERSION}; COMMIT;"
         ))?;
@@ -76,20 +84,19 @@ pub(super) fn add(conn: &Connection, name: &str, n: i64) -> rusqlite::Result<()>
     Ok(())
 }
 
-/// Counts `n` ids newly in `delivered`, and cuts it back to the newest
-/// [`DELIVERED_KEPT`] (time-ordered ids: the smallest go) once it holds twice as many: one
-/// large delete now and then rather than one per event.
+/// Counts `n` ids newly in `delivered`, and cuts it back to the latest [`DELIVERED_KEPT`]
+/// delivered (the largest keys) once it holds twice as many: one large delete now and then
+/// rather than one per event.
 pub(super) fn remember_delivered(conn: &Connection, n: i64) -> rusqlite::Result<()> {
     add(conn, "remembered", n)?;
-    let remembered = counter(conn, "remembered")?;
-    if remembered >= 2 * DELIVERED_KEPT {
-        let excess = remembered - DELIVERED_KEPT;
-        conn.prepare_cached(
-            "DELETE FROM delivered WHERE event_id <=
-                 (SELECT event_id FROM delivered ORDER BY event_id LIMIT 1 OFFSET ?1 - 1)",
-        )?
-        .execute([excess])?;
-        add(conn, "remembered", -excess)?;
+    if counter(conn, "remembered")? >= 2 * DELIVERED_KEPT {
+        let forgotten = conn
+            .prepare_cached(
+                "DELETE FROM delivered WHERE key <
+                     (SELECT key FROM delivered ORDER BY key DESC LIMIT 1 OFFSET ?1 - 1)",
+            )?
+            .execute([DELIVERED_KEPT])?;
+        add(conn, "remembered", -(forgotten as i64))?;
     }
     Ok(())
 }
@@ -118,15 +125,23 @@ mod tests {
 
     use crate::store::{NewEvent, Store};
 
-    #[test]
-    fn a_delivered_event_is_not_stored_again_while_among_the_latest_delivered() {
-        let dir = std::env::temp_dir().join(format!("sluice-delivered-{}", std::process::id()));
+    fn empty_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_delivered_event_is_not_stored_again_while_among_the_latest_delivered() {
+        let dir = empty_dir("delivered");
         let mut store =
             Store::open(&dir.join("spool.db"), 1 << 30, Duration::from_secs(1)).unwrap();
         let kept = super::DELIVERED_KEPT as usize;
-        let ids: Vec<String> = (0..2 * kept).map(|n| format!("e{n:06}")).collect();
+        // Ids in the reverse of their text order: the cut goes by the order of delivery.
+        let ids: Vec<String> = (0..2 * kept)
+            .map(|n| format!("e{:06}", 2 * kept - n))
+            .collect();
         let append = |store: &mut Store, ids: &[String]| {
             let new: Vec<NewEvent<'_>> = ids
                 .iter()
@@ -144,7 +159,7 @@ mod tests {
             append(&mut store, &ids[..1]).is_empty(),
             "delivered: not stored again"
         );
-        // Twice the bound delivered: cut back to the newest 10,000.
+        // Twice the bound delivered: cut back to the latest 10,000 delivered.
         let keys = append(&mut store, &ids[1..]);
         assert_eq!(store.confirm(&keys).unwrap(), 2 * kept as u64 - 1);
         for remembered in [kept, 2 * kept - 1] {
@@ -158,10 +173,39 @@ mod tests {
     }
 
     #[test]
+    fn a_version_3_store_of_either_shape_confirms_after_the_upgrade() {
+        for shape in [
+            "event_id TEXT NOT NULL UNIQUE",
+            "event_id TEXT PRIMARY KEY) WITHOUT ROWID; SELECT (1",
+        ] {
+            let dir = empty_dir("v3");
+            let path = dir.join("spool.db");
+            drop(Store::open(&path, 1 << 20, Duration::from_secs(1)).unwrap());
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(&format!(
+                "DROP TABLE delivered; CREATE TABLE delivered ({shape});
+                 DELETE FROM meta WHERE name = 'remembered'; PRAGMA user_version = 3;"
+            ))
+            .unwrap();
+            drop(conn);
+
+            let mut store = Store::open(&path, 1 << 20, Duration::from_secs(1)).unwrap();
+            let event = NewEvent {
+                event_id: "a",
+                payload: "{}",
+                oversized: false,
+            };
+            let keys = store.append(&[event]).unwrap().0;
+            assert_eq!(store.confirm(&keys).unwrap(), 1, "{shape}");
+            assert!(store.append(&[event]).unwrap().0.is_empty(), "{shape}");
+            drop(store);
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    #[test]
     fn a_version_1_store_keeps_the_first_copy_of_an_event_stored_twice() {
-        let dir = std::env::temp_dir().join(format!("sluice-schema-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = empty_dir("schema");
         let path = dir.join("spool.db");
         drop(Store::open(&path, 1 << 20, Duration::from_secs(1)).unwrap());
         // As version 1 left it: no unique index, and an event stored by a hook and its relay.
