@@ -44,7 +44,7 @@ pub(super) fn import(dir: &Path, store: &mut Store) -> Result<u64> {
     // Intact records that are not a JSON payload are damage too.
     let damaged = torn + (records - events.len()) as u64;
     let new = NewEvent::from_pairs(&events);
-    store.append(&new)?;
+    let (stored, _) = store.append(&new)?;
     store.note_damaged(damaged)?;
     let mut imported = log.as_os_str().to_owned();
     imported.push(format!(".imported-{}", now_secs()));
@@ -52,11 +52,11 @@ pub(super) fn import(dir: &Path, store: &mut Store) -> Result<u64> {
     let _ = fs::remove_file(dir.join("spool.pos"));
     let _ = fs::remove_file(dir.join("spool.lock"));
     tracing::info!(
-        events = events.len(),
+        events = stored.len(),
         damaged,
         "imported the legacy spool.log"
     );
-    Ok(events.len() as u64)
+    Ok(stored.len() as u64)
 }
 
 /// Every intact record's payload, and how many torn or corrupt stretches were skipped.
