@@ -77,7 +77,7 @@ pub enum Delivery {
 /// One relay per dashboard URL: its socket, lock and store are named after the URL, so a
 /// hook configured for another dashboard never hands its events to this one's relay.
 fn url_tag(url: &str) -> String {
-    format!("{:08x}", crc32fast::hash(url.as_bytes()))
+    format!("{:08x}", crate::crc32(url.as_bytes()))
 }
 
 /// The store of the relay for `url` in `state_dir`.
@@ -345,6 +345,16 @@ fn default_state_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_urls_relay_keeps_its_names_across_releases() {
+        // A relay's socket and store are found by these names: a new hook must find the
+        // store an older one filled (the CRC-32 of the URL).
+        let url = "http://localhost:8765";
+        let dir = std::path::Path::new("/d");
+        assert_eq!(relay_socket(dir, url), dir.join("relay-995879c2.sock"));
+        assert_eq!(relay_store(dir, url), dir.join("spool-995879c2.db"));
+    }
 
     #[test]
     fn the_url_comes_from_the_reference_variables_too() {
