@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use sluice_dashboard::{Dashboard, Log};
+use sluice_dashboard::{Acks, Dashboard, Log};
 
 use sluice_test_support::HookEnv;
 
@@ -283,5 +283,54 @@ async fn hooks_starting_at_once_start_one_relay() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(relays_of(&env), 1);
+    dashboard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dashboard_that_never_acks_is_named_and_written_delivery_serves_it() {
+    let log = Log::default();
+    let dashboard = Dashboard::start_with("127.0.0.1:0".parse().unwrap(), log.clone(), Acks::Never)
+        .await
+        .unwrap();
+    let env = HookEnv::new(BIN, "never-acks", dashboard.addr());
+    for n in 0..3 {
+        assert_quiet_success(&env.hook(&prompt(n)));
+    }
+    // The events reach the server, but without an ack none counts as delivered: the relay
+    // must say what the user can do about it, where they look (`stats`).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let stats = loop {
+        let stats = env.stats();
+        let said = stats["last_delivery_error"].as_str().unwrap_or_default();
+        if said.contains("SLUICE_DELIVERY=written") || std::time::Instant::now() > deadline {
+            break stats;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let said = stats["last_delivery_error"].as_str().unwrap_or_default();
+    assert!(said.contains("SLUICE_DELIVERY=written"), "{stats}");
+    assert_eq!(stats["spool_depth"], 3, "{stats}");
+    assert_eq!(stats["delivered"], 0, "{stats}");
+
+    // Told so, the user restarts the relay with written delivery: the store drains.
+    env.stop_relay();
+    let written = [("SLUICE_DELIVERY", "written")];
+    for n in 3..5 {
+        assert_quiet_success(&env.hook_with(&written, &prompt(n)));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while env.stats()["spool_depth"] != 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stats = env.stats();
+    assert_eq!(stats["spool_depth"], 0, "{stats}");
+    // Written is not received: the last events may still be on their way.
+    log.wait_for(5, Duration::from_secs(10)).await;
+    // Each event once under its id (the log keeps one copy per id; a copy under another id
+    // would show here twice).
+    let mut arrived = prompts(&log);
+    arrived.sort();
+    let expected: Vec<String> = (0..5).map(|n| format!("prompt {n}")).collect();
+    assert_eq!(arrived, expected);
     dashboard.stop().await;
 }

@@ -22,11 +22,16 @@ pub(crate) const ROUND_BYTES: usize = 1 << 20;
 /// The longest wait before retrying after a failure: delivery resumes this soon after the
 /// dashboard is back, however long it was away.
 pub(crate) const MAX_RETRY_WAIT: Duration = Duration::from_secs(1);
+/// What an ack timeout means while the dashboard has acknowledged nothing yet.
+const NEVER_ACKED: &str = "; the dashboard has acknowledged no event yet: if it never \
+    acknowledges, run the relay with SLUICE_DELIVERY=written (README: A server that never \
+    acknowledges)";
 /// How long a stopping relay lets its round in flight finish.
 const STOP_GRACE: Duration = Duration::from_millis(1_500);
 
 pub(crate) async fn run(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
     let mut replaying = false;
+    let mut told_never_acked = false;
     loop {
         if *stopped.borrow() {
             return;
@@ -120,7 +125,18 @@ pub(crate) async fn run(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
         replaying = true;
         counts.retries.fetch_add(1, Ordering::Relaxed);
         let wait = retry_wait(&error);
-        let described = error_chain(&error);
+        let mut described = error_chain(&error);
+        if matches!(error, SinkError::AckTimedOut(_))
+            && counts.delivered.load(Ordering::Relaxed) == 0
+        {
+            // The events reach the server and are sent again every round: say why, and
+            // what to do, where the user looks (`stats`, the log).
+            described.push_str(NEVER_ACKED);
+            if !told_never_acked {
+                told_never_acked = true;
+                tracing::warn!(error = described, "the dashboard acknowledges nothing");
+            }
+        }
         tracing::debug!(
             error = described,
             ?wait,
