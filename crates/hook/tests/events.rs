@@ -1,5 +1,6 @@
-//! Every hook event Claude Code 2.1.332 knows, one fixture each (the real captures where
-//! there are some), run through the built hook into the embedded dashboard, subtype checked.
+//! Every hook event Claude Code 2.1.332 knows, one fixture each, run through the built hook
+//! into the embedded dashboard, subtype and fields checked. Eight fixtures are real captures;
+//! the others are written to the input types of the agent SDK built for that release.
 
 use std::time::Duration;
 
@@ -10,42 +11,45 @@ use sluice_test_support::HookEnv;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
 
-/// Fixture (under tests/fixtures/events) and the subtype the dashboard must see.
-const EVENTS: [(&str, &str); 34] = [
-    ("pre_tool_use", "pre_tool"),
-    ("post_tool_use", "post_tool"),
-    ("post_tool_use_failure", "post_tool"),
-    ("post_tool_batch", "post_tool_batch"),
-    ("notification", "notification"),
-    ("user_prompt_submit", "user_prompt"),
-    ("user_prompt_expansion", "user_prompt_expansion"),
-    ("session_start", "session_start"),
-    ("session_end", "session_end"),
-    ("stop", "stop"),
-    ("stop_failure", "stop_failure"),
-    ("subagent_start", "subagent_start"),
-    ("subagent_stop", "subagent_stop"),
-    ("pre_compact", "pre_compact"),
-    ("post_compact", "post_compact"),
-    ("pre_model_switch", "pre_model_switch"),
-    ("post_model_switch", "post_model_switch"),
-    ("permission_request", "permission_request"),
-    ("permission_denied", "permission_denied"),
-    ("setup", "setup"),
-    ("teammate_idle", "teammate_idle"),
-    ("task_created", "task_created"),
-    ("task_completed", "task_completed"),
-    ("elicitation", "elicitation"),
-    ("elicitation_result", "elicitation_result"),
-    ("config_change", "config_change"),
-    ("worktree_create", "worktree_create"),
-    ("worktree_remove", "worktree_remove"),
-    ("instructions_loaded", "instructions_loaded"),
-    ("cwd_changed", "cwd_changed"),
-    ("file_changed", "file_changed"),
-    ("directory_added", "directory_added"),
-    ("message_display", "message_display"),
-    ("pre_skill_shell_command", "pre_skill_shell_command"),
+/// Fixture (under tests/fixtures/events), the subtype the dashboard must see, and the
+/// fields of its own the event always carries, space-separated: the required fields of its
+/// input type in `@anthropic-ai/claude-agent-sdk` 0.3.332 (`sdk.d.ts`, built for Claude Code
+/// 2.1.332), besides the common `session_id`, `transcript_path`, `cwd` and `hook_event_name`.
+const EVENTS: [(&str, &str, &str); 34] = [
+    ("pre_tool_use", "pre_tool", "tool_name tool_input tool_use_id"),
+    ("post_tool_use", "post_tool", "tool_name tool_input tool_response tool_use_id"),
+    ("post_tool_use_failure", "post_tool", "tool_name tool_input tool_use_id error"),
+    ("post_tool_batch", "post_tool_batch", "tool_calls"),
+    ("notification", "notification", "message notification_type"),
+    ("user_prompt_submit", "user_prompt", "prompt"),
+    ("user_prompt_expansion", "user_prompt_expansion", "expansion_type command_name command_args prompt"),
+    ("session_start", "session_start", "source"),
+    ("session_end", "session_end", "reason"),
+    ("stop", "stop", "stop_hook_active"),
+    ("stop_failure", "stop_failure", "error"),
+    ("subagent_start", "subagent_start", "agent_id agent_type"),
+    ("subagent_stop", "subagent_stop", "stop_hook_active agent_id agent_transcript_path agent_type"),
+    ("pre_compact", "pre_compact", "trigger custom_instructions"),
+    ("post_compact", "post_compact", "trigger compact_summary"),
+    ("pre_model_switch", "pre_model_switch", "from_model to_model requested_model source context_tokens prompt_cache_warm cache_ttl estimated_cache_write_usd pricing"),
+    ("post_model_switch", "post_model_switch", "from_model to_model requested_model source context_tokens prompt_cache_warm cache_ttl estimated_cache_write_usd pricing"),
+    ("permission_request", "permission_request", "tool_name tool_input"),
+    ("permission_denied", "permission_denied", "tool_name tool_input tool_use_id reason"),
+    ("setup", "setup", "trigger"),
+    ("teammate_idle", "teammate_idle", "teammate_name team_name"),
+    ("task_created", "task_created", "task_id task_subject"),
+    ("task_completed", "task_completed", "task_id task_subject"),
+    ("elicitation", "elicitation", "mcp_server_name message"),
+    ("elicitation_result", "elicitation_result", "mcp_server_name action"),
+    ("config_change", "config_change", "source"),
+    ("worktree_create", "worktree_create", "name"),
+    ("worktree_remove", "worktree_remove", "worktree_path"),
+    ("instructions_loaded", "instructions_loaded", "file_path memory_type load_reason"),
+    ("cwd_changed", "cwd_changed", "old_cwd new_cwd"),
+    ("file_changed", "file_changed", "file_path event"),
+    ("directory_added", "directory_added", "directory source"),
+    ("message_display", "message_display", "turn_id message_id index final delta"),
+    ("pre_skill_shell_command", "pre_skill_shell_command", "tool_name tool_input tool_use_id command_name invoked_by"),
 ];
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -63,7 +67,7 @@ async fn every_event_reaches_the_dashboard_with_its_subtype() {
         .unwrap();
     let env = HookEnv::new(BIN, "events", dashboard.addr());
     let mut names = Vec::new();
-    for (file, _) in EVENTS {
+    for (file, _, _) in EVENTS {
         let input = fixture(file);
         let parsed: Value = serde_json::from_slice(&input).unwrap();
         names.push(parsed["hook_event_name"].as_str().unwrap().to_string());
@@ -82,9 +86,13 @@ async fn every_event_reaches_the_dashboard_with_its_subtype() {
     let log = dashboard.received();
     assert_eq!(log.wait_for(35, Duration::from_secs(20)).await, 35);
     let events = log.events();
-    for (n, (file, subtype)) in EVENTS.iter().enumerate() {
+    for (n, (file, subtype, fields)) in EVENTS.iter().enumerate() {
         let event = &events[n].data;
         assert_eq!(event["subtype"], *subtype, "{file}");
+        let data = event["data"].as_object().unwrap();
+        for field in fields.split_whitespace() {
+            assert!(data.contains_key(field), "{file}: {field} did not arrive");
+        }
         assert_eq!(event["data"]["hook_event_name"], names[n], "{file}");
         assert_eq!(
             event["data"]["session_id"], "5e637825-90c8-4fca-9cea-04d717d5923f",
@@ -116,10 +124,14 @@ async fn every_event_reaches_the_dashboard_with_its_subtype() {
 
 #[test]
 fn the_fixtures_carry_the_fields_claude_code_sends() {
-    for (file, _) in EVENTS {
+    for (file, _, fields) in EVENTS {
         let input: Value = serde_json::from_slice(&fixture(file)).unwrap();
         for field in ["session_id", "transcript_path", "cwd", "hook_event_name"] {
             assert!(input[field].is_string(), "{file}: {field}");
+        }
+        let own = input.as_object().unwrap();
+        for field in fields.split_whitespace() {
+            assert!(own.contains_key(field), "{file}: {field}");
         }
         // Every event but the four real captures without them carries these too.
         if ![
