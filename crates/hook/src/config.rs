@@ -68,7 +68,8 @@ const DEFAULT_SPOOL_MAX_BYTES: &str = "67108864";
 /// When an event counts as delivered, and so leaves the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Delivery {
-    /// The dashboard acknowledged it (claude-mpm, python-socketio, Node socket.io do).
+    /// The dashboard acknowledged it (claude-mpm and python-socketio do; Node socket.io
+    /// when the handler calls its ack callback).
     Acknowledged,
     /// It was written to the dashboard's websocket (for servers that never acknowledge).
     Written,
@@ -77,7 +78,7 @@ pub enum Delivery {
 /// One relay per dashboard URL: its socket, lock and store are named after the URL, so a
 /// hook configured for another dashboard never hands its events to this one's relay.
 fn url_tag(url: &str) -> String {
-    format!("{:08x}", crate::crc32(url.as_bytes()))
+    format!("{:08x}", crate::checksum::crc32(url.as_bytes()))
 }
 
 /// The store of the relay for `url` in `state_dir`.

@@ -23,9 +23,9 @@ pub(crate) const ROUND_BYTES: usize = 1 << 20;
 /// dashboard is back, however long it was away.
 pub(crate) const MAX_RETRY_WAIT: Duration = Duration::from_secs(1);
 /// What an ack timeout means while the dashboard has acknowledged nothing yet.
-const NEVER_ACKED: &str = "; the dashboard has acknowledged no event yet: if it never \
-    acknowledges, run the relay with SLUICE_DELIVERY=written (README: A server that never \
-    acknowledges)";
+const NEVER_ACKED: &str = "; the dashboard had acknowledged no event when this round timed \
+    out: for a server that never acknowledges, set SLUICE_DELIVERY=written where the hooks \
+    run, then `sluice-hook stop` (README: A server that never acknowledges)";
 /// How long a stopping relay lets its round in flight finish.
 const STOP_GRACE: Duration = Duration::from_millis(1_500);
 
@@ -125,17 +125,11 @@ pub(crate) async fn run(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
         replaying = true;
         counts.retries.fetch_add(1, Ordering::Relaxed);
         let wait = retry_wait(&error);
-        let mut described = error_chain(&error);
-        if matches!(error, SinkError::AckTimedOut(_))
-            && counts.delivered.load(Ordering::Relaxed) == 0
-        {
-            // The events reach the server and are sent again every round: say why, and
-            // what to do, where the user looks (`stats`, the log).
-            described.push_str(NEVER_ACKED);
-            if !told_never_acked {
-                told_never_acked = true;
-                tracing::warn!(error = described, "the dashboard acknowledges nothing");
-            }
+        let never_acked = counts.delivered.load(Ordering::Relaxed) == 0;
+        let described = describe(&error, never_acked);
+        if never_acked && matches!(error, SinkError::AckTimedOut(_)) && !told_never_acked {
+            told_never_acked = true;
+            tracing::warn!(error = described, "no ack, and none so far");
         }
         tracing::debug!(
             error = described,
@@ -152,6 +146,16 @@ pub(crate) async fn run(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
             return;
         }
     }
+}
+
+/// A failed round's error and its causes, for `stats` and the log. An ack timeout before
+/// any ack says what to do: the events reach such a server, and go again every round.
+fn describe(error: &SinkError, never_acked: bool) -> String {
+    let mut described = error_chain(error);
+    if never_acked && matches!(error, SinkError::AckTimedOut(_)) {
+        described.push_str(NEVER_ACKED);
+    }
+    described
 }
 
 fn retry_wait(error: &SinkError) -> Duration {
