@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![allow(missing_docs, unreachable_pub)] // an internal library of two binaries
 
+mod checksum;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -36,12 +37,4 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// The CRC-32 (IEEE) of `bytes`, from a table built at compile time. `crc32fast` asks the
-/// CPU for its features first; under a hypervisor that query traps, and it cost the hook
-/// about 0.1 ms of its start, for a hash of a URL.
-pub(crate) fn crc32(bytes: &[u8]) -> u32 {
-    const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
-    CRC32.checksum(bytes)
 }

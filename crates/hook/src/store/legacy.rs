@@ -92,7 +92,7 @@ fn decode(bytes: &[u8]) -> Option<(&[u8], usize)> {
         return None;
     }
     let payload = &bytes[HEADER..HEADER + len];
-    (crate::crc32(payload) == crc).then_some((payload, HEADER + len))
+    (crate::checksum::crc32(payload) == crc).then_some((payload, HEADER + len))
 }
 
 #[cfg(test)]
@@ -102,7 +102,7 @@ mod tests {
     fn record(payload: &[u8]) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        out.extend_from_slice(&crate::crc32(payload).to_le_bytes());
+        out.extend_from_slice(&crate::checksum::crc32(payload).to_le_bytes());
         out.extend_from_slice(payload);
         out
     }
