@@ -75,7 +75,7 @@ pub fn pretty(stats: &Value) -> String {
         bytes(n("spool_bytes")),
         n("spool_dropped")
     );
-    if let Some(damaged) = map.get("spool_damaged").filter(|v| !is_none(v)) {
+    if let Some(damaged) = map.get("spool_damaged").filter(|v| !is_none(v) && *v != 0) {
         let _ = write!(spool, ", damaged: {}", flat(damaged));
     }
     let _ = writeln!(out, "  spool        {spool}");
@@ -203,6 +203,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("future_field"), "{text}");
+        // Damage is named only when there was some.
+        let spool = |damaged: u64| pretty(&json!({"spool_depth": 1, "spool_damaged": damaged}));
+        assert!(!spool(0).contains("damaged"), "{}", spool(0));
+        assert!(spool(2).contains(", damaged: 2"), "{}", spool(2));
         let failed = pretty(&json!({"last_delivery_error": "ack timed out", "delivered": 3}));
         assert!(
             failed.contains("delivered    3 events (0 from a backlog), 0 failed rounds retried; the last: ack timed out"),
