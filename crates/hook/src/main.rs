@@ -178,7 +178,7 @@ fn exec_sibling(name: &str, args: &[OsString]) -> i32 {
     };
     if !binary.exists() {
         let package = if name == "sluice-demo" {
-            "sluice-demo: `cargo build --release -p sluice-demo`, or `cargo install --path crates/demo`"
+            "sluice-demo: `cargo install --path crates/demo` (in a checkout: `cargo build --release -p sluice-demo`)"
         } else {
             "sluice-hook: `cargo install --path crates/hook`"
         };
