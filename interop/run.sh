@@ -5,8 +5,9 @@
 #
 #   interop/run.sh node|python [EVENTS]      (default 3000 events)
 #
-# Needs `cargo build --release -p sluice-hook`; node and npm (the script installs socket.io
-# here), or python3 with python-socketio and aiohttp. Exit 0 only if nothing was lost.
+# Needs `cargo build --release -p sluice-hook` and python3 (it counts); for `node`, node and
+# npm (the script installs socket.io here); for `python`, python-socketio and aiohttp.
+# Exit 0 only if every event arrived, first arrivals in order.
 set -euo pipefail
 kind=${1:?usage: interop/run.sh node|python [EVENTS]}
 events=${2:-3000}
@@ -31,7 +32,7 @@ export SLUICE_URL=http://127.0.0.1:$port
 received=$work/received.jsonl
 cleanup() {
   "$hook" stop >/dev/null 2>&1 || true
-  kill -9 "$restarter" 2>/dev/null || true
+  [ -n "${restarter:-}" ] && kill -9 "$restarter" 2>/dev/null || true
   pkill -9 -f "$here/server\.(js|py) $port\$" 2>/dev/null || true
   rm -rf "$work"
 }
