@@ -2,9 +2,9 @@
 //!
 //! On Linux with glibc, Rust links its unwinder from `libgcc_s.so`. Loading that library
 //! cost the hook 0.07 to 0.09 ms (measured paired), much of it in its constructor, which
-//! asks the CPU for its features (a query that traps under a hypervisor). This links GCC's static
-//! unwinder into the `sluice-hook` binary instead (what `gcc -static-libgcc` does), so the
-//! loader never opens `libgcc_s`. Panics unwind exactly as before.
+//! asks the CPU for its features (a query that traps under a hypervisor). This links GCC's
+//! static unwinder into the `sluice-hook` binary instead (what `gcc -static-libgcc` does),
+//! so the loader never opens `libgcc_s`. Panics unwind exactly as before.
 //!
 //! Only for a native, dynamically linked glibc build whose linker has the static unwinder
 //! (a `crt-static` build links it already); anywhere else this does nothing. With rust-lld,
