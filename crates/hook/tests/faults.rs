@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sluice_dashboard::{Dashboard, Log};
 
-use sluice_test_support::{unused_addr, HookEnv};
+use sluice_test_support::{eventually, unused_addr, HookEnv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
 
@@ -64,14 +64,7 @@ fn numbers_in_order(log: &Log) -> Vec<usize> {
 
 /// Waits (bounded) until `done` holds for the dashboard's log.
 async fn wait_until(log: &Log, timeout: Duration, done: impl Fn(&Log) -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if done(log) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    done(log)
+    eventually(timeout, || done(log)).await
 }
 
 /// A dashboard on a free loopback port.
@@ -502,10 +495,7 @@ async fn the_idle_relay_exits_only_once_its_store_is_empty() {
     let log = dashboard.received().clone();
     let depth = stats["spool_depth"].as_u64().unwrap() as usize;
     assert!(wait_until(&log, Duration::from_secs(10), |log| distinct(log) == depth).await);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while alive(pid) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(10), || !alive(pid)).await;
     assert!(
         !alive(pid),
         "the store is empty and the relay idle: it exits"

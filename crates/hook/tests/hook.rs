@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sluice_dashboard::{Acks, Dashboard, Log};
 
-use sluice_test_support::HookEnv;
+use sluice_test_support::{eventually, HookEnv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
 
@@ -153,10 +153,7 @@ async fn events_spooled_while_the_dashboard_is_down_are_delivered_in_order() {
     let expected: Vec<String> = (0..50).map(|n| format!("prompt {n}")).collect();
     assert_eq!(prompts(dashboard.received()), expected);
     // The cursor moves past each batch once the sink reports it sent.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while env.stats()["spool_depth"] != 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(5), || env.stats()["spool_depth"] == 0).await;
     assert_eq!(env.stats()["spool_depth"], 0);
     dashboard.stop().await;
 }
@@ -278,10 +275,7 @@ async fn hooks_starting_at_once_start_one_relay() {
         8
     );
     // Relays that lost the race have exited by now; exactly one serves.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while relays_of(&env) > 1 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(5), || relays_of(&env) == 1).await;
     assert_eq!(relays_of(&env), 1);
     dashboard.stop().await;
 }
@@ -298,15 +292,13 @@ async fn a_dashboard_that_never_acks_is_named_and_written_delivery_serves_it() {
     }
     // The events reach the server, but without an ack none counts as delivered: the relay
     // must say what the user can do about it, where they look (`stats`).
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let stats = loop {
-        let stats = env.stats();
-        let said = stats["last_delivery_error"].as_str().unwrap_or_default();
-        if said.contains("SLUICE_DELIVERY=written") || std::time::Instant::now() > deadline {
-            break stats;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let hinted = |stats: &serde_json::Value| {
+        stats["last_delivery_error"]
+            .as_str()
+            .is_some_and(|said| said.contains("SLUICE_DELIVERY=written"))
     };
+    eventually(Duration::from_secs(15), || hinted(&env.stats())).await;
+    let stats = env.stats();
     let said = stats["last_delivery_error"].as_str().unwrap_or_default();
     assert!(said.contains("SLUICE_DELIVERY=written"), "{stats}");
     assert_eq!(stats["spool_depth"], 3, "{stats}");
@@ -320,10 +312,7 @@ async fn a_dashboard_that_never_acks_is_named_and_written_delivery_serves_it() {
     for n in 3..5 {
         assert_quiet_success(&env.hook_with(&written, &prompt(n)));
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while env.stats()["spool_depth"] != 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(15), || env.stats()["spool_depth"] == 0).await;
     let stats = env.stats();
     assert_eq!(stats["spool_depth"], 0, "{stats}");
     // Written is not received: the last events may still be on their way.

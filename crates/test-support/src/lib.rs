@@ -12,6 +12,8 @@
 //! that is down.
 //!
 //! [`init_tracing`] shows the crates' logs in a test's output when `RUST_LOG` asks for them.
+//!
+//! [`eventually`] waits, within a bound, for something a process will do.
 
 mod contract;
 mod hook_env;
@@ -36,4 +38,19 @@ pub fn init_tracing() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+}
+
+/// Checks `done` every 20 ms until it holds or `timeout` passes; returns whether it held.
+/// For what another process does in its own time (a relay draining its store, exiting).
+pub async fn eventually(timeout: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

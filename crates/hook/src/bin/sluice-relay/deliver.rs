@@ -125,11 +125,16 @@ pub(crate) async fn run(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
         replaying = true;
         counts.retries.fetch_add(1, Ordering::Relaxed);
         let wait = retry_wait(&error);
-        let never_acked = counts.delivered.load(Ordering::Relaxed) == 0;
-        let described = describe(&error, never_acked);
-        if never_acked && matches!(error, SinkError::AckTimedOut(_)) && !told_never_acked {
-            told_never_acked = true;
-            tracing::warn!(error = described, "no ack, and none so far");
+        let mut described = error_chain(&error);
+        // An ack timeout before any ack: the events reach such a server and go again every
+        // round, so say what to do.
+        if matches!(error, SinkError::AckTimedOut(_))
+            && counts.delivered.load(Ordering::Relaxed) == 0
+        {
+            described.push_str(NEVER_ACKED);
+            if !std::mem::replace(&mut told_never_acked, true) {
+                tracing::warn!(error = described, "no ack, and none so far");
+            }
         }
         tracing::debug!(
             error = described,
@@ -146,16 +151,6 @@ pub(crate) async fn run(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
             return;
         }
     }
-}
-
-/// A failed round's error and its causes, for `stats` and the log. An ack timeout before
-/// any ack says what to do: the events reach such a server, and go again every round.
-fn describe(error: &SinkError, never_acked: bool) -> String {
-    let mut described = error_chain(error);
-    if never_acked && matches!(error, SinkError::AckTimedOut(_)) {
-        described.push_str(NEVER_ACKED);
-    }
-    described
 }
 
 fn retry_wait(error: &SinkError) -> Duration {
