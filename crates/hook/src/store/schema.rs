@@ -2,7 +2,7 @@
 //! triggers keep exact whoever writes; and `delivered`, the ids of the latest events
 //! delivered.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 use super::Counters;
 
@@ -55,19 +55,27 @@ UPDATE meta SET value = 0 WHERE name = 'remembered';
 
 /// Sets WAL mode, and creates or upgrades the tables once (a reader of `user_version`
 /// otherwise). A store of a later version is left as it is.
+///
+/// The version is read inside the write transaction that upgrades: two processes opening
+/// an old store at once upgrade it once, the second finding it current.
 pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(mode, "the spool is not in WAL mode");
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    if version < VERSION {
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {TABLES} PRAGMA user_version = {VERSION}; COMMIT;"
-        ))?;
+    if user_version(conn)? >= VERSION {
+        return Ok(()); // the common case, without taking the write lock
     }
-    Ok(())
+    let upgrade = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    if user_version(&upgrade)? < VERSION {
+        upgrade.execute_batch(&format!("{TABLES} PRAGMA user_version = {VERSION};"))?;
+    }
+    upgrade.commit()
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
 }
 
 pub(super) fn counter(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
@@ -201,6 +209,43 @@ mod tests {
             drop(store);
             let _ = std::fs::remove_dir_all(dir);
         }
+    }
+
+    #[test]
+    fn two_processes_opening_an_old_store_upgrade_it_once() {
+        let dir = empty_dir("upgrade-once");
+        let path = dir.join("spool.db");
+        drop(Store::open(&path, 1 << 20, Duration::from_secs(1)).unwrap());
+        let first = rusqlite::Connection::open(&path).unwrap();
+        first.execute_batch("PRAGMA user_version = 3;").unwrap();
+        // The first process upgrades: it holds the write lock while the second opens.
+        first.execute_batch("BEGIN IMMEDIATE;").unwrap();
+        let second = std::thread::spawn(move || {
+            Store::open(&path, 1 << 20, Duration::from_secs(10)).map(drop)
+        });
+        // Time for the second to read the version and queue for the lock (it may only
+        // help a wrong reading happen, never hide one).
+        std::thread::sleep(Duration::from_millis(300));
+        first
+            .execute_batch(&format!(
+                "INSERT INTO delivered (event_id, key) VALUES ('kept', 1);
+                 PRAGMA user_version = {}; COMMIT;",
+                super::VERSION
+            ))
+            .unwrap();
+        second.join().unwrap().unwrap();
+        // Today's main read the version before its transaction and upgraded again,
+        // dropping what the first upgrade had written.
+        let kept: i64 = first
+            .query_row(
+                "SELECT count(*) FROM delivered WHERE event_id = 'kept'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(kept, 1, "the second process upgraded the store again");
+        drop(first);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
