@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::normalize::{self, BadInput, MAX_INPUT};
 use crate::size::{self, Fit};
 use crate::store::{NewEvent, Store};
-use crate::{protocol, safety};
+use crate::{protocol, safety, socket};
 
 /// How long a running relay has to acknowledge an event before the hook spools it itself.
 const RELAY_ACK_BUDGET: Duration = Duration::from_millis(50);
@@ -35,6 +35,11 @@ pub struct Prepared {
 /// Reads the event on stdin and hands it on. Always succeeds from Claude Code's point of view:
 /// a problem is one line on stderr.
 pub fn run(config: &Config) {
+    if let Some(missing) = config.missing_state_dir() {
+        // Nowhere to keep the event, nor a private place for a relay's socket.
+        eprintln!("sluice-hook: event not delivered: {missing}");
+        return;
+    }
     let deadline = Instant::now() + config.budget;
     let mut input = Vec::new();
     let read = std::io::stdin()
@@ -142,17 +147,15 @@ fn no_relay(error: &std::io::Error) -> bool {
     )
 }
 
-/// Connects to the relay's socket, in a runtime directory we trust, served by our own user.
+/// Connects to the relay's socket, in a runtime directory we trust, served by our own user;
+/// the connect itself, each write and each read wait at most `budget`.
 fn connect(config: &Config, budget: Duration) -> std::io::Result<UnixStream> {
-    safety::check_dir(&config.runtime_dir).map_err(|error| match error.kind() {
+    safety::check_dir(&config.runtime_dir()).map_err(|error| match error.kind() {
         std::io::ErrorKind::NotFound => error,
         _ => std::io::Error::new(std::io::ErrorKind::PermissionDenied, error.to_string()),
     })?;
-    let stream = UnixStream::connect(config.socket())?;
+    let stream = socket::connect(&config.socket(), budget)?;
     safety::check_peer(&stream)?;
-    let timeout = Some(budget.max(Duration::from_millis(1)));
-    stream.set_write_timeout(timeout)?;
-    stream.set_read_timeout(timeout)?;
     Ok(stream)
 }
 

@@ -5,7 +5,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::builder::{FalseyValueParser, TypedValueParser};
+use clap::builder::{FalseyValueParser, OsStringValueParser, TypedValueParser};
 use clap::{ArgAction, Args, Command, FromArgMatches, ValueEnum};
 
 /// Where the dashboard is, and where the relay keeps its socket and spool.
@@ -20,13 +20,19 @@ pub struct Config {
     #[arg(long, global = true, env = "SLUICE_URL", value_name = "URL",
           value_parser = parse_url, default_value_t = reference_url())]
     pub url: String,
-    /// Directory of the relay's socket and lock (only the user can open it).
-    #[arg(long, global = true, env = "SLUICE_RUNTIME_DIR", value_name = "DIR",
-          default_value_os_t = default_runtime_dir(), hide_default_value = true)]
-    pub runtime_dir: PathBuf,
+    /// Directory of the relay's socket and lock (only the user can open it); by default
+    /// $XDG_RUNTIME_DIR/sluice, else `run` in the state directory
+    #[arg(
+        long = "runtime-dir",
+        global = true,
+        env = "SLUICE_RUNTIME_DIR",
+        value_name = "DIR"
+    )]
+    pub runtime_dir_set: Option<PathBuf>,
     /// Directory of the spool and the relay's log.
     #[arg(long, global = true, env = "SLUICE_STATE_DIR", value_name = "DIR",
-          default_value_os_t = default_state_dir(), hide_default_value = true)]
+          default_value_os_t = default_state_dir(), hide_default_value = true,
+          value_parser = OsStringValueParser::new().map(PathBuf::from))]
     pub state_dir: PathBuf,
     /// Never start a relay: events go to the spool for the next one.
     #[arg(long = "no-spawn", global = true, env = "SLUICE_NO_SPAWN", action = ArgAction::SetTrue,
@@ -91,14 +97,50 @@ pub fn relay_socket(runtime_dir: &std::path::Path, url: &str) -> PathBuf {
     runtime_dir.join(format!("relay-{}.sock", url_tag(url)))
 }
 
+/// The lock that makes one relay the owner of the store for `url` in `state_dir`: only the
+/// relay holding it delivers that store, whatever runtime directory its socket is in.
+pub fn store_lock(state_dir: &std::path::Path, url: &str) -> PathBuf {
+    state_dir.join(format!("spool-{}.lock", url_tag(url)))
+}
+
 impl Config {
+    /// The directory of the relay's socket and lock: `--runtime-dir`, else
+    /// `$XDG_RUNTIME_DIR/sluice`, else `run` in the state directory. Never a name in a
+    /// world-writable directory such as `/tmp`, which another user could take first.
+    pub fn runtime_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.runtime_dir_set {
+            return dir.clone();
+        }
+        match std::env::var_os("XDG_RUNTIME_DIR").filter(|dir| !dir.is_empty()) {
+            Some(dir) => PathBuf::from(dir).join("sluice"),
+            None => self.state_dir.join("run"),
+        }
+    }
+
     pub fn socket(&self) -> PathBuf {
-        relay_socket(&self.runtime_dir, &self.url)
+        relay_socket(&self.runtime_dir(), &self.url)
     }
 
     pub fn relay_lock(&self) -> PathBuf {
-        self.runtime_dir
+        self.runtime_dir()
             .join(format!("relay-{}.lock", url_tag(&self.url)))
+    }
+
+    /// See [`store_lock`].
+    pub fn store_lock(&self) -> PathBuf {
+        store_lock(&self.state_dir, &self.url)
+    }
+
+    /// Why there is no state directory, when there is none: `HOME` and `XDG_STATE_HOME` are
+    /// unset and the user has no home in the passwd database.
+    pub fn missing_state_dir(&self) -> Option<String> {
+        self.state_dir.as_os_str().is_empty().then(|| {
+            format!(
+                "no state directory: HOME and XDG_STATE_HOME are unset and uid {} has no home \
+                 in the passwd database; set SLUICE_STATE_DIR",
+                crate::safety::uid()
+            )
+        })
     }
 
     /// The spool database of this URL's relay.
@@ -142,9 +184,11 @@ impl Config {
         let url = url.unwrap_or_else(|| env.reference_url());
         let config = Self {
             url,
-            runtime_dir: env.get("SLUICE_RUNTIME_DIR", default_runtime_dir, |v| {
-                Some(PathBuf::from(v))
-            }),
+            runtime_dir_set: env.get(
+                "SLUICE_RUNTIME_DIR",
+                || None,
+                |v| Some(Some(PathBuf::from(v))),
+            ),
             state_dir: env.get("SLUICE_STATE_DIR", default_state_dir, |v| {
                 Some(PathBuf::from(v))
             }),
@@ -319,28 +363,17 @@ fn url_from_env(env: &dyn Fn(&str) -> Option<String>) -> String {
     }
 }
 
-fn user_id() -> String {
-    std::env::var("UID")
-        .ok()
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "user".to_string())
-}
-
-fn default_runtime_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("sluice"),
-        _ => std::env::temp_dir().join(format!("sluice-{}", user_id())),
-    }
-}
-
+/// `$XDG_STATE_HOME/sluice`, else `.local/state/sluice` in `$HOME` or, without one, in the
+/// home the passwd database gives the user (never a guessable name under `/tmp`). Empty when
+/// there is none: [`Config::missing_state_dir`] says so.
 fn default_state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("sluice");
     }
-    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        Some(home) => PathBuf::from(home).join(".local/state/sluice"),
-        None => std::env::temp_dir().join(format!("sluice-state-{}", user_id())),
-    }
+    // `home_dir` reads `HOME`, and the passwd entry when `HOME` is unset or empty.
+    std::env::home_dir()
+        .filter(|home| !home.as_os_str().is_empty())
+        .map_or_else(PathBuf::new, |home| home.join(".local/state/sluice"))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod normalize;
 pub mod protocol;
 pub mod safety;
 pub mod size;
+pub mod socket;
 pub mod stats;
 pub mod store;
 mod time;

@@ -300,6 +300,13 @@ impl Store {
         Ok(schema::counters(&self.conn)?)
     }
 
+    /// SQLite's `data_version`: it changes when another connection commits to the file.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |row| row.get(0))?)
+    }
+
     /// Adds to the `damaged` counter.
     pub fn note_damaged(&self, n: u64) -> Result<()> {
         schema::add(&self.conn, "damaged", i64::try_from(n).unwrap_or(i64::MAX))?;

@@ -11,22 +11,13 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sluice_dashboard::{Dashboard, Log};
 
-use sluice_test_support::{eventually, unused_addr, HookEnv};
+use sluice_test_support::{eventually, prompt, prompt_number, unused_addr, HookEnv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
 
 /// The store of `env`'s relay.
 fn store_path(env: &HookEnv) -> std::path::PathBuf {
     sluice_hook::config::relay_store(&env.state_dir(), env.url())
-}
-
-fn prompt(n: usize) -> Vec<u8> {
-    json!({
-        "session_id": "s", "cwd": "/tmp", "hook_event_name": "UserPromptSubmit",
-        "prompt": format!("prompt {n}")
-    })
-    .to_string()
-    .into_bytes()
 }
 
 /// Each distinct event that arrived, by `event_id`: its prompt number, and how often it came.
@@ -43,15 +34,6 @@ fn arrivals(log: &Log) -> BTreeMap<String, (Option<usize>, usize)> {
         entry.1 += 1;
     }
     seen
-}
-
-/// The number of a `prompt N` event.
-fn prompt_number(data: &Value) -> Option<usize> {
-    data["prompt"]
-        .as_str()?
-        .strip_prefix("prompt ")?
-        .parse()
-        .ok()
 }
 
 /// The prompt numbers the dashboard received, in arrival order, repeats included.

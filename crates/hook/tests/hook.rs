@@ -7,18 +7,9 @@ use std::time::Duration;
 
 use sluice_dashboard::{Acks, Dashboard, Log};
 
-use sluice_test_support::{eventually, HookEnv};
+use sluice_test_support::{eventually, prompt, HookEnv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
-
-fn prompt(n: usize) -> Vec<u8> {
-    serde_json::json!({
-        "session_id": "s", "cwd": "/tmp", "hook_event_name": "UserPromptSubmit",
-        "prompt": format!("prompt {n}")
-    })
-    .to_string()
-    .into_bytes()
-}
 
 fn prompts(log: &Log) -> Vec<String> {
     log.events()

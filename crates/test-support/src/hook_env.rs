@@ -98,6 +98,25 @@ pub fn feed(mut command: Command, stdin: &[u8]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Numbered hook input `n`: a `UserPromptSubmit` whose prompt is `prompt n`.
+pub fn prompt(n: usize) -> Vec<u8> {
+    serde_json::json!({
+        "session_id": "s", "cwd": "/tmp", "hook_event_name": "UserPromptSubmit",
+        "prompt": format!("prompt {n}")
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The number `n` of a [`prompt`] event, from the `data` of the payload that arrived.
+pub fn prompt_number(data: &serde_json::Value) -> Option<usize> {
+    data["prompt"]
+        .as_str()?
+        .strip_prefix("prompt ")?
+        .parse()
+        .ok()
+}
+
 /// A loopback address nothing listens on (a dashboard that is down).
 pub fn unused_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

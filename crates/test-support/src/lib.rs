@@ -8,8 +8,8 @@
 //! instance panics. Wrapping it in a layer and driving the layer normally must never panic.
 //!
 //! [`HookEnv`] runs the `sluice-hook` binary in private directories, against one dashboard;
-//! [`feed`] runs a command as Claude Code runs a hook, and [`unused_addr`] is a dashboard
-//! that is down.
+//! [`feed`] runs a command as Claude Code runs a hook, [`prompt`] is numbered hook input
+//! ([`prompt_number`] reads the number back), and [`unused_addr`] is a dashboard that is down.
 //!
 //! [`init_tracing`] shows the crates' logs in a test's output when `RUST_LOG` asks for them.
 //!
@@ -19,7 +19,7 @@ mod contract;
 mod hook_env;
 
 pub use contract::ContractProbe;
-pub use hook_env::{feed, unused_addr, HookEnv};
+pub use hook_env::{feed, prompt, prompt_number, unused_addr, HookEnv};
 
 /// A current-thread runtime with time enabled and the clock paused: timers advance only when
 /// every task waits, so a test of timeouts and windows runs in virtual time.

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use sluice_hook::error_chain;
 
+use crate::owner::Ownership;
 use crate::relay::Relay;
 
 /// The most events in a round, and the sink's batch size (one round, one batch).
@@ -29,7 +30,28 @@ const NEVER_ACKED: &str = "; the dashboard had acknowledged no event when this r
 /// How long a stopping relay lets its round in flight finish.
 const STOP_GRACE: Duration = Duration::from_millis(1_500);
 
-pub(crate) async fn run(relay: Arc<Relay>, mut stopped: watch::Receiver<bool>) {
+/// Delivers the store once this relay owns it, until the relay stops.
+pub(crate) async fn run(
+    relay: Arc<Relay>,
+    ownership: Ownership,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let waited = !ownership.is_held();
+    // Held until delivery ends: then another relay may take over at once.
+    let _lock = tokio::select! {
+        lock = ownership.held() => match lock {
+            Ok(lock) => lock,
+            Err(error) => {
+                tracing::error!(%error, "cannot take the store's lock: this relay delivers nothing");
+                return;
+            }
+        },
+        _ = stopped.wait_for(|stop| *stop) => return,
+    };
+    if waited {
+        tracing::info!("the relay that delivered this store exited: delivering it now");
+        relay.delivers.store(true, Ordering::Relaxed);
+    }
     let mut replaying = false;
     let mut told_never_acked = false;
     loop {

@@ -10,6 +10,7 @@ mod deliver;
 mod direct;
 mod ingest;
 mod logging;
+mod owner;
 mod relay;
 mod store_worker;
 

@@ -5,14 +5,14 @@ use std::fs::{self, OpenOptions, Permissions};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sluice_socketio_sink::SocketIoSink;
 use tokio::net::UnixStream;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, Semaphore};
 
 use sluice_hook::config::{Config, Delivery};
 use sluice_hook::store::Store;
@@ -20,12 +20,21 @@ use sluice_hook::{error_chain, safety};
 
 use crate::deliver::{self, MAX_RETRY_WAIT, ROUND_BYTES, ROUND_EVENTS};
 use crate::ingest;
+use crate::owner::{BoundSocket, Ownership};
 use crate::store_worker::StoreWorker;
 
 /// How long a stopping relay waits for its round in flight to finish and be recorded, then
 /// for the sink and the store to close: a stop takes at most 4 s.
 const ROUND_GRACE: Duration = Duration::from_secs(2);
 const STEP_GRACE: Duration = Duration::from_secs(1);
+/// How long a relay started while another holds the runtime lock waits for it to answer or
+/// exit: longer than a stop takes.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+/// How long closing waits for the hooks' connections in progress to be answered.
+const CLIENTS_GRACE: Duration = Duration::from_millis(500);
+/// How long an idle relay that found events in its store as it closed keeps delivering
+/// them before it leaves the rest to the next relay.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// Counters of the relay itself (the store keeps its own, across restarts).
 #[derive(Debug, Default)]
@@ -46,7 +55,15 @@ pub(crate) struct Relay {
     pub(crate) store: StoreWorker,
     pub(crate) sink: SocketIoSink,
     pub(crate) counts: Counts,
-    pub(crate) new_events: Notify,
+    /// Rung when events reach the store: this relay's hooks', or another process's commits.
+    pub(crate) new_events: Arc<Notify>,
+    /// Whether this relay owns the store and so delivers it.
+    pub(crate) delivers: AtomicBool,
+    pub(crate) socket: BoundSocket,
+    /// The hooks' connections being served; all of its permits once ingest has closed.
+    pub(crate) clients: Arc<Semaphore>,
+    /// Set first when the relay winds down: no hook's event is taken after it.
+    pub(crate) closing: watch::Sender<bool>,
     pub(crate) last_event: Mutex<Instant>,
     /// The last delivery failure with its causes, for `stats`.
     pub(crate) last_error: Mutex<Option<String>>,
@@ -57,6 +74,10 @@ pub(crate) struct Relay {
 /// Runs the relay until it is idle, told to quit, or sent SIGTERM. With `notify_ready`,
 /// prints `ready` on stdout once a relay (this one or another) listens.
 pub(crate) fn run(config: Config, notify_ready: bool) -> i32 {
+    if let Some(missing) = config.missing_state_dir() {
+        eprintln!("sluice-hook relay: {missing}");
+        return 1;
+    }
     if let Err(error) = prepare_dirs(&config) {
         eprintln!("sluice-hook relay: {error}");
         return 1;
@@ -82,10 +103,12 @@ pub(crate) fn run(config: Config, notify_ready: bool) -> i32 {
     };
     if lock.try_lock().is_err() {
         // Another relay holds the lock. Wait until it answers (then say so and leave it the
-        // work) or lets the lock go (a relay that was dying: then take over).
+        // work) or lets the lock go (a relay that was stopping: then take over). A stop
+        // takes up to 5 s, so a hook that came meanwhile still gets its relay.
         let socket = config.socket();
         let holder = runtime.block_on(async {
-            for _ in 0..200 {
+            let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+            while tokio::time::Instant::now() < deadline {
                 if answers(&socket).await {
                     return Holder::Answers;
                 }
@@ -124,7 +147,9 @@ enum Holder {
 async fn answers(socket: &Path) -> bool {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let asked = async {
-        let mut stream = UnixStream::connect(socket).await?;
+        let stream = sluice_hook::socket::connect(socket, Duration::from_millis(100))?;
+        stream.set_nonblocking(true)?;
+        let mut stream = UnixStream::from_std(stream)?;
         stream.write_all(b"S\n").await?;
         let mut line = String::new();
         BufReader::new(stream).read_line(&mut line).await?;
@@ -144,7 +169,7 @@ fn say_ready() {
 }
 
 fn prepare_dirs(config: &Config) -> std::io::Result<()> {
-    safety::private_dir(&config.runtime_dir)?;
+    safety::private_dir(&config.runtime_dir())?;
     safety::private_dir(&config.state_dir)
 }
 
@@ -176,13 +201,22 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
             return 1;
         }
     };
-    let store = match StoreWorker::spawn(store, path, config.spool_max_bytes) {
-        Ok(store) => store,
+    let ownership = match Ownership::claim(&config.store_lock()) {
+        Ok(ownership) => ownership,
         Err(error) => {
-            tracing::error!(%error, "cannot start the store's thread");
+            tracing::error!(%error, "cannot open the store's lock");
             return 1;
         }
     };
+    let new_events = Arc::new(Notify::new());
+    let store =
+        match StoreWorker::spawn(store, path, config.spool_max_bytes, Arc::clone(&new_events)) {
+            Ok(store) => store,
+            Err(error) => {
+                tracing::error!(%error, "cannot start the store's thread");
+                return 1;
+            }
+        };
     let sink = match SocketIoSink::builder(config.url.clone())
         .delivery(match config.delivery {
             Delivery::Acknowledged => sluice_socketio_sink::Delivery::Acknowledged,
@@ -205,35 +239,48 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
             return 1;
         }
     };
-    let socket = config.socket();
-    let _ = fs::remove_file(&socket); // stale, from a relay that died: we hold the lock
-    let listener = match std::os::unix::net::UnixListener::bind(&socket)
+    let path = config.socket();
+    // Stale, from a relay that died: we hold the runtime lock.
+    let _ = fs::remove_file(&path);
+    let socket = match sluice_hook::socket::bind(&path)
         .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+        .and_then(|listener| Ok((BoundSocket::new(path.clone())?, listener)))
     {
-        Ok(listener) => listener,
+        Ok(bound) => bound,
         Err(error) => {
-            tracing::error!(%error, "cannot listen");
+            tracing::error!(%error, socket = %path.display(), "cannot listen");
             return 1;
         }
     };
-    let _ = fs::set_permissions(&socket, Permissions::from_mode(0o600));
+    let (socket, listener) = socket;
+    let _ = fs::set_permissions(&socket.path, Permissions::from_mode(0o600));
     let (stop, stopped) = watch::channel(false);
+    let delivers = ownership.is_held();
     let relay = Arc::new(Relay {
         config,
         store,
         sink,
         counts: Counts::default(),
-        new_events: Notify::new(),
+        new_events,
+        delivers: AtomicBool::new(delivers),
+        socket,
+        clients: Arc::new(Semaphore::new(ingest::MAX_CLIENTS)),
+        closing: watch::channel(false).0,
         last_event: Mutex::new(Instant::now()),
         last_error: Mutex::new(None),
         started: Instant::now(),
         stop,
     });
-    tracing::info!(url = %relay.config.url, socket = %socket.display(), "relay listening");
+    if delivers {
+        tracing::info!(url = %relay.config.url, socket = %relay.socket.path.display(), "relay listening");
+    } else {
+        tracing::info!(url = %relay.config.url, socket = %relay.socket.path.display(),
+            "relay listening; another relay delivers this store, so this one stores its hooks' events for it and takes over when it exits");
+    }
     if notify_ready {
         say_ready();
     }
-    let sender = tokio::spawn(deliver::run(Arc::clone(&relay), stopped.clone()));
+    let sender = tokio::spawn(deliver::run(Arc::clone(&relay), ownership, stopped.clone()));
     let watchdog = tokio::spawn(watch_idle(Arc::clone(&relay)));
     if let Ok(mut terminate) =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -242,18 +289,19 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
         tokio::spawn(async move {
             if terminate.recv().await.is_some() {
                 tracing::info!("SIGTERM: exiting");
+                relay.closing.send_replace(true);
                 let _ = relay.stop.send(true);
             }
         });
     }
-    let listening = ingest::listen(Arc::clone(&relay), listener, stopped.clone());
+    let listening = ingest::listen(Arc::clone(&relay), listener);
     if let Err(error) = relay.store.serve_beside(listening) {
         tracing::error!(%error, "cannot serve the hooks");
         let _ = relay.stop.send(true);
     }
     let mut stopped = stopped;
     let _ = stopped.wait_for(|stop| *stop).await;
-    let _ = fs::remove_file(&socket);
+    relay.close_ingest().await;
     let _ = tokio::time::timeout(ROUND_GRACE, sender).await;
     watchdog.abort();
     let _ = relay.sink.shutdown(Some(STEP_GRACE)).await;
@@ -295,6 +343,7 @@ impl Relay {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
             set("last_delivery_error", json!(last_error));
+            set("delivers", json!(self.delivers.load(Ordering::Relaxed)));
             set("relay_pid", json!(std::process::id()));
             set("uptime_secs", json!(self.started.elapsed().as_secs()));
         }
@@ -302,10 +351,32 @@ impl Relay {
     }
 }
 
-/// Stops the relay once it has had no event for the idle period and its store is empty.
+impl Relay {
+    /// Takes no more events: the socket goes (the next hook starts a relay at once), and
+    /// the connections in progress are answered or closed. Whatever was acknowledged
+    /// before is in the store.
+    pub(crate) async fn close_ingest(&self) {
+        self.closing.send_replace(true);
+        self.socket.remove();
+        let all = ingest::MAX_CLIENTS as u32;
+        let _ = tokio::time::timeout(CLIENTS_GRACE, self.clients.acquire_many(all)).await;
+    }
+}
+
+/// Stops the relay once it has had no event for the idle period and its store is empty, or
+/// once its socket path is no longer its own.
+///
+/// An idle relay closes ingest before it looks at the store a last time, so no event is
+/// acknowledged between the look and the exit; what it then finds, it delivers first.
 async fn watch_idle(relay: Arc<Relay>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1).min(relay.config.idle)).await;
+        if !relay.socket.is_ours() {
+            tracing::warn!(socket = %relay.socket.path.display(),
+                "the socket was removed or replaced: exiting, so that one relay serves this store");
+            let _ = relay.stop.send(true);
+            return;
+        }
         let idle = relay
             .last_event
             .lock()
@@ -314,10 +385,32 @@ async fn watch_idle(relay: Arc<Relay>) {
         if idle < relay.config.idle {
             continue;
         }
-        if relay.store.counters().await.is_ok_and(|c| c.depth == 0) {
-            tracing::info!(?idle, "idle: exiting");
-            let _ = relay.stop.send(true);
-            return;
+        let delivers = relay.delivers.load(Ordering::Relaxed);
+        if delivers && !relay.store.counters().await.is_ok_and(|c| c.depth == 0) {
+            continue;
+        }
+        relay.close_ingest().await;
+        if delivers {
+            drain(&relay).await;
+        }
+        tracing::info!(?idle, "idle: exiting");
+        let _ = relay.stop.send(true);
+        return;
+    }
+}
+
+/// Lets delivery empty the store (events acknowledged while ingest closed), for at most
+/// [`DRAIN_GRACE`]; what is left waits for the next relay.
+async fn drain(relay: &Relay) {
+    let deadline = tokio::time::Instant::now() + DRAIN_GRACE;
+    while tokio::time::Instant::now() < deadline {
+        match relay.store.counters().await {
+            Ok(counters) if counters.depth > 0 => {
+                relay.new_events.notify_one();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            _ => return,
         }
     }
+    tracing::info!("idle: events left in the store for the next relay");
 }

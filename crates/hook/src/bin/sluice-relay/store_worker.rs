@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use sluice_hook::error_chain;
 use sluice_hook::safety;
@@ -21,6 +23,9 @@ use sluice_hook::store::{Counters, NewEvent, Row, Store};
 const GROUP: usize = 512;
 /// How often the thread checks that its file is still the one at the store's path.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often the thread looks for commits by other processes: the owner delivers another
+/// relay's (or a hook's own) events within about this long.
+const LOOK_EVERY: Duration = Duration::from_millis(25);
 /// How long one SQLite call waits for another process's lock (a hook writing the store
 /// itself) before the thread lets its other tasks run, and how long it tries in all.
 const BUSY_STEP: Duration = Duration::from_millis(10);
@@ -78,7 +83,14 @@ pub(crate) struct StoreWorker {
 }
 
 impl StoreWorker {
-    pub(crate) fn spawn(store: Store, path: PathBuf, max_bytes: u64) -> std::io::Result<Self> {
+    /// Starts the thread; `others` is rung when another process commits to the store (a
+    /// hook that wrote it itself, another relay that shares it).
+    pub(crate) fn spawn(
+        store: Store,
+        path: PathBuf,
+        max_bytes: u64,
+        others: Arc<Notify>,
+    ) -> std::io::Result<Self> {
         let (commands, received) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("sluice-store".to_string())
@@ -94,7 +106,9 @@ impl StoreWorker {
                     .enable_all()
                     .build()
                 {
-                    Ok(runtime) => runtime.block_on(run(store, &path, max_bytes, received)),
+                    Ok(runtime) => {
+                        runtime.block_on(run(store, &path, max_bytes, received, &others));
+                    }
                     // Every command then fails with "the store is closed".
                     Err(error) => tracing::error!(%error, "cannot start the store's runtime"),
                 }
@@ -152,18 +166,32 @@ async fn run(
     path: &std::path::Path,
     max_bytes: u64,
     mut received: mpsc::UnboundedReceiver<Command>,
+    others: &Notify,
 ) {
     let mut checked = Instant::now();
+    let mut looked = Instant::now();
+    let mut version = store.data_version().ok();
     let mut generation = 0u64;
     let mut next = None;
     loop {
+        if looked.elapsed() >= LOOK_EVERY {
+            // Another process's commit: events delivery was not told of.
+            let now = store.data_version().ok();
+            if now != version {
+                version = now;
+                others.notify_one();
+            }
+            looked = Instant::now();
+        }
         let command = match next.take() {
             Some(command) => command,
-            None => match tokio::time::timeout(CHECK_EVERY, received.recv()).await {
+            None => match tokio::time::timeout(LOOK_EVERY, received.recv()).await {
                 Ok(Some(command)) => command,
                 Err(_) => {
-                    generation += u64::from(reopen_if_gone(&mut store, path, max_bytes));
-                    checked = Instant::now();
+                    if checked.elapsed() >= CHECK_EVERY {
+                        generation += u64::from(reopen_if_gone(&mut store, path, max_bytes));
+                        checked = Instant::now();
+                    }
                     continue;
                 }
                 Ok(None) => return,
@@ -305,7 +333,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("spool.db");
         let store = Store::open(&path, 1 << 20, Duration::from_secs(1)).unwrap();
-        let worker = StoreWorker::spawn(store, path.clone(), 1 << 20).unwrap();
+        let worker = StoreWorker::spawn(store, path.clone(), 1 << 20, Arc::default()).unwrap();
         (dir, path, worker)
     }
 
