@@ -2,6 +2,8 @@
 //! merged into (or taken out of) a settings file with a backup, keeping the user's key order.
 
 use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
@@ -56,60 +58,98 @@ fn entry(command: &str, event: &HookEvent) -> Value {
     }
 }
 
-/// Whether a handler in settings runs sluice-hook: `command` exactly, or a program named
-/// `sluice-hook` with no arguments (an earlier install from another path is ours too).
-fn is_ours(handler: &Value, command: &str) -> bool {
+/// Whether a handler runs sluice-hook with the settings `install` writes: the program
+/// alone, named `sluice-hook`, from any path (an install from another path is ours too,
+/// and is replaced). A handler with arguments or variables of its own (a second
+/// dashboard, say) is the user's. `install` and `uninstall` agree on this.
+fn is_ours(handler: &Value) -> bool {
     let Some(run) = handler.get("command").and_then(Value::as_str) else {
         return false;
     };
-    run == command
-        || (run.split_whitespace().count() == 1
-            && Path::new(run)
-                .file_name()
-                .is_some_and(|name| name == "sluice-hook"))
+    match shlex::split(run).as_deref() {
+        Some([program]) => Path::new(program)
+            .file_name()
+            .is_some_and(|name| name == "sluice-hook"),
+        _ => false,
+    }
 }
 
-/// Merges our entries into `settings`, keeping every other hook and setting in place;
-/// returns how many events gained an entry.
-pub fn merge(settings: &mut Value, command: &str, events: &[&HookEvent]) -> usize {
+/// What [`merge`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// Events that gained a handler.
+    pub added: usize,
+    /// Handlers of ours that now run `command` (an install from another path).
+    pub updated: usize,
+    /// Extra handlers of ours taken out (an event that ran sluice-hook twice).
+    pub doubles: usize,
+}
+
+impl Merged {
+    pub fn changed(self) -> bool {
+        self != Self::default()
+    }
+}
+
+/// Merges our entries into `settings`, keeping every other hook and setting in place. An
+/// event that already runs sluice-hook keeps that handler, in its place, now running
+/// `command`; any further copy goes.
+pub fn merge(settings: &mut Value, command: &str, events: &[&HookEvent]) -> Merged {
+    let mut merged = Merged::default();
     if !settings.is_object() {
         *settings = json!({});
     }
     let Some(root) = settings.as_object_mut() else {
-        return 0;
+        return merged;
     };
     let hooks = root.entry("hooks").or_insert_with(|| json!({}));
     if !hooks.is_object() {
         *hooks = json!({});
     }
     let Some(hooks) = hooks.as_object_mut() else {
-        return 0;
+        return merged;
     };
-    let mut added = 0;
     for event in events {
         let list = hooks.entry(event.name).or_insert_with(|| json!([]));
         if !list.is_array() {
             *list = json!([]);
         }
-        let Some(list) = list.as_array_mut() else {
+        let Some(groups) = list.as_array_mut() else {
             continue;
         };
-        let present = list.iter().any(|group| {
-            group["hooks"]
-                .as_array()
-                .is_some_and(|hs| hs.iter().any(|h| h["command"] == command))
+        let mut found = false;
+        groups.retain_mut(|group| {
+            let Some(handlers) = group.get_mut("hooks").and_then(Value::as_array_mut) else {
+                return true;
+            };
+            let had = handlers.len();
+            handlers.retain_mut(|handler| {
+                if !is_ours(handler) {
+                    return true;
+                }
+                if std::mem::replace(&mut found, true) {
+                    merged.doubles += 1;
+                    return false;
+                }
+                if handler["command"] != command {
+                    handler["command"] = json!(command);
+                    merged.updated += 1;
+                }
+                true
+            });
+            !(handlers.is_empty() && had > 0)
         });
-        if !present {
-            list.push(entry(command, event));
-            added += 1;
+        if !found {
+            groups.push(entry(command, event));
+            merged.added += 1;
         }
     }
-    added
+    merged
 }
 
 /// Takes every handler that runs sluice-hook out of `settings`, then the groups and event
 /// lists this left empty (and `hooks` itself if it ends empty); returns how many handlers.
-pub fn remove(settings: &mut Value, command: &str) -> usize {
+pub fn remove(settings: &mut Value) -> usize {
     let Some(hooks) = settings.get_mut("hooks").and_then(Value::as_object_mut) else {
         return 0;
     };
@@ -125,7 +165,7 @@ pub fn remove(settings: &mut Value, command: &str) -> usize {
                 return true;
             };
             let had = handlers.len();
-            handlers.retain(|h| !is_ours(h, command));
+            handlers.retain(|h| !is_ours(h));
             removed += had - handlers.len();
             !(handlers.is_empty() && had > 0)
         });
@@ -144,10 +184,16 @@ pub fn remove(settings: &mut Value, command: &str) -> usize {
     removed
 }
 
-/// The command Claude Code should run: this binary.
+/// The command Claude Code should run: this binary, quoted for the POSIX shell Claude Code
+/// runs it with (a path with a space is one word).
 pub fn command() -> Result<String, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
-    Ok(exe.display().to_string())
+    let path = exe
+        .to_str()
+        .ok_or_else(|| format!("this binary's path is not UTF-8: {}", exe.display()))?;
+    shlex::try_quote(path)
+        .map(|quoted| quoted.into_owned())
+        .map_err(|e| format!("cannot quote {path} for a shell: {e}"))
 }
 
 /// The settings block to paste, for `events`.
@@ -160,8 +206,8 @@ pub fn write(scope: Scope, events: &[&HookEvent]) -> Result<String, String> {
     let command = command()?;
     let path = scope.path()?;
     let mut settings = read(&path)?;
-    let added = merge(&mut settings, &command, events);
-    if added == 0 {
+    let merged = merge(&mut settings, &command, events);
+    if !merged.changed() {
         return Ok(format!(
             "{} already runs {command} for these {} events; nothing changed",
             path.display(),
@@ -169,8 +215,22 @@ pub fn write(scope: Scope, events: &[&HookEvent]) -> Result<String, String> {
         ));
     }
     let backup = save(&path, &settings)?;
+    let mut did = Vec::new();
+    if merged.added > 0 {
+        did.push(format!("added {command} for {} events", merged.added));
+    }
+    if merged.updated > 0 {
+        did.push(format!(
+            "pointed {} handlers of an earlier install at {command}",
+            merged.updated
+        ));
+    }
+    if merged.doubles > 0 {
+        did.push(format!("removed {} extra copies", merged.doubles));
+    }
     Ok(format!(
-        "added {command} to {} for {added} events{}",
+        "{} in {}{}",
+        did.join(", "),
         path.display(),
         backup_note(backup.as_deref())
     ))
@@ -178,7 +238,6 @@ pub fn write(scope: Scope, events: &[&HookEvent]) -> Result<String, String> {
 
 /// Takes our entries out of the `scope`'s settings file; says what it did.
 pub fn uninstall(scope: Scope) -> Result<String, String> {
-    let command = command()?;
     let path = scope.path()?;
     if !path.exists() {
         return Ok(format!(
@@ -187,7 +246,7 @@ pub fn uninstall(scope: Scope) -> Result<String, String> {
         ));
     }
     let mut settings = read(&path)?;
-    let removed = remove(&mut settings, &command);
+    let removed = remove(&mut settings);
     if removed == 0 {
         return Ok(format!(
             "{} does not run sluice-hook; nothing changed",
@@ -216,32 +275,68 @@ fn read(path: &Path) -> Result<Value, String> {
     }
 }
 
-/// Backs the file up (when there is one) under a fresh name, then writes `settings` through
-/// a temporary file and a rename; returns the backup's path.
+/// Backs the file up (when there is one) under a fresh name, then writes `settings` in its
+/// place. A symlink (a dotfiles repository) is followed and stays a link: the file it
+/// points to is what changes. The new file keeps the old one's mode, and so does the
+/// backup; it is written to a temporary file in the same directory, which is fsynced, then
+/// renamed over, and the directory fsynced. Returns the backup's path.
 fn save(path: &Path, settings: &Value) -> Result<Option<PathBuf>, String> {
-    let backup = if path.exists() {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let mut backup = path.with_extension(format!("json.bak.{stamp}"));
-        let mut n = 1;
-        while backup.exists() {
-            backup = path.with_extension(format!("json.bak.{stamp}.{n}"));
-            n += 1;
-        }
-        fs::copy(path, &backup).map_err(|e| format!("backup failed, nothing written: {e}"))?;
-        Some(backup)
-    } else {
-        None
+    let target = match fs::canonicalize(path) {
+        Ok(target) => target,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => path.to_path_buf(),
+        Err(error) => return Err(format!("cannot resolve {}: {error}", path.display())),
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
+    let mode = fs::metadata(&target)
+        .ok()
+        .map(|meta| meta.permissions().mode());
+    let backup = match mode {
+        Some(_) => Some(backup(&target)?),
+        None => None,
+    };
+    let dir = match target.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => {
+            fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            dir.to_path_buf()
+        }
+        None => PathBuf::from("."),
+    };
     let text = serde_json::to_string_pretty(settings).map_err(|e| e.to_string())? + "\n";
-    let temporary = path.with_extension("json.sluice-tmp");
-    fs::write(&temporary, text)
-        .and_then(|()| fs::rename(&temporary, path))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let temporary = target.with_extension("json.sluice-tmp");
+    let written = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode.unwrap_or(0o644) & 0o7777)
+            .open(&temporary)?;
+        // The mode asked for at creation is cut by the umask: set it as it was.
+        if let Some(mode) = mode {
+            file.set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
+        }
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&temporary, &target)?;
+        fs::File::open(&dir)?.sync_all()
+    })();
+    written.map_err(|e| {
+        let _ = fs::remove_file(&temporary);
+        format!("cannot write {}: {e}", target.display())
+    })?;
+    Ok(backup)
+}
+
+/// Copies `file` to a fresh `<name>.bak.<seconds>` beside it (its mode goes with it).
+fn backup(file: &Path) -> Result<PathBuf, String> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut backup = file.with_extension(format!("json.bak.{stamp}"));
+    let mut n = 1;
+    while backup.exists() {
+        backup = file.with_extension(format!("json.bak.{stamp}.{n}"));
+        n += 1;
+    }
+    fs::copy(file, &backup).map_err(|e| format!("backup failed, nothing written: {e}"))?;
     Ok(backup)
 }
 
@@ -259,7 +354,10 @@ mod tests {
             }
         });
         let defaults = events::defaults();
-        assert_eq!(merge(&mut settings, "/bin/sluice-hook", &defaults), 10);
+        assert_eq!(
+            merge(&mut settings, "/bin/sluice-hook", &defaults).added,
+            10
+        );
         assert_eq!(settings["model"], "opus");
         let pre = settings["hooks"]["PreToolUse"].as_array().unwrap();
         assert_eq!(pre.len(), 2);
@@ -270,12 +368,32 @@ mod tests {
             "/bin/sluice-hook"
         );
         assert!(settings["hooks"]["Stop"][0].get("matcher").is_none());
-        assert_eq!(
-            merge(&mut settings, "/bin/sluice-hook", &defaults),
-            0,
+        assert!(
+            !merge(&mut settings, "/bin/sluice-hook", &defaults).changed(),
             "a second merge changes nothing"
         );
         assert_eq!(settings["hooks"].as_object().unwrap().len(), 10);
+    }
+
+    #[test]
+    fn ours_is_sluice_hook_alone_from_any_path_quoted_or_not() {
+        let handler = |command: &str| json!({"type": "command", "command": command});
+        for ours in [
+            "/bin/sluice-hook",
+            "'/opt/my tools/sluice-hook'",
+            "/opt/my\\ tools/sluice-hook",
+            "sluice-hook",
+        ] {
+            assert!(is_ours(&handler(ours)), "{ours}");
+        }
+        for theirs in [
+            "/bin/sluice-hook --url http://other:8765",
+            "SLUICE_URL=http://other:8765 /bin/sluice-hook",
+            "/bin/other-hook",
+            "'/bin/sluice-hook",
+        ] {
+            assert!(!is_ours(&handler(theirs)), "{theirs}");
+        }
     }
 
     #[test]
@@ -297,9 +415,13 @@ mod tests {
             "/bin/sluice-hook",
             &events::ALL.iter().collect::<Vec<_>>(),
         );
-        assert_eq!(settings["hooks"]["Stop"].as_array().unwrap().len(), 2);
-        // The old install's handler goes too: it runs sluice-hook.
-        assert_eq!(remove(&mut settings, "/bin/sluice-hook"), 35);
+        // The old install's handler now runs this binary, in its place: not a second one.
+        assert_eq!(settings["hooks"]["Stop"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            settings["hooks"]["Stop"][0]["hooks"][1]["command"],
+            "/bin/sluice-hook"
+        );
+        assert_eq!(remove(&mut settings), 34);
         let mut expected = original;
         expected["hooks"]["Stop"][0]["hooks"]
             .as_array_mut()
@@ -308,6 +430,6 @@ mod tests {
         assert_eq!(settings, expected);
         let keys: Vec<_> = settings.as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys, ["zeta", "hooks", "alpha"], "the user's order is kept");
-        assert_eq!(remove(&mut settings, "/bin/sluice-hook"), 0);
+        assert_eq!(remove(&mut settings), 0);
     }
 }
