@@ -31,6 +31,9 @@ pub enum Acks {
     After(Duration),
     /// Never: a server that does not acknowledge.
     Never,
+    /// At once, except an event whose payload's JSON text contains this: a server whose
+    /// handler fails on one payload and so never acknowledges it.
+    Refusing(&'static str),
 }
 
 /// Every argument of an event. socketioxide hands a handler the first argument unless the
@@ -95,6 +98,8 @@ pub(crate) async fn serve(listener: TcpListener, log: Log, acks: Acks) {
                   ack: AckSender,
                   sender: SocketRef| {
                 let data = args.first().cloned().unwrap_or(Value::Null);
+                let refused =
+                    matches!(acks, Acks::Refusing(marker) if data.to_string().contains(marker));
                 // The real dashboard re-broadcasts every event to its clients, the sender
                 // included: echoed to the sender here. Besides the cost, that shapes TCP:
                 // the echo carries the ACK of the sender's segments at once (see the sink's
@@ -112,7 +117,12 @@ pub(crate) async fn serve(listener: TcpListener, log: Log, acks: Acks) {
                 if requested {
                     let now = pending.fetch_add(1, Ordering::AcqRel) + 1;
                     recorder.ack_requested(now);
-                    answer(ack, acks, &recorder, &pending);
+                    answer(
+                        ack,
+                        if refused { Acks::Never } else { acks },
+                        &recorder,
+                        &pending,
+                    );
                 }
                 std::future::ready(())
             },
@@ -151,7 +161,7 @@ fn answer(ack: AckSender, acks: Acks, log: &Log, pending: &Arc<AtomicUsize>) {
         }
     };
     match acks {
-        Acks::Immediate => send(),
+        Acks::Immediate | Acks::Refusing(_) => send(),
         Acks::After(delay) => {
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;

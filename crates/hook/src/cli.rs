@@ -35,6 +35,9 @@ pub enum HookCommand {
     Stats(StatsArgs),
     /// Stop the relay after the round it is sending (the rest waits in the spool)
     Stop,
+    /// List the events set aside because the dashboard failed them alone; --retry puts
+    /// them back in the queue, --drop deletes them
+    DeadLetters(DeadLettersArgs),
     /// Print the Claude Code hooks that run sluice-hook, or merge them into a settings file
     Install(InstallArgs),
     /// Take sluice-hook's hooks out of a Claude Code settings file (a backup is kept)
@@ -48,10 +51,11 @@ pub enum HookCommand {
 
 impl HookCommand {
     /// Every subcommand's name (the hook path is the one without).
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "relay",
         "stats",
         "stop",
+        "dead-letters",
         "install",
         "uninstall",
         "dashboard",
@@ -75,6 +79,22 @@ pub struct StatsArgs {
     /// The readable form, whatever stdout is
     #[arg(long)]
     pub pretty: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeadLettersArgs {
+    /// Put them back at the end of the queue (their order among the others is lost)
+    #[arg(long, conflicts_with = "drop")]
+    pub retry: bool,
+    /// Delete them
+    #[arg(long)]
+    pub drop: bool,
+    /// One line of JSON, whatever stdout is
+    #[arg(long)]
+    pub json: bool,
+    /// Only these events (their `event_id`s); all of them by default
+    #[arg(value_name = "EVENT_ID")]
+    pub ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

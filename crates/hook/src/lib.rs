@@ -12,6 +12,7 @@ mod checksum;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod dead_letters;
 pub mod events;
 mod git;
 pub mod install;

@@ -21,7 +21,7 @@ use serde_json::Value;
 use sluice_hook::cli::{Cli, HookCommand, StatsArgs};
 use sluice_hook::config::{self, Config};
 use sluice_hook::store::Store;
-use sluice_hook::{client, install, stats};
+use sluice_hook::{client, dead_letters, install, stats};
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -58,6 +58,7 @@ fn main() {
         },
         Some(HookCommand::Stats(how)) => show_stats(&cli.config, &how),
         Some(HookCommand::Stop) => stop(&cli.config),
+        Some(HookCommand::DeadLetters(args)) => dead_letters::run(&cli.config, &args),
         Some(HookCommand::Install(install)) => {
             let events = &install.events.0;
             let done = if install.write {

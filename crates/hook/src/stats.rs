@@ -6,8 +6,10 @@ use std::fmt::Write;
 use serde_json::{Map, Value};
 
 /// Fields shown in the readable lines; any other field is listed under "other".
-const SHOWN: [&str; 30] = [
+const SHOWN: [&str; 32] = [
     "relay_pid",
+    "delivers",
+    "dead_letters",
     "uptime_secs",
     "server_url",
     "circuit_state",
@@ -77,6 +79,18 @@ pub fn pretty(stats: &Value) -> String {
     );
     if let Some(damaged) = map.get("spool_damaged").filter(|v| !is_none(v) && *v != 0) {
         let _ = write!(spool, ", damaged: {}", flat(damaged));
+    }
+    if n("dead_letters") > 0 {
+        let _ = write!(
+            spool,
+            ", {} dead letters (sluice-hook dead-letters)",
+            n("dead_letters")
+        );
+    }
+    if map.get("delivers") == Some(&Value::Bool(false)) {
+        spool.push_str(
+            "; another relay delivers this spool (this one stores its hooks' events for it)",
+        );
     }
     let _ = writeln!(out, "  spool        {spool}");
     let last_error = map

@@ -31,6 +31,24 @@ pub struct Row {
     pub event_id: String,
     /// The `claude_event` payload, as JSON text.
     pub payload: String,
+    /// How often it was sent alone to a server that acknowledged others, and failed.
+    pub alone: u32,
+}
+
+/// An event set aside: it failed alone too often (see `dead_letters` in the relay).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    pub event_id: String,
+    /// The hook event's name (`PostToolUse`), or its subtype when the payload has no name.
+    pub event: String,
+    /// The payload's size in bytes.
+    pub size: u64,
+    /// How often it was sent and not confirmed.
+    pub attempts: u64,
+    pub last_error: Option<String>,
+    /// When it was set aside, in milliseconds since the Unix epoch.
+    pub set_aside_ms: i64,
+    pub payload: String,
 }
 
 /// An event to insert.
@@ -69,6 +87,8 @@ pub struct Counters {
     pub oversized: u64,
     /// Damaged stores set aside, and unreadable records of an imported legacy spool.
     pub damaged: u64,
+    /// Events set aside after failing alone (not in `depth`).
+    pub dead_letters: u64,
 }
 
 /// A failure of the store.
@@ -196,7 +216,8 @@ impl Store {
             )?;
             let mut known = tx.prepare_cached(
                 "SELECT 1 FROM events WHERE event_id = ?1 UNION ALL
-                 SELECT 1 FROM delivered WHERE event_id = ?1",
+                 SELECT 1 FROM delivered WHERE event_id = ?1 UNION ALL
+                 SELECT 1 FROM dead_letters WHERE event_id = ?1",
             )?;
             for event in events {
                 if known.exists([event.event_id])? {
@@ -235,27 +256,150 @@ impl Store {
     }
 
     /// Up to `limit` of the oldest events, and no more than `max_bytes` of payload (the first
-    /// always, whatever its size).
-    pub fn take(&self, limit: usize, max_bytes: usize) -> Result<Vec<Row>> {
-        let mut statement = self
-            .conn
-            .prepare_cached("SELECT id, event_id, payload FROM events ORDER BY id LIMIT ?1")?;
-        let mut rows = statement.query([i64::try_from(limit).unwrap_or(i64::MAX)])?;
+    /// always, whatever its size), leaving out the keys in `skip`.
+    pub fn take(&self, limit: usize, max_bytes: usize, skip: &[i64]) -> Result<Vec<Row>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, event_id, payload, alone FROM events ORDER BY id LIMIT ?1",
+        )?;
+        let fetch = limit.saturating_add(skip.len());
+        let mut rows = statement.query([i64::try_from(fetch).unwrap_or(i64::MAX)])?;
         let mut out = Vec::new();
         let mut bytes = 0usize;
         while let Some(row) = rows.next()? {
+            if out.len() == limit {
+                break;
+            }
+            let key = row.get(0)?;
+            if skip.contains(&key) {
+                continue;
+            }
             let payload: String = row.get(2)?;
             if !out.is_empty() && bytes + payload.len() > max_bytes {
                 break;
             }
             bytes += payload.len();
             out.push(Row {
-                key: row.get(0)?,
+                key,
                 event_id: row.get(1)?,
+                payload,
+                alone: row.get(3)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The waiting event with this key, if it still waits.
+    pub fn row(&self, key: i64) -> Result<Option<Row>> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT id, event_id, payload, alone FROM events WHERE id = ?1")?;
+        Ok(statement
+            .query_row([key], |row| {
+                Ok(Row {
+                    key: row.get(0)?,
+                    event_id: row.get(1)?,
+                    payload: row.get(2)?,
+                    alone: row.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Records that the event with this key was sent and not confirmed (`alone`: sent by
+    /// itself to a server that acknowledged others), with the error. Returns how often it
+    /// failed alone, if it still waits.
+    pub fn failed(&self, key: i64, alone: bool, error: &str) -> Result<Option<u32>> {
+        let mut statement = self.conn.prepare_cached(
+            "UPDATE events SET attempts = attempts + 1, alone = alone + ?2, last_error = ?3
+             WHERE id = ?1 RETURNING alone",
+        )?;
+        Ok(statement
+            .query_row(params![key, i64::from(alone), error], |row| row.get(0))
+            .optional()?)
+    }
+
+    /// Moves the event with this key to `dead_letters`, in one transaction; false if it no
+    /// longer waits.
+    pub fn set_aside(&mut self, key: i64) -> Result<bool> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let moved = tx.execute(
+            "INSERT OR REPLACE INTO dead_letters
+                 (key, event_id, payload, size, enqueued_ms, attempts, last_error, set_aside_ms)
+             SELECT id, event_id, payload, size, enqueued_ms, attempts, last_error, ?2
+             FROM events WHERE id = ?1",
+            params![key, now_ms()],
+        )?;
+        tx.execute("DELETE FROM events WHERE id = ?1", [key])?;
+        tx.commit()?;
+        Ok(moved > 0)
+    }
+
+    /// The events set aside, oldest first; only those with these ids when `ids` is not
+    /// empty.
+    pub fn dead_letters(&self, ids: &[String]) -> Result<Vec<DeadLetter>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT event_id, payload, size, attempts, last_error, set_aside_ms
+             FROM dead_letters ORDER BY key",
+        )?;
+        let mut rows = statement.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let event_id: String = row.get(0)?;
+            if !ids.is_empty() && !ids.contains(&event_id) {
+                continue;
+            }
+            let payload: String = row.get(1)?;
+            out.push(DeadLetter {
+                event: event_name(&payload),
+                event_id,
+                size: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                attempts: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
+                last_error: row.get(4)?,
+                set_aside_ms: row.get(5)?,
                 payload,
             });
         }
         Ok(out)
+    }
+
+    /// Puts the events set aside (those with these ids, or all when `ids` is empty) back
+    /// at the end of the queue, their counts reset; returns how many.
+    pub fn retry_dead_letters(&mut self, ids: &[String]) -> Result<u64> {
+        self.take_dead_letters(ids, true)
+    }
+
+    /// Deletes the events set aside (those with these ids, or all when `ids` is empty);
+    /// returns how many.
+    pub fn drop_dead_letters(&mut self, ids: &[String]) -> Result<u64> {
+        self.take_dead_letters(ids, false)
+    }
+
+    fn take_dead_letters(&mut self, ids: &[String], requeue: bool) -> Result<u64> {
+        let chosen: Vec<String> = self
+            .dead_letters(ids)?
+            .into_iter()
+            .map(|letter| letter.event_id)
+            .collect();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut done = 0;
+        for event_id in &chosen {
+            if requeue {
+                tx.prepare_cached(
+                    "INSERT INTO events (event_id, payload, size, enqueued_ms)
+                     SELECT event_id, payload, size, ?2 FROM dead_letters WHERE event_id = ?1",
+                )?
+                .execute(params![event_id, now_ms()])?;
+            }
+            done += tx
+                .prepare_cached("DELETE FROM dead_letters WHERE event_id = ?1")?
+                .execute([event_id])? as u64;
+        }
+        tx.commit()?;
+        Ok(done)
     }
 
     /// Deletes the events the dashboard confirmed, in one transaction. A key already gone was
@@ -321,7 +465,7 @@ impl Store {
 
     /// Moves every waiting event into `other`, oldest first; returns how many.
     pub fn move_into(&mut self, other: &mut Self) -> Result<u64> {
-        let rows = self.take(usize::MAX, usize::MAX)?;
+        let rows = self.take(usize::MAX, usize::MAX, &[])?;
         let events: Vec<NewEvent<'_>> = rows
             .iter()
             .map(|row| NewEvent {
@@ -361,6 +505,15 @@ fn truncate_long_wal(conn: &Connection, path: &Path) {
     if std::fs::metadata(&wal).is_ok_and(|meta| meta.len() > LONG_WAL) {
         let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
     }
+}
+
+/// A payload's hook event name (`data.hook_event_name`), else its `subtype`, else `?`.
+fn event_name(payload: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
+    let name = value["data"]["hook_event_name"]
+        .as_str()
+        .or_else(|| value["subtype"].as_str());
+    name.unwrap_or("?").to_string()
 }
 
 fn now_ms() -> i64 {

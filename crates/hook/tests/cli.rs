@@ -335,7 +335,7 @@ fn a_variable_that_is_not_utf8_is_skipped_alone_and_the_others_are_kept() {
 fn stored_prompts(env: &HookEnv, url: &str) -> Vec<String> {
     let store = sluice_hook::config::relay_store(&env.state_dir(), url);
     let store = sluice_hook::store::Store::open(&store, 1 << 20, Duration::from_secs(1)).unwrap();
-    let rows = store.take(10, usize::MAX).unwrap();
+    let rows = store.take(10, usize::MAX, &[]).unwrap();
     rows.iter()
         .map(|row| {
             let payload: Value = serde_json::from_str(&row.payload).unwrap();

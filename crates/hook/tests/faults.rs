@@ -251,7 +251,7 @@ async fn a_runtime_dir_that_is_not_ours_gets_nothing() {
     // The event waits in the store.
     let store = sluice_hook::store::Store::open(&store_path(&env), 1 << 20, Duration::from_secs(1))
         .unwrap();
-    let rows = store.take(10, usize::MAX).unwrap();
+    let rows = store.take(10, usize::MAX, &[]).unwrap();
     assert_eq!(rows.len(), 1);
     assert!(rows[0].payload.contains("prompt 7"));
     for file in std::fs::read_dir(store_path(&env).parent().unwrap()).unwrap() {

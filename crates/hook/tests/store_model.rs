@@ -120,7 +120,7 @@ proptest! {
                 }
                 Op::Take(n) => {
                     in_flight = store
-                        .take(n, usize::MAX)
+                        .take(n, usize::MAX, &[])
                         .unwrap()
                         .into_iter()
                         .map(|row| (row.key, row.event_id))
@@ -162,7 +162,7 @@ proptest! {
                     in_flight.clear();
                 }
             }
-            let rows = store.take(usize::MAX, usize::MAX).unwrap();
+            let rows = store.take(usize::MAX, usize::MAX, &[]).unwrap();
             let ids: Vec<&String> = rows.iter().map(|row| &row.event_id).collect();
             let expected: Vec<&String> = model.waiting.iter().map(|(id, _)| id).collect();
             prop_assert_eq!(ids, expected);

@@ -51,6 +51,34 @@ pub struct Encoded {
 }
 
 impl Encoded {
+    /// An event on the default namespace `/` whose payload is `json`, JSON text kept
+    /// elsewhere (a store, a log): it is checked to be one JSON value, without building a
+    /// tree, and sent as it is, so the caller neither parses nor re-serializes it.
+    ///
+    /// ```
+    /// use sluice_socketio_sink::Encoded;
+    ///
+    /// let stored = r#"{"type":"hook","data":{"n":1}}"#.to_string();
+    /// let event = Encoded::from_json("claude_event", stored).unwrap();
+    /// assert_eq!(event.json(), r#"{"type":"hook","data":{"n":1}}"#);
+    /// assert!(Encoded::from_json("claude_event", "{not json".to_string()).is_err());
+    /// ```
+    pub fn from_json(event: impl Into<Name>, json: String) -> Result<Self, serde_json::Error> {
+        serde_json::from_str::<&serde_json::value::RawValue>(&json)?;
+        Ok(Self {
+            namespace: Cow::Borrowed("/"),
+            event: event.into(),
+            json,
+        })
+    }
+
+    /// The same event on `namespace`.
+    #[must_use]
+    pub fn on_namespace(mut self, namespace: impl Into<Name>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
     /// The namespace.
     pub fn namespace(&self) -> &Name {
         &self.namespace

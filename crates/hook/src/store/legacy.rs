@@ -131,7 +131,7 @@ mod tests {
             opened.imported, 4,
             "records 1, 2, 3 and the one after the tear"
         );
-        let rows = store.take(100, usize::MAX).unwrap();
+        let rows = store.take(100, usize::MAX, &[]).unwrap();
         let ids: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
         assert_eq!(&ids[..3], ["id-1", "id-2", "id-3"]);
         assert!(rows[3].payload.contains(r#""n":4"#));

@@ -7,8 +7,9 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::Counters;
 
 /// Bumped when the tables change. 2: one row per `event_id`; 3: `delivered`; 4: `delivered`
-/// by key (3 had other shapes on the way).
-const VERSION: i64 = 4;
+/// by key (3 had other shapes on the way); 5: each event's attempts and last error, and
+/// `dead_letters`.
+const VERSION: i64 = 5;
 
 /// How many ids of delivered events `delivered` keeps at least, the latest delivered; it is
 /// cut back to that many once it holds twice as many.
@@ -53,6 +54,36 @@ INSERT OR IGNORE INTO meta (name, value) VALUES ('remembered', 0);
 UPDATE meta SET value = 0 WHERE name = 'remembered';
 ";
 
+/// Version 5 over version 4: per event, how often it was sent and not confirmed
+/// (`attempts`), how often of those it was sent alone to a server that acknowledged others
+/// (`alone`), and the last error; and the events set aside, with their own counter.
+const DEAD_LETTERS: &str = "
+CREATE TABLE IF NOT EXISTS dead_letters (
+    key         INTEGER PRIMARY KEY,
+    event_id    TEXT    NOT NULL UNIQUE,
+    payload     TEXT    NOT NULL,
+    size        INTEGER NOT NULL,
+    enqueued_ms INTEGER NOT NULL,
+    attempts    INTEGER NOT NULL,
+    last_error  TEXT,
+    set_aside_ms INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('dead_letters', 0);
+CREATE TRIGGER IF NOT EXISTS dead_letters_in AFTER INSERT ON dead_letters BEGIN
+    UPDATE meta SET value = value + 1 WHERE name = 'dead_letters';
+END;
+CREATE TRIGGER IF NOT EXISTS dead_letters_out AFTER DELETE ON dead_letters BEGIN
+    UPDATE meta SET value = value - 1 WHERE name = 'dead_letters';
+END;
+";
+
+/// The columns version 5 adds to `events` (each added unless there).
+const EVENT_COLUMNS: [(&str, &str); 3] = [
+    ("attempts", "INTEGER NOT NULL DEFAULT 0"),
+    ("alone", "INTEGER NOT NULL DEFAULT 0"),
+    ("last_error", "TEXT"),
+];
+
 /// Sets WAL mode, and creates or upgrades the tables once (a reader of `user_version`
 /// otherwise). A store of a later version is left as it is.
 ///
@@ -68,8 +99,27 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
         return Ok(()); // the common case, without taking the write lock
     }
     let upgrade = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    if user_version(&upgrade)? < VERSION {
-        upgrade.execute_batch(&format!("{TABLES} PRAGMA user_version = {VERSION};"))?;
+    let version = user_version(&upgrade)?;
+    if version < 4 {
+        upgrade.execute_batch(TABLES)?;
+    }
+    if version < 5 {
+        for (column, definition) in EVENT_COLUMNS {
+            let exists: bool = upgrade.query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('events') WHERE name = ?1",
+                [column],
+                |row| row.get(0),
+            )?;
+            if !exists {
+                upgrade.execute_batch(&format!(
+                    "ALTER TABLE events ADD COLUMN {column} {definition};"
+                ))?;
+            }
+        }
+        upgrade.execute_batch(DEAD_LETTERS)?;
+    }
+    if version < VERSION {
+        upgrade.execute_batch(&format!("PRAGMA user_version = {VERSION};"))?;
     }
     upgrade.commit()
 }
@@ -121,6 +171,7 @@ pub(super) fn counters(conn: &Connection) -> rusqlite::Result<Counters> {
             "dropped" => counters.dropped = value,
             "oversized" => counters.oversized = value,
             "damaged" => counters.damaged = value,
+            "dead_letters" => counters.dead_letters = value,
             _ => {}
         }
     }
@@ -264,7 +315,7 @@ mod tests {
         drop(conn);
 
         let store = Store::open(&path, 1 << 20, Duration::from_secs(1)).unwrap();
-        let rows = store.take(10, usize::MAX).unwrap();
+        let rows = store.take(10, usize::MAX, &[]).unwrap();
         let kept: Vec<(&str, &str)> = rows
             .iter()
             .map(|row| (row.event_id.as_str(), row.payload.as_str()))

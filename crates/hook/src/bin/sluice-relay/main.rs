@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::exit)] // a command prints its answers and exits
 
+mod blame;
 mod deliver;
 mod direct;
 mod ingest;

@@ -48,6 +48,8 @@ pub(crate) struct Counts {
     pub(crate) rounds: AtomicU64,
     /// Stored payloads that were not JSON, let go.
     pub(crate) unreadable: AtomicU64,
+    /// Events set aside into the dead letters by this relay.
+    pub(crate) set_aside: AtomicU64,
 }
 
 pub(crate) struct Relay {
@@ -327,6 +329,7 @@ impl Relay {
                     set("spool_dropped", json!(store.dropped));
                     set("spool_oversized", json!(store.oversized));
                     set("spool_damaged", json!(store.damaged));
+                    set("dead_letters", json!(store.dead_letters));
                 }
                 Err(error) => set("spool_error", json!(error)),
             }

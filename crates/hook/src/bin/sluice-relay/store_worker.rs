@@ -50,24 +50,62 @@ pub(crate) struct Round {
     pub(crate) rows: Vec<Row>,
 }
 
+/// Where an event of a round is: its key in one generation of the store's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Place {
+    generation: u64,
+    pub(crate) key: i64,
+}
+
 impl Round {
-    /// The same round, keeping only the rows whose keys are in `keys`.
-    pub(crate) fn only(self, keys: &[i64]) -> Self {
+    /// Where the event with this key is.
+    pub(crate) fn place(&self, key: i64) -> Place {
+        Place {
+            generation: self.generation,
+            key,
+        }
+    }
+
+    /// A round of the rows whose keys are in `keys` (copies).
+    pub(crate) fn only(&self, keys: &[i64]) -> Self {
         Self {
             generation: self.generation,
             rows: self
                 .rows
-                .into_iter()
+                .iter()
                 .filter(|row| keys.contains(&row.key))
+                .cloned()
                 .collect(),
+        }
+    }
+
+    /// The confirmation of these keys of the round.
+    pub(crate) fn confirming(&self, keys: Vec<i64>) -> Confirmation {
+        Confirmation {
+            generation: self.generation,
+            keys,
         }
     }
 }
 
+/// Events of one round the sink confirmed.
+#[derive(Debug)]
+pub(crate) struct Confirmation {
+    generation: u64,
+    keys: Vec<i64>,
+}
+
 enum Command {
     Append(Incoming, Reply<()>),
-    Take(usize, usize, Reply<Round>),
-    Confirm(Round, Reply<u64>),
+    Take(usize, usize, Vec<i64>, Reply<Round>),
+    /// One waiting event, as a round of its own (none if it no longer waits).
+    Row(i64, Reply<Round>),
+    /// Records a failed send of one event: (its place, alone, error); answers its alone
+    /// count. An event of an earlier generation of the file is left alone.
+    Failed(Place, bool, String, Reply<Option<u32>>),
+    /// Moves one event to the dead letters.
+    SetAside(Place, Reply<bool>),
+    Confirm(Confirmation, Reply<u64>),
     Counters(Reply<Counters>),
     /// Makes sure the events are in the file at the store's path, then ends the thread.
     Close(Reply<()>),
@@ -142,13 +180,41 @@ impl StoreWorker {
         self.ask(|reply| Command::Append(event, reply)).await
     }
 
-    pub(crate) async fn take(&self, limit: usize, max_bytes: usize) -> Result<Round, String> {
-        self.ask(|reply| Command::Take(limit, max_bytes, reply))
+    /// The oldest events, leaving out the keys in `skip`.
+    pub(crate) async fn take(
+        &self,
+        limit: usize,
+        max_bytes: usize,
+        skip: Vec<i64>,
+    ) -> Result<Round, String> {
+        self.ask(|reply| Command::Take(limit, max_bytes, skip, reply))
             .await
     }
 
-    pub(crate) async fn confirm(&self, round: Round) -> Result<u64, String> {
-        self.ask(|reply| Command::Confirm(round, reply)).await
+    /// The event with this key alone, if it still waits.
+    pub(crate) async fn row(&self, key: i64) -> Result<Round, String> {
+        self.ask(|reply| Command::Row(key, reply)).await
+    }
+
+    /// Records that an event was sent and not confirmed; answers how often it failed alone.
+    pub(crate) async fn failed(
+        &self,
+        place: Place,
+        alone: bool,
+        error: String,
+    ) -> Result<Option<u32>, String> {
+        self.ask(|reply| Command::Failed(place, alone, error, reply))
+            .await
+    }
+
+    /// Sets an event aside, out of the queue, into the dead letters.
+    pub(crate) async fn set_aside(&self, place: Place) -> Result<bool, String> {
+        self.ask(|reply| Command::SetAside(place, reply)).await
+    }
+
+    pub(crate) async fn confirm(&self, confirmation: Confirmation) -> Result<u64, String> {
+        self.ask(|reply| Command::Confirm(confirmation, reply))
+            .await
     }
 
     pub(crate) async fn counters(&self) -> Result<Counters, String> {
@@ -217,19 +283,42 @@ async fn run(
                 // command (a round to read, say), not after it.
                 tokio::task::yield_now().await;
             }
-            Command::Take(limit, max, reply) => {
-                let round = patiently(&mut store, |store| store.take(limit, max))
+            Command::Take(limit, max, skip, reply) => {
+                let round = patiently(&mut store, |store| store.take(limit, max, &skip))
                     .await
                     .map(|rows| Round { generation, rows });
                 let _ = reply.send(round.map_err(|e| error_chain(&e)));
             }
-            Command::Confirm(round, reply) if round.generation != generation => {
-                tracing::info!(events = round.rows.len(), "a round taken before the store was reopened confirms nothing: its events will be sent again");
+            Command::Row(key, reply) => {
+                let round = patiently(&mut store, |store| store.row(key))
+                    .await
+                    .map(|row| Round {
+                        generation,
+                        rows: row.into_iter().collect(),
+                    });
+                let _ = reply.send(round.map_err(|e| error_chain(&e)));
+            }
+            Command::Failed(place, _, _, reply) if place.generation != generation => {
+                let _ = reply.send(Ok(None));
+            }
+            Command::Failed(place, alone, error, reply) => {
+                let counted =
+                    patiently(&mut store, |store| store.failed(place.key, alone, &error)).await;
+                let _ = reply.send(counted.map_err(|e| error_chain(&e)));
+            }
+            Command::SetAside(place, reply) if place.generation != generation => {
+                let _ = reply.send(Ok(false));
+            }
+            Command::SetAside(place, reply) => {
+                let moved = patiently(&mut store, |store| store.set_aside(place.key)).await;
+                let _ = reply.send(moved.map_err(|e| error_chain(&e)));
+            }
+            Command::Confirm(done, reply) if done.generation != generation => {
+                tracing::info!(events = done.keys.len(), "a round taken before the store was reopened confirms nothing: its events will be sent again");
                 let _ = reply.send(Ok(0));
             }
-            Command::Confirm(round, reply) => {
-                let keys: Vec<i64> = round.rows.iter().map(|row| row.key).collect();
-                let confirmed = patiently(&mut store, |store| store.confirm(&keys)).await;
+            Command::Confirm(done, reply) => {
+                let confirmed = patiently(&mut store, |store| store.confirm(&done.keys)).await;
                 let _ = reply.send(confirmed.map_err(|e| error_chain(&e)));
             }
             Command::Counters(reply) => {
@@ -387,14 +476,16 @@ mod tests {
         for n in 0..20 {
             worker.append(incoming(n)).await.unwrap();
         }
-        let delivered = worker.take(10, usize::MAX).await.unwrap();
-        worker.confirm(delivered).await.unwrap();
-        let in_flight = worker.take(5, usize::MAX).await.unwrap();
+        let delivered = worker.take(10, usize::MAX, Vec::new()).await.unwrap();
+        let keys = delivered.rows.iter().map(|row| row.key).collect();
+        worker.confirm(delivered.confirming(keys)).await.unwrap();
+        let in_flight = worker.take(5, usize::MAX, Vec::new()).await.unwrap();
         assert_eq!(in_flight.rows[0].event_id, "e010");
         std::fs::remove_dir_all(&dir).unwrap();
         worker.append(incoming(20)).await.unwrap(); // reopens, moving e010..e019 over
-        assert_eq!(worker.confirm(in_flight).await.unwrap(), 0);
-        let left = worker.take(100, usize::MAX).await.unwrap();
+        let keys = in_flight.rows.iter().map(|row| row.key).collect();
+        assert_eq!(worker.confirm(in_flight.confirming(keys)).await.unwrap(), 0);
+        let left = worker.take(100, usize::MAX, Vec::new()).await.unwrap();
         let ids: Vec<&str> = left.rows.iter().map(|r| r.event_id.as_str()).collect();
         let expected: Vec<String> = (10..21).map(|n| format!("e{n:03}")).collect();
         assert_eq!(ids, expected, "every undelivered event, once, in order");
