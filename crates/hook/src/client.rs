@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::normalize::{self, BadInput, MAX_INPUT};
 use crate::size::{self, Fit};
 use crate::store::{NewEvent, Store};
-use crate::{protocol, safety, socket};
+use crate::{large, protocol, safety, socket};
 
 /// How long a running relay has to acknowledge an event before the hook spools it itself.
 const RELAY_ACK_BUDGET: Duration = Duration::from_millis(50);
@@ -42,11 +42,13 @@ pub fn run(config: &Config) {
     }
     let deadline = Instant::now() + config.budget;
     let mut input = Vec::new();
-    let read = std::io::stdin()
-        .lock()
+    let mut stdin = std::io::stdin().lock();
+    let read = (&mut stdin)
         .take(MAX_INPUT as u64 + 1)
         .read_to_end(&mut input);
+    let big = input.len() > MAX_INPUT;
     let parsed = match read {
+        Ok(_) if big => large::parse(input, stdin, deadline),
         Ok(_) => normalize::parse(&input),
         Err(_) => Err(BadInput::NotUtf8),
     };
@@ -63,7 +65,18 @@ pub fn run(config: &Config) {
             return;
         }
     };
-    let events = prepare(normalize::payloads(hook_input), config.max_event_bytes);
+    let mut payloads = normalize::payloads(hook_input);
+    if big {
+        for payload in &mut payloads {
+            // Measured on the few bytes a stub keeps of the output, it would mislead.
+            if let Some(data) = payload.get_mut("data").and_then(Value::as_object_mut) {
+                data.remove("output_size");
+            }
+        }
+    }
+    let mut events = prepare(payloads, config.max_event_bytes);
+    // A stub is an event the size guard had to shrink.
+    events.iter_mut().for_each(|event| event.oversized |= big);
     let started = Instant::now();
     match deliver(config, &events, deadline) {
         Ok(how) if config.verbose => {

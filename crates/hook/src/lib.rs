@@ -16,6 +16,7 @@ pub mod dead_letters;
 pub mod events;
 mod git;
 pub mod install;
+pub mod large;
 pub mod normalize;
 pub mod protocol;
 pub mod safety;

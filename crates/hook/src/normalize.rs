@@ -7,7 +7,8 @@ use serde_json::{json, Map, Value};
 
 use crate::{events, git, time};
 
-/// Inputs larger than this are refused (Claude Code's own are far smaller).
+/// Inputs larger than this are not parsed whole: they arrive as a stub (see
+/// [`crate::large`]).
 pub const MAX_INPUT: usize = 1 << 20;
 /// Strings in `data` longer than this are cut and marked: the dashboard silently drops a
 /// websocket message over 1,000,000 bytes.
@@ -24,6 +25,8 @@ pub enum BadInput {
     NotJson(String),
     NotAnObject,
     NoEventName,
+    /// A big input still not read when the hook's budget ran out.
+    TimedOut,
 }
 
 impl BadInput {
@@ -35,6 +38,7 @@ impl BadInput {
             Self::NotJson(_) => "not_json",
             Self::NotAnObject => "not_an_object",
             Self::NoEventName => "no_hook_event_name",
+            Self::TimedOut => "timed_out",
         }
     }
 }
@@ -48,6 +52,7 @@ impl fmt::Display for BadInput {
             Self::NotJson(error) => write!(f, "input is not JSON: {error}"),
             Self::NotAnObject => f.write_str("input is not a JSON object"),
             Self::NoEventName => f.write_str("input has no hook_event_name"),
+            Self::TimedOut => f.write_str("input not read to its end within the hook's budget"),
         }
     }
 }
@@ -63,6 +68,11 @@ pub fn parse(input: &[u8]) -> Result<Map<String, Value>, BadInput> {
     }
     let value: Value =
         serde_json::from_str(text).map_err(|error| BadInput::NotJson(error.to_string()))?;
+    hook_object(value)
+}
+
+/// The hook's JSON object, if `value` is one that names its event.
+pub fn hook_object(value: Value) -> Result<Map<String, Value>, BadInput> {
     let Value::Object(map) = value else {
         return Err(BadInput::NotAnObject);
     };

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -84,10 +85,15 @@ fn relay_pid(env: &HookEnv) -> Option<u32> {
 }
 
 fn rss_kib(pid: u32) -> u64 {
+    vm_kib(pid, "VmRSS")
+}
+
+/// A memory figure of process `pid` in KiB (`VmRSS`, `VmHWM`: its peak), 0 if it is gone.
+fn vm_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
@@ -178,6 +184,91 @@ async fn an_oversized_event_arrives_marked_and_costs_its_neighbours_nothing() {
         .collect();
     assert_eq!(prompts, ["prompt 0", "prompt 1", "prompt 2"]);
     assert_eq!(env.stats()["spool_oversized"], 1);
+}
+
+/// Runs the hook on `head`, `filler` bytes of `x` and `tail`, written as they are made; gives
+/// its output and its peak resident memory (KiB) once it read all but the tail.
+fn hook_streamed(env: &HookEnv, head: &str, filler: usize, tail: &str) -> (Output, u64) {
+    let mut child = env
+        .command()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(head.as_bytes()).unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..filler / chunk.len() {
+        stdin.write_all(&chunk).unwrap();
+    }
+    // A pipe holds 64 KiB at most: the hook has read all but that, and is waiting for more.
+    let peak = vm_kib(child.id(), "VmHWM");
+    stdin.write_all(tail.as_bytes()).unwrap();
+    drop(stdin);
+    (child.wait_with_output().unwrap(), peak)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_over_the_limit_arrive_as_stubs_read_in_bounded_memory() {
+    // Today's main: an input over 1 MiB was refused whole; the tool never finished.
+    let dashboard = local_dashboard().await;
+    let env = HookEnv::new(BIN, "big-input", dashboard.addr());
+    assert!(env.hook(&prompt(0)).status.success());
+    let bash = r#"{"session_id":"s","cwd":"/tmp","hook_event_name":"PostToolUse","tool_name":"Bash","tool_use_id":"toolu_bash","duration_ms":4321,"tool_input":{"command":"make all"},"tool_response":{"stderr":"make: *** [all] Error 2","interrupted":false,"stdout":""#;
+    let filler = 32 << 20;
+    let (tail, bash_size) = (r#""}}"#, bash.len() + filler + 3);
+    let (output, peak_kib) = hook_streamed(&env, bash, filler, tail);
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "{output:?}"
+    );
+    // Holding the input would take 32 MiB; the hook keeps its first MiB and a few KiB more.
+    assert!(peak_kib > 0 && peak_kib < 12 * 1024, "peak {peak_kib} KiB");
+    assert!(env.hook(&prompt(1)).status.success());
+    let content = "w".repeat(3 << 20);
+    let write = json!({
+        "session_id": "s", "cwd": "/tmp", "hook_event_name": "PostToolUse", "tool_name": "Write",
+        "tool_use_id": "toolu_write", "duration_ms": 12,
+        "tool_input": {"file_path": "/tmp/big.txt", "content": content},
+        "tool_response": {"type": "create", "filePath": "/tmp/big.txt", "content": content},
+    })
+    .to_string();
+    let output = env.hook(write.as_bytes());
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "{output:?}"
+    );
+    let write_size = write.len();
+    assert!(env.hook(&prompt(2)).status.success());
+
+    let log = dashboard.received().clone();
+    assert!(wait_until(&log, Duration::from_secs(10), |log| distinct(log) == 5).await);
+    let events = log.events();
+    assert_eq!(events.len(), 5, "each once");
+    assert_eq!(numbers_in_order(&log), [0, 1, 2]);
+    let (bash, write) = (&events[1].data, &events[3].data);
+    for (stub, tool, size, success) in [
+        (bash, "Bash", bash_size, false),
+        (write, "Write", write_size, true),
+    ] {
+        assert_eq!(stub["subtype"], "post_tool");
+        let data = &stub["data"];
+        assert_eq!(data["tool_name"], tool);
+        assert_eq!(
+            data["tool_use_id"],
+            format!("toolu_{}", tool.to_lowercase())
+        );
+        assert_eq!(data["session_id"], "s");
+        assert_eq!(data["truncated"], true);
+        assert_eq!(data["original_size"], size);
+        assert_eq!(data["success"], success, "{data}");
+        assert!(stub.to_string().len() < 16 * 1024, "{stub}");
+    }
+    assert_eq!(bash["data"]["duration_ms"], 4321);
+    assert_eq!(bash["data"]["command_preview"], "make all");
+    assert_eq!(write["data"]["tool_input"]["file_path"], "/tmp/big.txt");
+    assert_eq!(env.stats()["spool_oversized"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
