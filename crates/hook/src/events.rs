@@ -1,5 +1,6 @@
-//! Claude Code's hook events (2.1.332 knows these 34): the dashboard subtype of each, which
-//! take a tool matcher, and which `install` registers by default.
+//! Claude Code's hook events (2.1.337 knows these 35): the dashboard subtype of each, which
+//! take a tool matcher, and which `install` registers by default. An event missing here
+//! still arrives, under its name in snake case (see [`crate::normalize::subtype`]).
 
 /// One hook event Claude Code can run a command for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +32,7 @@ const fn event(
 }
 
 /// Every event, in the order `install` writes them.
-pub const ALL: [HookEvent; 34] = [
+pub const ALL: [HookEvent; 35] = [
     event("PreToolUse", "pre_tool", true, true),
     event("PostToolUse", "post_tool", true, true),
     // A failed tool call is a post-tool event that failed: `success: false`, `error` kept.
@@ -44,6 +45,9 @@ pub const ALL: [HookEvent; 34] = [
     event("SessionEnd", "session_end", false, true),
     event("Stop", "stop", false, true),
     event("StopFailure", "stop_failure", false, false),
+    // New in 2.1.337: an interrupt ended the main turn (`source`, `reason`, `via`); its
+    // output is ignored.
+    event("Interrupt", "interrupt", false, false),
     event("SubagentStart", "subagent_start", false, true),
     event("SubagentStop", "subagent_stop", false, true),
     event("PreCompact", "pre_compact", false, true),
@@ -151,7 +155,7 @@ mod tests {
         let chosen = parse_list("stop, PreToolUse,Stop").unwrap();
         let names: Vec<_> = chosen.iter().map(|e| e.name).collect();
         assert_eq!(names, ["PreToolUse", "Stop"]);
-        assert_eq!(parse_list("all").unwrap().len(), 34);
+        assert_eq!(parse_list("all").unwrap().len(), 35);
         assert_eq!(parse_list("default").unwrap().len(), 10);
         let error = parse_list("PreToolUse,Bogus").unwrap_err();
         assert!(error.contains("\"Bogus\""), "{error}");

@@ -421,7 +421,7 @@ mod tests {
             settings["hooks"]["Stop"][0]["hooks"][1]["command"],
             "/bin/sluice-hook"
         );
-        assert_eq!(remove(&mut settings), 34);
+        assert_eq!(remove(&mut settings), events::ALL.len());
         let mut expected = original;
         expected["hooks"]["Stop"][0]["hooks"]
             .as_array_mut()

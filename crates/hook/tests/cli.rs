@@ -437,7 +437,7 @@ fn scopes_and_event_sets() {
         &std::fs::read_to_string(project.join(".claude/settings.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(keys(&shared["hooks"]).len(), 34);
+    assert_eq!(keys(&shared["hooks"]).len(), 35);
     let output = in_project(&[
         "install",
         "--write",
@@ -462,7 +462,7 @@ fn scopes_and_event_sets() {
     assert_eq!(keys(&printed["hooks"]), ["SessionEnd"]);
     let output = in_project(&["uninstall", "--scope", "project"]);
     assert!(
-        text(&output.stdout).starts_with("removed 34 "),
+        text(&output.stdout).starts_with("removed 35 "),
         "{output:?}"
     );
 }

@@ -1,6 +1,7 @@
-//! Every hook event Claude Code 2.1.332 knows, one fixture each, run through the built hook
-//! into the embedded dashboard, subtype and fields checked. Eight fixtures are real captures;
-//! the others are written to the input types of the agent SDK built for that release.
+//! Every hook event Claude Code 2.1.337 knows, one fixture each, run through the built hook
+//! into the embedded dashboard, subtype and fields checked. Eight fixtures are real captures
+//! of 2.1.332; the others are written to the input types of the agent SDK built for the
+//! release that added them.
 
 use std::time::Duration;
 
@@ -14,8 +15,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
 /// Fixture (under tests/fixtures/events), the subtype the dashboard must see, and the
 /// fields of its own the event always carries, space-separated: the required fields of its
 /// input type in `@anthropic-ai/claude-agent-sdk` 0.3.332 (`sdk.d.ts`, built for Claude Code
-/// 2.1.332), besides the common `session_id`, `transcript_path`, `cwd` and `hook_event_name`.
-const EVENTS: [(&str, &str, &str); 34] = [
+/// 2.1.332; `Interrupt`'s from 0.3.337), besides the common `session_id`,
+/// `transcript_path`, `cwd` and `hook_event_name`.
+const EVENTS: [(&str, &str, &str); 35] = [
     ("pre_tool_use", "pre_tool", "tool_name tool_input tool_use_id"),
     ("post_tool_use", "post_tool", "tool_name tool_input tool_response tool_use_id"),
     ("post_tool_use_failure", "post_tool", "tool_name tool_input tool_use_id error"),
@@ -27,6 +29,7 @@ const EVENTS: [(&str, &str, &str); 34] = [
     ("session_end", "session_end", "reason"),
     ("stop", "stop", "stop_hook_active"),
     ("stop_failure", "stop_failure", "error"),
+    ("interrupt", "interrupt", "source reason"),
     ("subagent_start", "subagent_start", "agent_id agent_type"),
     ("subagent_stop", "subagent_stop", "stop_hook_active agent_id agent_transcript_path agent_type"),
     ("pre_compact", "pre_compact", "trigger custom_instructions"),
@@ -84,7 +87,8 @@ async fn every_event_reaches_the_dashboard_with_its_subtype() {
     assert!(env.hook(future).status.success());
 
     let log = dashboard.received();
-    assert_eq!(log.wait_for(35, Duration::from_secs(20)).await, 35);
+    let total = EVENTS.len() + 1;
+    assert_eq!(log.wait_for(total, Duration::from_secs(20)).await, total);
     let events = log.events();
     for (n, (file, subtype, fields)) in EVENTS.iter().enumerate() {
         let event = &events[n].data;
@@ -99,7 +103,7 @@ async fn every_event_reaches_the_dashboard_with_its_subtype() {
             "{file}"
         );
     }
-    let future = &events[34].data;
+    let future = &events[EVENTS.len()].data;
     assert_eq!(future["subtype"], "branch_switched");
     assert_eq!(future["data"]["to"], "main");
 
@@ -119,6 +123,15 @@ async fn every_event_reaches_the_dashboard_with_its_subtype() {
     assert_eq!(of("PreToolUse")["tool_use_id"], "toolu_msg_1");
     assert_eq!(of("Stop")["effort"]["level"], "medium");
     assert_eq!(of("MessageDisplay")["delta"], "done");
+    let interrupt = of("Interrupt");
+    assert_eq!(
+        (
+            &interrupt["source"],
+            &interrupt["reason"],
+            &interrupt["via"]
+        ),
+        (&"user".into(), &"stop".into(), &"terminal".into())
+    );
     dashboard.stop().await;
 }
 
