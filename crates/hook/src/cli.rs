@@ -106,7 +106,7 @@ pub struct InstallArgs {
     /// local = .claude/settings.local.json
     #[arg(long, value_enum, default_value = "user")]
     pub scope: Scope,
-    /// `default` (10 events all current Claude Codes accept), `all` (34), or names
+    /// `default` (10 events all current Claude Codes accept), `all` (35), or names
     /// separated by commas, e.g. PreToolUse,PostToolUse,Stop
     #[arg(long, value_name = "EVENTS", default_value = "default", value_parser = parse_events)]
     pub events: EventList,
