@@ -81,6 +81,25 @@ pub enum Delivery {
     Written,
 }
 
+impl Delivery {
+    /// Its value as `--delivery` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Acknowledged => "acknowledged",
+            Self::Written => "written",
+        }
+    }
+}
+
+impl From<Delivery> for sluice_socketio_sink::Delivery {
+    fn from(delivery: Delivery) -> Self {
+        match delivery {
+            Delivery::Acknowledged => Self::Acknowledged,
+            Delivery::Written => Self::Written,
+        }
+    }
+}
+
 /// One relay per dashboard URL: its socket, lock and store are named after the URL, so a
 /// hook configured for another dashboard never hands its events to this one's relay.
 fn url_tag(url: &str) -> String {

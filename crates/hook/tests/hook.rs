@@ -272,6 +272,42 @@ async fn hooks_starting_at_once_start_one_relay() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_direct_send_honours_the_delivery_setting() {
+    // Today's main: the direct send waited for acks whatever SLUICE_DELIVERY said, so a hook
+    // with written delivery, no relay and no spool lost its event to a server that never acks.
+    let log = Log::default();
+    let dashboard = Dashboard::start_with("127.0.0.1:0".parse().unwrap(), log.clone(), Acks::Never)
+        .await
+        .unwrap();
+    let env = HookEnv::new(BIN, "direct-delivery", dashboard.addr());
+    // No relay may start and the state directory is a file: no spool either.
+    let not_a_dir = env.dir.join("not-a-dir");
+    std::fs::write(&not_a_dir, b"").unwrap();
+    let no_spool = [
+        ("SLUICE_STATE_DIR", not_a_dir.to_str().unwrap()),
+        ("SLUICE_NO_SPAWN", "1"),
+    ];
+    let flag = env.run(&["--delivery", "written"], &no_spool, &prompt(0));
+    assert_quiet_success(&flag);
+    assert!(flag.stderr.is_empty(), "sent directly: {flag:?}");
+    let variable = [no_spool.as_slice(), &[("SLUICE_DELIVERY", "written")]].concat();
+    let variable = env.hook_with(&variable, &prompt(1));
+    assert_quiet_success(&variable);
+    assert!(variable.stderr.is_empty(), "sent directly: {variable:?}");
+    assert_eq!(log.wait_for(2, Duration::from_secs(10)).await, 2);
+    assert_eq!(prompts(&log), ["prompt 0", "prompt 1"]);
+    // Acknowledged delivery from a server that never acks: written, never confirmed.
+    let acknowledged = env.hook_with(&no_spool, &prompt(2));
+    assert_quiet_success(&acknowledged);
+    let stderr = String::from_utf8_lossy(&acknowledged.stderr);
+    assert!(
+        stderr.starts_with("sluice-hook: event not delivered:") && stderr.contains("direct send"),
+        "{stderr}"
+    );
+    dashboard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dashboard_that_never_acks_is_named_and_written_delivery_serves_it() {
     let log = Log::default();
     let dashboard = Dashboard::start_with("127.0.0.1:0".parse().unwrap(), log.clone(), Acks::Never)

@@ -18,6 +18,7 @@ pub(crate) fn send(config: &Config, lines: &[String], budget: Duration) -> Resul
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let sink = SocketIoSink::builder(config.url.clone())
+            .delivery(config.delivery.into())
             .connect_timeout(budget / 2)
             .wait_timeout(budget / 2)
             .max_wait(Duration::from_millis(1))
