@@ -271,14 +271,20 @@ async fn hooks_starting_at_once_start_one_relay() {
     dashboard.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_direct_send_honours_the_delivery_setting() {
-    // Today's main: the direct send waited for acks whatever SLUICE_DELIVERY said, so a hook
-    // with written delivery, no relay and no spool lost its event to a server that never acks.
+/// A dashboard on a free loopback port that records every event and acknowledges none.
+async fn never_acking_dashboard() -> (Dashboard, Log) {
     let log = Log::default();
     let dashboard = Dashboard::start_with("127.0.0.1:0".parse().unwrap(), log.clone(), Acks::Never)
         .await
         .unwrap();
+    (dashboard, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_direct_send_honours_the_delivery_setting() {
+    // Today's main: the direct send waited for acks whatever SLUICE_DELIVERY said, so a hook
+    // with written delivery, no relay and no spool lost its event to a server that never acks.
+    let (dashboard, log) = never_acking_dashboard().await;
     let env = HookEnv::new(BIN, "direct-delivery", dashboard.addr());
     // No relay may start and the state directory is a file: no spool either.
     let not_a_dir = env.dir.join("not-a-dir");
@@ -309,10 +315,7 @@ async fn the_direct_send_honours_the_delivery_setting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dashboard_that_never_acks_is_named_and_written_delivery_serves_it() {
-    let log = Log::default();
-    let dashboard = Dashboard::start_with("127.0.0.1:0".parse().unwrap(), log.clone(), Acks::Never)
-        .await
-        .unwrap();
+    let (dashboard, log) = never_acking_dashboard().await;
     let env = HookEnv::new(BIN, "never-acks", dashboard.addr());
     for n in 0..3 {
         assert_quiet_success(&env.hook(&prompt(n)));
