@@ -10,7 +10,7 @@ use tower::ServiceBuilder;
 
 use crate::connection::{Goodbye, SocketIoConnector};
 use crate::emit::{Delivery, Encoded, Encoding};
-use crate::error::BoxError;
+use crate::error::{BoxError, ConfigError};
 use crate::sink::SocketIoSink;
 
 /// Builds a [`SocketIoSink`]; get one from [`SocketIoSink::builder`].
@@ -180,15 +180,54 @@ impl SinkBuilder {
     /// one connection, in order. With acks, a connection asks for one once half of them are
     /// unconfirmed (or when no batch follows), and writes the other half while it travels.
     /// At most one ack is outstanding per connection: under a steady stream each covers about
-    /// half of them, after a lull up to all but one.
+    /// half of them, after a lull up to all but one. Any number from 1 is honoured as given.
     #[must_use]
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = Some(n);
         self
     }
 
+    /// Refuses a setting the sink could not honour as given: a zero count or duration, a
+    /// reconnect backoff whose longest wait is below its first.
+    fn check(&self) -> Result<(), ConfigError> {
+        let counts = [
+            ("max_connections", self.max_connections),
+            ("max_items", self.max_items),
+            ("max_bytes", self.max_bytes),
+            ("queue_capacity", self.queue_capacity),
+            ("max_in_flight", self.max_in_flight.unwrap_or(1)),
+            ("failure_threshold", self.failure_threshold as usize),
+        ];
+        if let Some((knob, _)) = counts.iter().find(|(_, n)| *n == 0) {
+            return Err(ConfigError::Zero { knob });
+        }
+        let (emit_timeout, ack_timeout) = self.connector.timeouts();
+        let (initial, max) = self.reconnect_backoff;
+        let durations = [
+            ("connect_timeout", self.connect_timeout),
+            ("wait_timeout", self.wait_timeout),
+            ("max_wait", self.max_wait),
+            ("reconnect_backoff", initial),
+            ("emit_timeout", emit_timeout),
+            ("ack_timeout", ack_timeout),
+        ];
+        if let Some((knob, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::ZeroDuration { knob });
+        }
+        if max < initial {
+            return Err(ConfigError::BackoffMax { initial, max });
+        }
+        Ok(())
+    }
+
     /// Builds the sink and starts its worker on the current Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] (boxed) for a setting the sink could not honour as given, or the
+    /// breaker's `ConfigError` for an open backoff it refuses.
     pub fn build(self) -> Result<SocketIoSink, BoxError> {
+        self.check()?;
         let url = self.connector.url().to_string();
         let namespace = self.connector.namespace_name().to_string();
         let pool = PoolLayer::builder(())
@@ -215,6 +254,8 @@ impl SinkBuilder {
         let last_failure = connector.last_failure();
         let mut batch = BatchLayer::builder()
             .max_items(self.max_items)
+            // One namespace, so one key: its limit is the whole limit.
+            .max_in_flight(max_in_flight)
             .max_in_flight_per_key(max_in_flight)
             .dispatch(self.dispatch)
             .max_wait(self.max_wait)
@@ -249,5 +290,57 @@ impl SinkBuilder {
             unconfirmed,
             last_failure,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The error `build` gives: refused before any runtime is needed.
+    fn refused(builder: SinkBuilder) -> ConfigError {
+        match builder.build() {
+            Ok(sink) => panic!("built {sink:?}"),
+            Err(error) => *error.downcast::<ConfigError>().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_setting_the_sink_cannot_honour_is_refused_by_name() {
+        let sink = || SocketIoSink::builder("http://127.0.0.1:9");
+        let zero = Duration::ZERO;
+        for (builder, knob) in [
+            (sink().max_connections(0), "max_connections"),
+            (sink().max_items(0), "max_items"),
+            (sink().max_bytes(0), "max_bytes"),
+            (sink().queue_capacity(0), "queue_capacity"),
+            (sink().max_in_flight(0), "max_in_flight"),
+            (sink().failure_threshold(0), "failure_threshold"),
+        ] {
+            assert_eq!(refused(builder), ConfigError::Zero { knob });
+        }
+        let second = Duration::from_secs(1);
+        for (builder, knob) in [
+            (sink().connect_timeout(zero), "connect_timeout"),
+            (sink().wait_timeout(zero), "wait_timeout"),
+            (sink().max_wait(zero), "max_wait"),
+            (sink().reconnect_backoff(zero, second), "reconnect_backoff"),
+            (sink().connector(|c| c.emit_timeout(zero)), "emit_timeout"),
+            (sink().ack_timeout(zero), "ack_timeout"),
+        ] {
+            assert_eq!(refused(builder), ConfigError::ZeroDuration { knob });
+        }
+        let backoff = sink().reconnect_backoff(second, second / 2);
+        assert_eq!(
+            refused(backoff),
+            ConfigError::BackoffMax {
+                initial: second,
+                max: second / 2
+            }
+        );
+        let said = refused(sink().queue_capacity(0)).to_string();
+        assert_eq!(said, "`queue_capacity` must be at least 1");
     }
 }

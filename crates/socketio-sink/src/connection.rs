@@ -173,6 +173,11 @@ impl SocketIoConnector {
         self.encoding
     }
 
+    /// Its emit and ack timeouts.
+    pub(crate) fn timeouts(&self) -> (Duration, Duration) {
+        (self.config.emit_timeout, self.config.ack_timeout)
+    }
+
     pub(crate) fn delivery_kind(&self) -> Delivery {
         self.config.delivery
     }

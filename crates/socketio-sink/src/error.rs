@@ -190,6 +190,48 @@ impl fmt::Display for WrongNamespace {
 
 impl Error for WrongNamespace {}
 
+/// A setting [`SinkBuilder::build`](crate::SinkBuilder::build) refused because the sink could
+/// not honour it as given; it names the builder's method. (The layers' own errors, such as
+/// the breaker's for an open backoff, come as they are.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A count that must be at least 1 was 0.
+    Zero {
+        /// The builder's method.
+        knob: &'static str,
+    },
+    /// A duration that must be longer than zero was zero.
+    ZeroDuration {
+        /// The builder's (or the connector's) method.
+        knob: &'static str,
+    },
+    /// [`reconnect_backoff`](crate::SinkBuilder::reconnect_backoff)'s `max` is below its
+    /// `initial` wait, which would never be waited.
+    BackoffMax {
+        /// The first wait.
+        initial: Duration,
+        /// The longest wait.
+        max: Duration,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Zero { knob } => write!(f, "`{knob}` must be at least 1"),
+            Self::ZeroDuration { knob } => write!(f, "`{knob}` must be longer than zero"),
+            Self::BackoffMax { initial, max } => write!(
+                f,
+                "`reconnect_backoff`: the longest wait ({max:?}) is shorter than the first \
+                 ({initial:?})"
+            ),
+        }
+    }
+}
+
+impl Error for ConfigError {}
+
 /// Why an event was not delivered: one enum to match, built by downcasting the layers'
 /// errors once. Each variant is its layer's error: `Display` and `source` are that error's.
 #[derive(Debug)]

@@ -94,7 +94,7 @@ mod stats;
 pub use crate::builder::SinkBuilder;
 pub use crate::connection::{Connection, SocketIoConnector};
 pub use crate::emit::{Delivery, Emit, Encoded, Encoding, Name};
-pub use crate::error::{BoxError, ConnectError, SinkError};
+pub use crate::error::{BoxError, ConfigError, ConnectError, SinkError};
 pub use crate::sink::{EmitFuture, SocketIoSink};
 pub use crate::stats::SinkStats;
 

@@ -287,3 +287,26 @@ async fn a_batch_dropped_before_it_was_polled_does_not_stall_the_next_on_its_con
     }
     dashboard.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_in_flight_above_the_default_is_honoured() {
+    // Today's main capped it at the batch layer's default total of 64 without a word: of
+    // 100 one-event batches to a server that does not ack, 63 were written (all but the
+    // one that waits for the ack outstanding).
+    let dashboard = dashboard(Acks::Never).await;
+    let log = dashboard.received().clone();
+    let sink = SocketIoSink::builder(dashboard.url())
+        .max_items(1)
+        .max_in_flight(100)
+        .ack_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let outcomes: Vec<_> = (0..100).map(|seq| sink.emit(event(seq))).collect();
+    let arrived = log.wait_for(99, Duration::from_secs(10)).await;
+    assert!(arrived >= 99, "{arrived} of 100 batches on their way");
+    assert_eq!(seqs(&log), (0..arrived as u64).collect::<Vec<_>>());
+    assert_eq!(sink.stats().sent, 0, "none acknowledged");
+    drop(outcomes);
+    let _ = sink.shutdown(Some(Duration::from_millis(100))).await;
+    dashboard.stop().await;
+}
