@@ -263,7 +263,10 @@ async fn inputs_over_the_limit_arrive_as_stubs_read_in_bounded_memory() {
         assert_eq!(data["truncated"], true);
         assert_eq!(data["original_size"], size);
         assert_eq!(data["success"], success, "{data}");
-        assert!(data.get("output_size").is_none(), "not measured on a stub: {data}");
+        assert!(
+            data.get("output_size").is_none(),
+            "not measured on a stub: {data}"
+        );
         assert!(stub.to_string().len() < 16 * 1024, "{stub}");
     }
     assert_eq!(bash["data"]["duration_ms"], 4321);

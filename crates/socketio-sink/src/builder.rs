@@ -342,5 +342,15 @@ mod tests {
         );
         let said = refused(sink().queue_capacity(0)).to_string();
         assert_eq!(said, "`queue_capacity` must be at least 1");
+        // The open period is the breaker's to check, and its error says so.
+        let Err(error) = sink().open_duration(zero).build() else {
+            panic!("a zero open period was accepted");
+        };
+        assert_eq!(
+            error.downcast_ref::<sluice_breaker::ConfigError>(),
+            Some(&sluice_breaker::ConfigError::ZeroDuration {
+                field: "open_duration"
+            })
+        );
     }
 }
