@@ -89,7 +89,7 @@ async fn play(args: &DemoArgs, dir: &Path) -> i32 {
         }
     };
     let addr = dashboard.addr();
-    let socket = sluice_hook::config::relay_socket(&runtime_dir, &format!("http://{addr}"));
+    let socket = sluice_relay::config::relay_socket(&runtime_dir, &format!("http://{addr}"));
     let log = dashboard.received().clone();
     let inputs = script(usize::try_from(args.events).unwrap_or(usize::MAX));
     let tasks = inputs.iter().filter(|i| expected_events(i) == 2).count() as u64;

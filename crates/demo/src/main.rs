@@ -14,7 +14,7 @@ mod teardown;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use sluice_hook::cli::{DashboardArgs, DemoArgs};
-use sluice_hook::config::{self, Config};
+use sluice_relay::config::{self, Config};
 
 /// The embedded Socket.IO dashboard and the demo of sluice-hook.
 #[derive(Debug, Parser)]

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice_dashboard::{Dashboard, Log};
-use sluice_hook::store::{NewEvent, Store};
+use sluice_store::{NewEvent, Store};
 use sluice_test_support::{feed, HookEnv};
 
 const INPUT: &[u8] = br#"{"session_id":"3f1c2a9e","transcript_path":"/tmp/t.jsonl","cwd":"/tmp","permission_mode":"default","hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{"command":"git status --short","description":"Show working tree status"}}"#;
@@ -330,7 +330,7 @@ fn relay_figures(runtime: &tokio::runtime::Runtime, dashboard: &Dashboard) {
     const BACKLOG: usize = 100_000;
     {
         let mut store = Store::open(
-            &sluice_hook::config::relay_store(&replay.state_dir(), replay.url()),
+            &sluice_relay::config::relay_store(&replay.state_dir(), replay.url()),
             256 << 20,
             Duration::from_secs(1),
         )

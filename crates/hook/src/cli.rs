@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Config;
 use crate::events::{self, HookEvent};
 use crate::install::Scope;
+use sluice_relay::config::Config;
 
 /// Sends every Claude Code hook event to the monitoring dashboard, through a long-lived
 /// relay, without blocking Claude and without losing events.

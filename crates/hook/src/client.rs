@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::config::Config;
+use crate::large;
 use crate::normalize::{self, BadInput, MAX_INPUT};
-use crate::size::{self, Fit};
-use crate::store::{NewEvent, Store};
-use crate::{large, protocol, safety, socket};
+use sluice_relay::config::Config;
+use sluice_relay::size::{self, Fit};
+use sluice_relay::{protocol, safety, socket};
+use sluice_store::{NewEvent, Store};
 
 /// How long a running relay has to acknowledge an event before the hook spools it itself.
 const RELAY_ACK_BUDGET: Duration = Duration::from_millis(50);
@@ -294,7 +295,7 @@ fn start_relay(config: &Config, budget: Duration) -> bool {
 fn store_events(config: &Config, events: &[Prepared], busy: Duration) -> Result<(), String> {
     safety::private_dir(&config.state_dir).map_err(|e| e.to_string())?;
     let mut store = Store::open(&config.store_path(), config.spool_max_bytes, busy)
-        .map_err(|e| crate::error_chain(&e))?;
+        .map_err(|e| sluice_store::error_chain(&e))?;
     let new: Vec<NewEvent<'_>> = events
         .iter()
         .map(|e| NewEvent {
@@ -306,15 +307,5 @@ fn store_events(config: &Config, events: &[Prepared], busy: Duration) -> Result<
     store
         .append(&new)
         .map(drop)
-        .map_err(|e| crate::error_chain(&e))
-}
-
-/// The payloads of event lines.
-pub fn payloads(lines: &[String]) -> Vec<Value> {
-    lines
-        .iter()
-        .filter_map(|line| line.get(2..))
-        .map(|rest| protocol::split_event(rest).1)
-        .filter_map(|json| serde_json::from_str(json).ok())
-        .collect()
+        .map_err(|e| sluice_store::error_chain(&e))
 }

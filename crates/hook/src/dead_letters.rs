@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::cli::DeadLettersArgs;
-use crate::config::Config;
-use crate::store::{DeadLetter, Store};
+use sluice_relay::config::Config;
+use sluice_store::{DeadLetter, Store};
 
 /// Runs the command; returns its exit code.
 pub fn run(config: &Config, args: &DeadLettersArgs) -> i32 {
@@ -27,7 +27,7 @@ pub fn run(config: &Config, args: &DeadLettersArgs) -> i32 {
             eprintln!(
                 "sluice-hook: cannot open {}: {}",
                 path.display(),
-                crate::error_chain(&error)
+                sluice_store::error_chain(&error)
             );
             return 1;
         }
@@ -36,7 +36,7 @@ pub fn run(config: &Config, args: &DeadLettersArgs) -> i32 {
         None => Vec::new(),
         Some(Ok(letters)) => letters,
         Some(Err(error)) => {
-            eprintln!("sluice-hook: {}", crate::error_chain(&error));
+            eprintln!("sluice-hook: {}", sluice_store::error_chain(&error));
             return 1;
         }
     };
@@ -82,7 +82,7 @@ pub fn run(config: &Config, args: &DeadLettersArgs) -> i32 {
             0
         }
         Err(error) => {
-            eprintln!("sluice-hook: {}", crate::error_chain(&error));
+            eprintln!("sluice-hook: {}", sluice_store::error_chain(&error));
             1
         }
     }

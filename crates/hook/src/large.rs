@@ -3,8 +3,8 @@
 //!
 //! The bytes already read go first, then the rest of stdin streams through
 //! [`serde_json::Deserializer::from_reader`]. Two things keep the memory bounded whatever the
-//! size: [`CutStrings`] cuts every JSON string in the stream to [`CUT`] bytes before serde
-//! sees it (serde_json buffers a string it hands to a visitor whole), and [`Prune`] keeps only
+//! size: `CutStrings` cuts every JSON string in the stream to `CUT` bytes before serde
+//! sees it (serde_json buffers a string it hands to a visitor whole), and `Prune` keeps only
 //! the scalars of the top level and of the objects directly under it, within [`KEEP_BYTES`];
 //! everything else takes serde_json's ignore path, which stores nothing.
 

@@ -19,9 +19,10 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, FromArgMatches};
 use serde_json::Value;
 use sluice_hook::cli::{Cli, HookCommand, StatsArgs};
-use sluice_hook::config::{self, Config};
-use sluice_hook::store::Store;
-use sluice_hook::{client, dead_letters, install, stats};
+use sluice_hook::{client, dead_letters, install};
+use sluice_relay::config::{self, Config};
+use sluice_relay::stats;
+use sluice_store::Store;
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().collect();

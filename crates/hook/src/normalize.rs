@@ -7,9 +7,8 @@ use serde_json::{json, Map, Value};
 
 use crate::{events, git, time};
 
-/// Inputs larger than this are not parsed whole: they arrive as a stub (see
-/// [`crate::large`]).
-pub const MAX_INPUT: usize = 1 << 20;
+/// The largest hook input read whole (1 MiB); a bigger one arrives as a stub.
+pub use sluice_relay::protocol::MAX_INPUT;
 /// Strings in `data` longer than this are cut and marked: the dashboard silently drops a
 /// websocket message over 1,000,000 bytes.
 const MAX_STRING: usize = 16 * 1024;

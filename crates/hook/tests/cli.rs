@@ -286,11 +286,11 @@ fn a_bad_reference_port_never_exits_2_and_the_event_waits_for_the_default_url() 
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains("CLAUDE_MPM_SERVER_PORT"), "{stderr}");
         assert!(
-            stderr.contains(sluice_hook::config::DEFAULT_URL),
+            stderr.contains(sluice_relay::config::DEFAULT_URL),
             "{stderr}"
         );
     }
-    let prompts = stored_prompts(&env, sluice_hook::config::DEFAULT_URL);
+    let prompts = stored_prompts(&env, sluice_relay::config::DEFAULT_URL);
     assert_eq!(prompts, ["prompt 0", "prompt 1"]);
 }
 
@@ -305,7 +305,7 @@ fn a_variable_that_is_not_utf8_is_skipped_alone_and_the_others_are_kept() {
     let cases = [(true, env.url().to_string(), "SLUICE_BUDGET_MS;")];
     let cases = cases.into_iter().chain([(
         false,
-        sluice_hook::config::DEFAULT_URL.to_string(),
+        sluice_relay::config::DEFAULT_URL.to_string(),
         "CLAUDE_MPM_SERVER_PORT, SLUICE_BUDGET_MS;",
     )]);
     for (n, (keep_url, url, ignored)) in cases.enumerate() {
@@ -333,8 +333,8 @@ fn a_variable_that_is_not_utf8_is_skipped_alone_and_the_others_are_kept() {
 
 /// The prompts of the events waiting in `env`'s store for the dashboard at `url`.
 fn stored_prompts(env: &HookEnv, url: &str) -> Vec<String> {
-    let store = sluice_hook::config::relay_store(&env.state_dir(), url);
-    let store = sluice_hook::store::Store::open(&store, 1 << 20, Duration::from_secs(1)).unwrap();
+    let store = sluice_relay::config::relay_store(&env.state_dir(), url);
+    let store = sluice_store::Store::open(&store, 1 << 20, Duration::from_secs(1)).unwrap();
     let rows = store.take(10, usize::MAX, &[]).unwrap();
     rows.iter()
         .map(|row| {

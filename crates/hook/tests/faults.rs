@@ -18,7 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
 
 /// The store of `env`'s relay.
 fn store_path(env: &HookEnv) -> std::path::PathBuf {
-    sluice_hook::config::relay_store(&env.state_dir(), env.url())
+    sluice_relay::config::relay_store(&env.state_dir(), env.url())
 }
 
 /// Each distinct event that arrived, by `event_id`: its prompt number, and how often it came.
@@ -313,7 +313,7 @@ async fn a_runtime_dir_that_is_not_ours_gets_nothing() {
     let run = env.dir.join("run");
     std::fs::create_dir_all(&run).unwrap();
     std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let is_root = sluice_hook::safety::uid() == 0;
+    let is_root = sluice_relay::safety::uid() == 0;
     if is_root {
         // Owned by someone else too (only root can make that).
         std::process::Command::new("chown")
@@ -344,8 +344,8 @@ async fn a_runtime_dir_that_is_not_ours_gets_nothing() {
         "the fake relay got no connection"
     );
     // The event waits in the store.
-    let store = sluice_hook::store::Store::open(&store_path(&env), 1 << 20, Duration::from_secs(1))
-        .unwrap();
+    let store =
+        sluice_store::Store::open(&store_path(&env), 1 << 20, Duration::from_secs(1)).unwrap();
     let rows = store.take(10, usize::MAX, &[]).unwrap();
     assert_eq!(rows.len(), 1);
     assert!(rows[0].payload.contains("prompt 7"));
@@ -442,8 +442,7 @@ async fn a_relay_killed_five_times_during_a_replay_loses_nothing() {
     let total = 10_000;
     {
         let mut store =
-            sluice_hook::store::Store::open(&store_path(&env), 64 << 20, Duration::from_secs(1))
-                .unwrap();
+            sluice_store::Store::open(&store_path(&env), 64 << 20, Duration::from_secs(1)).unwrap();
         let events: Vec<(String, String)> = (0..total)
             .map(|n| {
                 let id = format!("backlog-{n:05}");
@@ -454,7 +453,7 @@ async fn a_relay_killed_five_times_during_a_replay_loses_nothing() {
             .collect();
         let new: Vec<_> = events
             .iter()
-            .map(|(id, payload)| sluice_hook::store::NewEvent {
+            .map(|(id, payload)| sluice_store::NewEvent {
                 event_id: id,
                 payload,
                 oversized: false,

@@ -275,7 +275,7 @@ async fn without_home_the_state_dir_comes_from_the_passwd_entry() {
     let tmp = env.dir.join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     let home = std::env::home_dir().expect("the test's user has a home");
-    let store = sluice_hook::config::relay_store(&home.join(".local/state/sluice"), env.url());
+    let store = sluice_relay::config::relay_store(&home.join(".local/state/sluice"), env.url());
     let mut command = bare_hook(&env, &home, &tmp);
     command.env_remove("HOME").env("SLUICE_NO_SPAWN", "1");
     quiet(&feed(command, &prompt(0)));
@@ -290,7 +290,7 @@ async fn without_home_the_state_dir_comes_from_the_passwd_entry() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", store.display()));
     }
-    let _ = std::fs::remove_file(sluice_hook::config::store_lock(
+    let _ = std::fs::remove_file(sluice_relay::config::store_lock(
         &home.join(".local/state/sluice"),
         env.url(),
     ));
@@ -380,7 +380,7 @@ async fn no_event_is_acknowledged_once_a_stop_began() {
     let dashboard = dashboard(Acks::After(Duration::from_millis(1000))).await;
     let env = HookEnv::new(BIN, "ack-during-stop", dashboard.addr());
     quiet(&env.hook(&prompt(0)));
-    let socket = sluice_hook::config::relay_socket(&env.dir.join("run"), env.url());
+    let socket = sluice_relay::config::relay_socket(&env.dir.join("run"), env.url());
     let mut open = std::os::unix::net::UnixStream::connect(&socket).unwrap();
     open.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut quit = std::os::unix::net::UnixStream::connect(&socket).unwrap();
@@ -454,9 +454,9 @@ async fn a_stopped_relay_with_a_full_backlog_does_not_hold_a_hook() {
     assert_eq!(log.wait_for(1, Duration::from_secs(5)).await, 1);
     let pid = env.stats()["relay_pid"].as_u64().unwrap() as u32;
     signal(pid, "STOP");
-    let socket = sluice_hook::config::relay_socket(&env.dir.join("run"), env.url());
+    let socket = sluice_relay::config::relay_socket(&env.dir.join("run"), env.url());
     let mut held = Vec::new();
-    while let Ok(stream) = sluice_hook::socket::connect(&socket, Duration::from_millis(20)) {
+    while let Ok(stream) = sluice_relay::socket::connect(&socket, Duration::from_millis(20)) {
         held.push(stream);
         assert!(held.len() < 10_000, "the backlog never filled");
     }

@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
 use clap::{Args, Command};
-use sluice_hook::config::Config;
+use sluice_relay::config::Config;
 
 /// Values tried in every variable: each parser meets numbers, words, URLs and paths.
 const VALUES: &[&str] = &[

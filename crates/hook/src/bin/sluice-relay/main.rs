@@ -1,26 +1,17 @@
-//! `sluice-relay`: the heavy half of `sluice-hook`, with the Socket.IO sink and an async
-//! runtime. `sluice-hook relay` runs it, and a hook starts it on demand; the hook itself
-//! never loads it unless it must send directly. It ships no Socket.IO server: the embedded
-//! dashboard and the demo are the separate `sluice-demo` package.
+//! `sluice-relay`: the heavy half of `sluice-hook`, with the sinks and an async runtime, over
+//! the `sluice-relay` library. `sluice-hook relay` runs it, and a hook starts it on demand;
+//! the hook itself never loads it unless it must send directly. It ships no Socket.IO
+//! server: the embedded dashboard and the demo are the separate `sluice-demo` package.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::exit)] // a command prints its answers and exits
-
-mod blame;
-mod deliver;
-mod direct;
-mod ingest;
-mod logging;
-mod owner;
-mod relay;
-mod store_worker;
 
 use std::io::Read;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use sluice_hook::cli::RelayArgs;
-use sluice_hook::config::{self, Config};
+use sluice_relay::config::{self, Config};
 
 /// The long-lived relay of sluice-hook: keeps the dashboard connection, the breaker and the
 /// spool across hook processes.
@@ -52,18 +43,18 @@ fn main() {
         .unwrap_or_else(|error| error.exit());
     let code = match cli.command {
         None => {
-            logging::init_logging(&cli.config);
-            relay::run(cli.config, false)
+            sluice_relay::init_logging(&cli.config);
+            sluice_relay::run(cli.config, false)
         }
         Some(RelayCommand::Relay(args)) => {
-            logging::init_logging(&cli.config);
-            relay::run(cli.config, args.notify_ready)
+            sluice_relay::init_logging(&cli.config);
+            sluice_relay::run(cli.config, args.notify_ready)
         }
         Some(RelayCommand::Direct) => {
             let mut input = String::new();
             let _ = std::io::stdin().read_to_string(&mut input);
             let lines: Vec<String> = input.lines().map(str::to_string).collect();
-            match direct::send(&cli.config, &lines, cli.config.budget) {
+            match sluice_relay::send_direct(&cli.config, &lines, cli.config.budget) {
                 Ok(()) => 0,
                 Err(_) => 1,
             }

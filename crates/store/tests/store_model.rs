@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use sluice_hook::store::{NewEvent, Store};
+use sluice_store::{NewEvent, Store};
 
 const CAP: u64 = 600;
 

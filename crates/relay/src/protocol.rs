@@ -15,8 +15,10 @@ pub const BAD_INPUT: u8 = b'B';
 pub const STATS: u8 = b'S';
 pub const QUIT: u8 = b'Q';
 pub const ACK: &[u8] = b"A\n";
+/// The largest hook input the hook parses whole; a bigger one is sent as a stub.
+pub const MAX_INPUT: usize = 1 << 20;
 /// The longest request line: the largest hook input plus its header.
-pub const MAX_LINE: usize = crate::normalize::MAX_INPUT + 1024;
+pub const MAX_LINE: usize = MAX_INPUT + 1024;
 
 /// The request line for one event.
 pub fn event_line(event_id: &str, json: &str, oversized: bool) -> String {
@@ -36,6 +38,16 @@ pub fn split_event(rest: &str) -> (Option<&str>, &str) {
         Some((id, json)) => (Some(id), json),
         None => (None, rest),
     }
+}
+
+/// The payloads of event lines (what could not be read as JSON is left out).
+pub fn payloads(lines: &[String]) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .filter_map(|line| line.get(2..))
+        .map(|rest| split_event(rest).1)
+        .filter_map(|json| serde_json::from_str(json).ok())
+        .collect()
 }
 
 #[cfg(test)]

@@ -9,23 +9,21 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use sluice_socketio_sink::{Encoded, SinkError};
+use crate::destination::{Failure, FailureKind, Outgoing};
 use tokio::sync::watch;
 
-use sluice_hook::error_chain;
+use sluice_store::error_chain;
 
-use crate::blame::{self, Suspects, SET_ASIDE_AFTER};
+use crate::blame::{Suspects, SET_ASIDE_AFTER};
 use crate::owner::Ownership;
 use crate::relay::Relay;
+use crate::socketio::MAX_RETRY_WAIT;
 use crate::store_worker::Round;
 
 /// The most events in a round, and the sink's batch size (one round, one batch).
 pub(crate) const ROUND_EVENTS: usize = 50;
 /// The most payload bytes in a round, and the sink's batch byte cap.
 pub(crate) const ROUND_BYTES: usize = 1 << 20;
-/// The longest wait before retrying after a failure: delivery resumes this soon after the
-/// dashboard is back, however long it was away.
-pub(crate) const MAX_RETRY_WAIT: Duration = Duration::from_secs(1);
 /// What an ack timeout means while the dashboard has acknowledged nothing yet.
 const NEVER_ACKED: &str = "; the dashboard had acknowledged no event when this round timed \
     out: for a server that never acknowledges, set SLUICE_DELIVERY=written where the hooks \
@@ -78,7 +76,7 @@ struct Sent {
     confirmed: Vec<i64>,
     unreadable: u64,
     /// The first event not confirmed, and why (nothing after it counts as confirmed).
-    failure: Option<(usize, SinkError)>,
+    failure: Option<(usize, Failure)>,
 }
 
 impl Delivery {
@@ -143,11 +141,11 @@ impl Delivery {
             if *self.stopped.borrow() {
                 return;
             }
+            self.failed_round(&round, index, &error).await;
             if self.suspects.isolate(&error) {
                 self.isolate(&round, index).await;
                 continue;
             }
-            self.failed_round(&round, index, &error).await;
             if pause(retry_wait(&error), &mut self.stopped).await {
                 return;
             }
@@ -162,10 +160,11 @@ impl Delivery {
             .rows
             .iter()
             .map(|row| {
-                let emit = Encoded::from_json("claude_event", row.payload.clone())
-                    .ok()
-                    .map(|event| self.relay.sink.emit_encoded(event));
-                (row.key, emit)
+                let sent = self.relay.destination.send(Outgoing {
+                    event_id: row.event_id.clone(),
+                    payload: row.payload.clone(),
+                });
+                (row.key, sent)
             })
             .collect();
         let mut sent = Sent {
@@ -175,12 +174,6 @@ impl Delivery {
         };
         let mut grace = None;
         for (index, (key, outcome)) in outcomes.into_iter().enumerate() {
-            let Some(outcome) = outcome else {
-                // Not JSON: nothing a dashboard could take. Counted, and let go.
-                sent.unreadable += 1;
-                sent.confirmed.push(key);
-                continue;
-            };
             if *self.stopped.borrow() {
                 grace.get_or_insert_with(|| tokio::time::Instant::now() + STOP_GRACE);
             }
@@ -202,6 +195,11 @@ impl Delivery {
             let Some(result) = result else { break };
             match result {
                 Ok(()) => sent.confirmed.push(key),
+                Err(error) if error.kind() == FailureKind::Unreadable => {
+                    // Not JSON: nothing a destination could take. Counted, and let go.
+                    sent.unreadable += 1;
+                    sent.confirmed.push(key);
+                }
                 Err(error) => {
                     sent.failure = Some((index, error));
                     break;
@@ -212,7 +210,7 @@ impl Delivery {
     }
 
     /// Deletes what was confirmed and counts it; returns the round's failure.
-    async fn record(&mut self, round: &Round, sent: Sent) -> Option<(usize, SinkError)> {
+    async fn record(&mut self, round: &Round, sent: Sent) -> Option<(usize, Failure)> {
         let Sent {
             confirmed,
             unreadable,
@@ -248,12 +246,13 @@ impl Delivery {
     }
 
     /// A round failed at `index` for a reason not the event's own: note it, say it.
-    async fn failed_round(&mut self, round: &Round, index: usize, error: &SinkError) {
+    async fn failed_round(&mut self, round: &Round, index: usize, error: &Failure) {
         self.replaying = true;
         let relay = &self.relay;
         relay.counts.retries.fetch_add(1, Ordering::Relaxed);
         let mut described = error_chain(error);
-        if !matches!(error, SinkError::BreakerOpen { .. }) {
+        let turned_away = matches!(error.kind(), FailureKind::TurnedAway { .. });
+        if !turned_away {
             if let Some(row) = round.rows.get(index) {
                 let _ = relay
                     .store
@@ -263,7 +262,7 @@ impl Delivery {
         }
         // An ack timeout before any ack: the events reach such a server and go again every
         // round, so say what to do.
-        if matches!(error, SinkError::AckTimedOut(_))
+        if error.kind() == (FailureKind::Unconfirmed { no_ack: true })
             && relay.counts.delivered.load(Ordering::Relaxed) == 0
         {
             described.push_str(NEVER_ACKED);
@@ -275,7 +274,7 @@ impl Delivery {
             error = described,
             "delivery failed; retrying from the store"
         );
-        if !matches!(error, SinkError::BreakerOpen { .. }) {
+        if !turned_away {
             *relay
                 .last_error
                 .lock()
@@ -294,7 +293,7 @@ impl Delivery {
             let sent = self.send(&single).await;
             match self.record(&single, sent).await {
                 None => {}
-                Some((_, error)) if blame::could_be_the_event(&error) => {
+                Some((_, error)) if error.could_be_the_event() => {
                     alone_failures.push((row.key, error));
                     // Two failures alone and no ack yet: the server acks nothing.
                     if alone_failures.len() >= 2 && !self.suspects.server_works() {
@@ -333,7 +332,7 @@ impl Delivery {
         let sent = self.send(&single).await;
         match self.record(&single, sent).await {
             None => {}
-            Some((_, error)) if blame::could_be_the_event(&error) => {
+            Some((_, error)) if error.could_be_the_event() => {
                 let blame = self.suspects.server_works();
                 self.failed_alone(&single, key, &error, blame).await;
             }
@@ -346,7 +345,7 @@ impl Delivery {
 
     /// Records a failure of `key`'s event sent alone: against the event when `blame`, then
     /// set aside at [`SET_ASIDE_AFTER`]; a suspect, tried alone again, otherwise.
-    async fn failed_alone(&mut self, round: &Round, key: i64, error: &SinkError, blame: bool) {
+    async fn failed_alone(&mut self, round: &Round, key: i64, error: &Failure, blame: bool) {
         let place = round.place(key);
         let described = error_chain(error);
         let alone = self
@@ -374,17 +373,19 @@ impl Delivery {
             // Not proven the event's own: it stays in the queue, in its place.
             Some(_) | None => self.suspects.clear(key),
         }
-        *self
-            .relay
-            .last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(described);
+        if blame {
+            *self
+                .relay
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(described);
+        }
     }
 }
 
-fn retry_wait(error: &SinkError) -> Duration {
-    match error {
-        SinkError::BreakerOpen { retry_after } => retry_after
+fn retry_wait(error: &Failure) -> Duration {
+    match error.kind() {
+        FailureKind::TurnedAway { retry_after } => retry_after
             .unwrap_or(Duration::from_millis(200))
             .clamp(Duration::from_millis(20), MAX_RETRY_WAIT),
         _ => Duration::from_millis(200),

@@ -25,7 +25,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sluice_socketio_sink::SinkError;
+use crate::destination::Failure;
 use tokio::time::Instant;
 
 use crate::store_worker::Place;
@@ -39,16 +39,6 @@ pub(crate) const SUSPECT_RETRY: Duration = Duration::from_secs(1);
 /// How often an isolation may run while no acknowledgement proves the server works (a
 /// server that acknowledges nothing would otherwise cost one isolation per round).
 pub(crate) const UNPROVEN_EVERY: Duration = Duration::from_secs(30);
-
-/// Whether a failure could be the event's own: the server took the connection and then did
-/// not acknowledge, or dropped the connection. Anything else (no connection, an open
-/// breaker, a full queue, a refused namespace) is an outage.
-pub(crate) fn could_be_the_event(error: &SinkError) -> bool {
-    matches!(
-        error,
-        SinkError::AckTimedOut(_) | SinkError::ConnectionLost(_)
-    )
-}
 
 /// The suspects, by key, with when each is tried alone next; and the last acknowledgement.
 #[derive(Debug, Default)]
@@ -70,8 +60,8 @@ impl Suspects {
     }
 
     /// Whether a round that failed as `error` should be isolated now.
-    pub(crate) fn isolate(&mut self, error: &SinkError) -> bool {
-        if !could_be_the_event(error) {
+    pub(crate) fn isolate(&mut self, error: &Failure) -> bool {
+        if !error.could_be_the_event() {
             return false;
         }
         if self.server_works() {

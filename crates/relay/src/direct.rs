@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use sluice_socketio_sink::{Emit, SocketIoSink};
 
-use sluice_hook::client;
-use sluice_hook::config::Config;
+use crate::config::Config;
 
-pub(crate) fn send(config: &Config, lines: &[String], budget: Duration) -> Result<(), String> {
+pub fn send(config: &Config, lines: &[String], budget: Duration) -> Result<(), String> {
     if budget.is_zero() {
         return Err("no time left".to_string());
     }
@@ -24,7 +23,7 @@ pub(crate) fn send(config: &Config, lines: &[String], budget: Duration) -> Resul
             .max_wait(Duration::from_millis(1))
             .build()
             .map_err(|e| e.to_string())?;
-        let outcomes: Vec<_> = client::payloads(lines)
+        let outcomes: Vec<_> = crate::protocol::payloads(lines)
             .into_iter()
             .map(|payload| sink.emit(Emit::new("claude_event", payload)))
             .collect();

@@ -7,7 +7,13 @@
 //! out: `synchronous=NORMAL` does not fsync each commit). The byte cap deletes the oldest rows
 //! inside the insert's transaction and counts them. Hook and relay may both write; SQLite's
 //! locking and a busy timeout keep them apart.
+//!
+//! Not a public API: the library of `sluice-relay`, `sluice-hook` and the bridge.
 
+#![forbid(unsafe_code)]
+#![allow(missing_docs, unreachable_pub)] // an internal library of the relay and the hook
+
+pub mod checksum;
 mod damage;
 mod legacy;
 mod schema;
@@ -143,6 +149,22 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An error and its causes on one line: `outer: inner: innermost`. A cause whose text the
+/// line already holds is left out (some errors print their cause in their own text).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
 
 /// One connection to a store file.
 #[derive(Debug)]

@@ -103,7 +103,7 @@ impl From<Delivery> for sluice_socketio_sink::Delivery {
 /// One relay per dashboard URL: its socket, lock and store are named after the URL, so a
 /// hook configured for another dashboard never hands its events to this one's relay.
 fn url_tag(url: &str) -> String {
-    format!("{:08x}", crate::checksum::crc32(url.as_bytes()))
+    format!("{:08x}", sluice_store::checksum::crc32(url.as_bytes()))
 }
 
 /// The store of the relay for `url` in `state_dir`.

@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use sluice_hook::error_chain;
-use sluice_hook::safety;
-use sluice_hook::store::{Counters, NewEvent, Row, Store};
+use crate::safety;
+use sluice_store::error_chain;
+use sluice_store::{Counters, NewEvent, Row, Store};
 
 /// The most events committed in one transaction.
 const GROUP: usize = 512;
@@ -345,8 +345,8 @@ async fn run(
 /// another process holds the lock it needs, for up to [`BUSY_PATIENCE`].
 async fn patiently<T>(
     store: &mut Store,
-    mut call: impl FnMut(&mut Store) -> sluice_hook::store::Result<T>,
-) -> sluice_hook::store::Result<T> {
+    mut call: impl FnMut(&mut Store) -> sluice_store::Result<T>,
+) -> sluice_store::Result<T> {
     let deadline = Instant::now() + BUSY_PATIENCE;
     loop {
         match call(store) {

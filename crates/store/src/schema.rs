@@ -182,7 +182,7 @@ pub(super) fn counters(conn: &Connection) -> rusqlite::Result<Counters> {
 mod tests {
     use std::time::Duration;
 
-    use crate::store::{NewEvent, Store};
+    use crate::{NewEvent, Store};
 
     fn empty_dir(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));

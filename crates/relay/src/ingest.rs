@@ -13,8 +13,8 @@ use tokio::net::{UnixListener, UnixStream};
 
 use tokio_util::codec::{FramedRead, LinesCodec};
 
-use sluice_hook::protocol;
-use sluice_hook::size::{self, Fit};
+use crate::protocol;
+use crate::size::{self, Fit};
 
 use crate::relay::Relay;
 use crate::store_worker::Incoming;
@@ -81,7 +81,7 @@ impl Drop for StopOnExit {
 }
 
 async fn serve(relay: Arc<Relay>, stream: UnixStream) {
-    if let Err(error) = sluice_hook::safety::check_peer(&stream) {
+    if let Err(error) = crate::safety::check_peer(&stream) {
         tracing::warn!(%error, "refused a client");
         return;
     }

@@ -6,12 +6,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use sluice_hook::config::Config;
-use sluice_hook::safety;
+use crate::config::Config;
+use crate::safety;
 use tracing_subscriber::EnvFilter;
 
 /// Sends logs to a size-capped file in the state directory (or stderr when verbose).
-pub(crate) fn init_logging(config: &Config) {
+pub fn init_logging(config: &Config) {
     // The breaker's state changes repeat every second or so while a dashboard is down.
     let filter = EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sluice_breaker=warn"));

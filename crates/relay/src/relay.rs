@@ -10,17 +10,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sluice_socketio_sink::SocketIoSink;
 use tokio::net::UnixStream;
 use tokio::sync::{watch, Notify, Semaphore};
 
-use sluice_hook::config::{Config, Delivery};
-use sluice_hook::store::Store;
-use sluice_hook::{error_chain, safety};
+use crate::config::Config;
+use crate::safety;
+use sluice_store::error_chain;
+use sluice_store::Store;
 
-use crate::deliver::{self, MAX_RETRY_WAIT, ROUND_BYTES, ROUND_EVENTS};
+use crate::deliver::{self, ROUND_BYTES, ROUND_EVENTS};
+use crate::destination::Destination;
 use crate::ingest;
 use crate::owner::{BoundSocket, Ownership};
+use crate::socketio::SocketIo;
 use crate::store_worker::StoreWorker;
 
 /// How long a stopping relay waits for its round in flight to finish and be recorded, then
@@ -55,7 +57,7 @@ pub(crate) struct Counts {
 pub(crate) struct Relay {
     pub(crate) config: Config,
     pub(crate) store: StoreWorker,
-    pub(crate) sink: SocketIoSink,
+    pub(crate) destination: Box<dyn Destination>,
     pub(crate) counts: Counts,
     /// Rung when events reach the store: this relay's hooks', or another process's commits.
     pub(crate) new_events: Arc<Notify>,
@@ -75,7 +77,7 @@ pub(crate) struct Relay {
 
 /// Runs the relay until it is idle, told to quit, or sent SIGTERM. With `notify_ready`,
 /// prints `ready` on stdout once a relay (this one or another) listens.
-pub(crate) fn run(config: Config, notify_ready: bool) -> i32 {
+pub fn run(config: Config, notify_ready: bool) -> i32 {
     if let Some(missing) = config.missing_state_dir() {
         eprintln!("sluice-hook relay: {missing}");
         return 1;
@@ -149,7 +151,7 @@ enum Holder {
 async fn answers(socket: &Path) -> bool {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let asked = async {
-        let stream = sluice_hook::socket::connect(socket, Duration::from_millis(100))?;
+        let stream = crate::socket::connect(socket, Duration::from_millis(100))?;
         stream.set_nonblocking(true)?;
         let mut stream = UnixStream::from_std(stream)?;
         stream.write_all(b"S\n").await?;
@@ -219,32 +221,18 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
                 return 1;
             }
         };
-    let sink = match SocketIoSink::builder(config.url.clone())
-        .delivery(match config.delivery {
-            Delivery::Acknowledged => sluice_socketio_sink::Delivery::Acknowledged,
-            Delivery::Written => sluice_socketio_sink::Delivery::Written,
-        })
-        .open_backoff(sluice_socketio_sink::OpenDuration::Backoff {
-            initial: Duration::from_millis(250),
-            max: MAX_RETRY_WAIT,
-            multiplier: 2.0,
-            jitter: true,
-        })
-        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
-        .max_items(ROUND_EVENTS)
-        .max_bytes(ROUND_BYTES)
-        .build()
-    {
-        Ok(sink) => sink,
-        Err(error) => {
-            tracing::error!(%error, "cannot build the sink");
-            return 1;
-        }
-    };
+    let destination: Box<dyn Destination> =
+        match SocketIo::build(&config, ROUND_EVENTS, ROUND_BYTES) {
+            Ok(sink) => Box::new(sink),
+            Err(error) => {
+                tracing::error!(%error, "cannot build the sink");
+                return 1;
+            }
+        };
     let path = config.socket();
     // Stale, from a relay that died: we hold the runtime lock.
     let _ = fs::remove_file(&path);
-    let socket = match sluice_hook::socket::bind(&path)
+    let socket = match crate::socket::bind(&path)
         .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
         .and_then(|listener| Ok((BoundSocket::new(path.clone())?, listener)))
     {
@@ -261,7 +249,7 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
     let relay = Arc::new(Relay {
         config,
         store,
-        sink,
+        destination,
         counts: Counts::default(),
         new_events,
         delivers: AtomicBool::new(delivers),
@@ -306,7 +294,7 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
     relay.close_ingest().await;
     let _ = tokio::time::timeout(ROUND_GRACE, sender).await;
     watchdog.abort();
-    let _ = relay.sink.shutdown(Some(STEP_GRACE)).await;
+    relay.destination.shutdown(STEP_GRACE).await;
     let _ = tokio::time::timeout(STEP_GRACE, relay.store.close()).await;
     tracing::info!("relay stopped");
     0
@@ -314,7 +302,7 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
 
 impl Relay {
     pub(crate) async fn stats(&self) -> Value {
-        let mut stats = serde_json::to_value(self.sink.stats()).unwrap_or_else(|_| json!({}));
+        let mut stats = self.destination.stats();
         let store = self.store.counters().await;
         let counts = &self.counts;
         let load = |counter: &AtomicU64| json!(counter.load(Ordering::Relaxed));

@@ -1,0 +1,85 @@
+//! The Socket.IO dashboard as a [`Destination`]: the `sluice-socketio-sink` built for the
+//! relay, its errors sorted into outages and failures that could be the event's own.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sluice_socketio_sink::{Encoded, OpenDuration, SinkError, SocketIoSink};
+
+use crate::config::Config;
+use crate::destination::{Destination, Failure, FailureKind, Outgoing, Pending};
+
+/// The longest wait before retrying after a failure: delivery resumes this soon after the
+/// dashboard is back, however long it was away.
+pub(crate) const MAX_RETRY_WAIT: Duration = Duration::from_secs(1);
+
+/// The dashboard, through one sink.
+#[derive(Debug)]
+pub(crate) struct SocketIo {
+    sink: SocketIoSink,
+}
+
+impl SocketIo {
+    /// The sink the relay uses: batches of up to `max_items` events and `max_bytes` bytes.
+    pub(crate) fn build(
+        config: &Config,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Result<Self, sluice_socketio_sink::BoxError> {
+        let sink = SocketIoSink::builder(config.url.clone())
+            .delivery(config.delivery.into())
+            .open_backoff(OpenDuration::Backoff {
+                initial: Duration::from_millis(250),
+                max: MAX_RETRY_WAIT,
+                multiplier: 2.0,
+                jitter: true,
+            })
+            .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
+            .max_items(max_items)
+            .max_bytes(max_bytes)
+            .build()?;
+        Ok(Self { sink })
+    }
+}
+
+impl Destination for SocketIo {
+    fn send(&self, event: Outgoing) -> Pending {
+        // The stored JSON text goes as it is: checked to be one value, not parsed into a tree.
+        match Encoded::from_json("claude_event", event.payload) {
+            Ok(encoded) => {
+                let sent = self.sink.emit_encoded(encoded);
+                Box::pin(async move { sent.await.map_err(failure) })
+            }
+            Err(error) => Box::pin(std::future::ready(Err(Failure::new(
+                FailureKind::Unreadable,
+                error,
+            )))),
+        }
+    }
+
+    fn stats(&self) -> Value {
+        serde_json::to_value(self.sink.stats()).unwrap_or_else(|_| json!({}))
+    }
+
+    fn shutdown(&self, grace: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let _ = self.sink.shutdown(Some(grace)).await;
+        })
+    }
+}
+
+/// Sorts the sink's error: an open breaker turns the event away, a missing ack or a lost
+/// connection could be the event's own, and anything else is an outage.
+fn failure(error: SinkError) -> Failure {
+    let kind = match &error {
+        SinkError::BreakerOpen { retry_after } => FailureKind::TurnedAway {
+            retry_after: *retry_after,
+        },
+        SinkError::AckTimedOut(_) => FailureKind::Unconfirmed { no_ack: true },
+        SinkError::ConnectionLost(_) => FailureKind::Unconfirmed { no_ack: false },
+        _ => FailureKind::Outage,
+    };
+    Failure::new(kind, error)
+}
