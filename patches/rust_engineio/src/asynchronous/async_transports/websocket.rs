@@ -10,7 +10,7 @@ use futures_util::stream::StreamExt;
 use futures_util::Stream;
 use http::HeaderMap;
 use tokio::sync::RwLock;
-use tokio_tungstenite::connect_async;
+use tokio_tungstenite::connect_async_with_config;
 use tungstenite::client::IntoClientRequest;
 use url::Url;
 
@@ -38,7 +38,8 @@ impl WebsocketTransport {
             req.headers_mut().extend(map);
         }
 
-        let (ws_stream, _) = connect_async(req).await?;
+        // TCP_NODELAY: small writes go out at once, not after the peer's delayed ACK.
+        let (ws_stream, _) = connect_async_with_config(req, None, /*disable_nagle=*/ true).await?;
         let (sen, rec) = ws_stream.split();
 
         let inner = AsyncWebsocketGeneralTransport::new(sen, rec).await;
