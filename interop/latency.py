@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Hook start to arrival at a plain Socket.IO server, as users run sluice.
 
-    python3 interop/latency.py [--servers node,python] [--hook PATH] [--events N] [--idle N]
+    python3 interop/latency.py [--servers node,python] [--hook PATH] [--events N]
+                               [--back-to-back N] [--idle N]
 
 For each server (interop/server.js: Node socket.io 4; interop/server.py: python-socketio),
 started with `noecho` so that it acks each event and writes nothing else back, the built
 `sluice-hook` is run as Claude Code runs it: one process per event, the event on stdin, each
-waited for. Two runs per server:
+waited for. Three runs per server:
 
 - stream: a hook starts every 2 to 5 ms (uniformly drawn; at once if the previous one took
   longer), `--events` of them (default 500);
+- back to back: each hook starts as soon as the previous one exited, `--back-to-back` of
+  them (default 200);
 - idle: `--idle` events (default 100), each started 100 ms after the previous one arrived.
 
 Each event carries its number; the server stamps its arrival (CLOCK_REALTIME, milliseconds
@@ -140,7 +143,7 @@ def report(kind, mode, starts, arrivals):
     return True
 
 
-def measure(kind, hook, events, idle):
+def measure(kind, hook, events, back_to_back, idle):
     work = tempfile.mkdtemp(prefix="sluice-latency-")
     port = free_port()
     env = dict(os.environ, SLUICE_RUNTIME_DIR=f"{work}/run", SLUICE_STATE_DIR=f"{work}/state",
@@ -179,6 +182,13 @@ def measure(kind, hook, events, idle):
         ok &= report(kind, "stream, one every 2-5 ms", starts, arrivals)
 
         starts = {}
+        for _ in range(back_to_back):
+            starts[n] = run_hook(hook, env, n)
+            n += 1
+        arrivals.wait_for(n - 1, 30)
+        ok &= report(kind, "back to back", starts, arrivals)
+
+        starts = {}
         for _ in range(idle):
             time.sleep(IDLE_GAP_S)
             starts[n] = run_hook(hook, env, n)
@@ -199,6 +209,7 @@ def main():
     parser.add_argument("--servers", default="node,python")
     parser.add_argument("--hook", default=os.path.join(HERE, "..", "target", "release", "sluice-hook"))
     parser.add_argument("--events", type=int, default=500)
+    parser.add_argument("--back-to-back", type=int, default=200)
     parser.add_argument("--idle", type=int, default=100)
     args = parser.parse_args()
     if not os.access(args.hook, os.X_OK):
@@ -208,7 +219,7 @@ def main():
     floor()
     ok = True
     for kind in args.servers.split(","):
-        ok &= measure(kind, args.hook, args.events, args.idle)
+        ok &= measure(kind, args.hook, args.events, args.back_to_back, args.idle)
     sys.exit(0 if ok else 1)
 
 
