@@ -3,7 +3,8 @@
 //!
 //! It accepts the default namespace `/` only (any other gets a CONNECT_ERROR, as the real
 //! dashboard does), records every event it receives in arrival order, echoes it back to its
-//! sender (the real one re-broadcasts every event to all its clients), acknowledges every
+//! sender (the real one re-broadcasts every event to all its clients; [`Echo::Off`] plays a
+//! plain server that does not), acknowledges every
 //! emit that asks for an ack once it is recorded (claude-mpm's server acks `claude_event`
 //! after handling it; [`Acks`] plays a slow or a silent server), and can be stopped and
 //! started again on the same port to play an outage.
@@ -31,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub use crate::log::{AckStats, Log, Received};
-pub use crate::server::Acks;
+pub use crate::server::{Acks, Echo};
 
 /// A running dashboard.
 ///
@@ -59,6 +60,17 @@ impl Dashboard {
 
     /// Starts a dashboard on `addr` that records into `log` and answers acks by `acks`.
     pub async fn start_with(addr: SocketAddr, log: Log, acks: Acks) -> std::io::Result<Self> {
+        Self::start_with_echo(addr, log, acks, Echo::ToSender).await
+    }
+
+    /// Starts a dashboard on `addr` that records into `log`, answers acks by `acks` and
+    /// echoes events by `echo`.
+    pub async fn start_with_echo(
+        addr: SocketAddr,
+        log: Log,
+        acks: Acks,
+        echo: Echo,
+    ) -> std::io::Result<Self> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -88,7 +100,7 @@ impl Dashboard {
                         return;
                     };
                     tokio::select! {
-                        () = server::serve(listener, recorder, acks) => {}
+                        () = server::serve(listener, recorder, acks, echo) => {}
                         _ = stopped => {}
                     }
                 });

@@ -1,4 +1,5 @@
-//! The Socket.IO server: records every event on `/`, echoes it to its sender and
+//! The Socket.IO server: records every event on `/`, echoes it to its sender (unless told not
+//! to) and
 //! acknowledges the emits that ask for it, as the real dashboard does.
 
 use std::convert::Infallible;
@@ -34,6 +35,20 @@ pub enum Acks {
     /// At once, except an event whose payload's JSON text contains this: a server whose
     /// handler fails on one payload and so never acknowledges it.
     Refusing(&'static str),
+}
+
+/// Whether the dashboard sends each event back to its sender.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Echo {
+    /// To its sender (the default): the real dashboard re-broadcasts every event to all its
+    /// clients.
+    #[default]
+    ToSender,
+    /// Never: a plain server that records and acknowledges only (as `interop/server.js`).
+    /// Such a server writes nothing back to an emit that asks for no ack, so the TCP ACK of
+    /// that emit waits for the server's delayed-ACK timer.
+    Off,
 }
 
 /// Every argument of an event. socketioxide hands a handler the first argument unless the
@@ -78,8 +93,9 @@ impl<A: Adapter> FromMessageParts<A> for AckRequested {
     }
 }
 
-/// Serves Socket.IO on `listener`, recording into `log` and answering acks by `acks`.
-pub(crate) async fn serve(listener: TcpListener, log: Log, acks: Acks) {
+/// Serves Socket.IO on `listener`, recording into `log`, answering acks by `acks` and echoing
+/// by `echo`.
+pub(crate) async fn serve(listener: TcpListener, log: Log, acks: Acks, echo: Echo) {
     // socketioxide queues at most `max_buffer_size` packets per client (128 by default) and
     // fails a send beyond, acks included: with every event echoed, a client that reads more
     // slowly than it writes would lose acks. The real dashboard (python-socketio) queues
@@ -104,7 +120,9 @@ pub(crate) async fn serve(listener: TcpListener, log: Log, acks: Acks) {
                 // included: echoed to the sender here. Besides the cost, that shapes TCP:
                 // the echo carries the ACK of the sender's segments at once (see the sink's
                 // documentation on Nagle's algorithm).
-                let _ = sender.emit(&event, &data);
+                if echo == Echo::ToSender {
+                    let _ = sender.emit(&event, &data);
+                }
                 recorder.push(Received {
                     namespace: "/".to_string(),
                     event,

@@ -2,32 +2,17 @@
 
 use std::time::Duration;
 
-use futures_util::FutureExt;
-use rust_socketio::asynchronous::ClientBuilder;
-use rust_socketio::{Payload, TransportType};
+use rust_socketio::Payload;
 use serde_json::json;
 use sluice_dashboard::Dashboard;
+use sluice_test_support::raw_client;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_array_argument_is_told_from_several_arguments() {
     let dashboard = Dashboard::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let (opened, accepted) = tokio::sync::oneshot::channel::<()>();
-    let opened = std::sync::Mutex::new(Some(opened));
-    let client = ClientBuilder::new(dashboard.url())
-        .transport_type(TransportType::Websocket)
-        .reconnect(false)
-        .on("open", move |_, _| {
-            if let Some(opened) = opened.lock().unwrap().take() {
-                let _ = opened.send(());
-            }
-            async {}.boxed()
-        })
-        .connect()
-        .await
-        .unwrap();
-    accepted.await.unwrap();
+    let client = raw_client(dashboard.url()).await;
     let items = vec![json!({"seq": 0}), json!({"seq": 1}), json!({"seq": 2})];
     // One argument, an array of three; then the same three as three arguments; then none.
     client

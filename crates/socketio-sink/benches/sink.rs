@@ -21,12 +21,11 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use futures_util::FutureExt;
-use rust_socketio::asynchronous::{Client, ClientBuilder};
-use rust_socketio::{Payload, TransportType};
+use rust_socketio::Payload;
 use serde_json::{json, Value};
 use sluice_dashboard::Dashboard;
 use sluice_socketio_sink::{Delivery, Dispatch, Emit, Encoding, SocketIoSink};
+use sluice_test_support::raw_client;
 
 const EVENTS: usize = 20_000;
 
@@ -37,25 +36,6 @@ fn payload(seq: usize) -> Value {
         "event": "claude_event", "type": "hook", "subtype": "pre_tool",
         "data": { "tool_name": "Bash", "seq": seq, "session_id": "3f1c2a9e" }
     })
-}
-
-async fn raw_client(url: &str) -> Client {
-    let (opened, accepted) = tokio::sync::oneshot::channel::<()>();
-    let opened = std::sync::Mutex::new(Some(opened));
-    let client = ClientBuilder::new(url)
-        .transport_type(TransportType::Websocket)
-        .reconnect(false)
-        .on("open", move |_, _| {
-            if let Some(opened) = opened.lock().unwrap().take() {
-                let _ = opened.send(());
-            }
-            async {}.boxed()
-        })
-        .connect()
-        .await
-        .unwrap();
-    accepted.await.unwrap();
-    client
 }
 
 /// Runs `iters` iterations: clear the server's log, send, wait until the server has
@@ -92,7 +72,7 @@ fn delivery(c: &mut Criterion) {
         .unwrap();
     let url = dashboard.url();
     let log = dashboard.received().clone();
-    let raw = runtime.block_on(raw_client(&url));
+    let raw = runtime.block_on(raw_client(url.as_str()));
     let sink = |encoding: Encoding, delivery: Delivery| {
         // Arrays of exactly 10, as raw sends: batches leave full (all events are emitted at
         // once, so none waits out a window). Per event, the default eager dispatch.

@@ -46,15 +46,31 @@
 //! `ack_timeout`, and the sink's `unconfirmed` stays up while `sent` stays at 0. That is
 //! the sign to build the sink with `.delivery(Delivery::Written)`.
 //!
-//! **Nagle's algorithm.** rust_socketio 0.6 opens its websocket with Nagle's algorithm on
-//! and offers no way to turn it off. The emit that asks for an ack follows the batch's other
+//! **Nagle's algorithm, and a `[patch]` your project needs.** rust_engineio 0.6.0 (under
+//! rust_socketio 0.6; the newest release) opens its websocket with Nagle's algorithm on and
+//! offers no way to turn it off. The emit that asks for an ack follows the batch's other
 //! emits, so the kernel holds it until the server's TCP ACK of those: at once when the
 //! server writes something back (claude-mpm re-broadcasts every event to its clients, the
-//! sender included, which carries the ACK), but up to the server's delayed-ACK timer (about
-//! 40 ms on Linux) when it writes nothing but acks. Measured with raw rust_socketio against
-//! socketioxide: one plain emit then one with an ack, 48 ms a round without an echo, 0.2 ms
-//! with one. Against such a silent server, `Acknowledged` still delivers, but each
-//! ack (covering up to 63 batches) costs that timer.
+//! sender included), but only at the server's delayed-ACK timer (about 40 ms on Linux) when
+//! it writes nothing but acks, as a plain Node socket.io or python-socketio server does.
+//! Measured with raw rust_socketio against such a server: one plain emit then one with an
+//! ack, 44 ms a round with Nagle on, 0.37 ms with it off.
+//!
+//! The sluice repository carries the fix: a copy of rust_engineio 0.6.0 that opens the
+//! websocket with `TCP_NODELAY` (`patches/rust_engineio`, applied by `[patch.crates-io]` in
+//! the workspace's `Cargo.toml`; `patches/README.md` gives the diff), so `sluice-hook` and
+//! everything built in that workspace has it. **A `[patch]` does not travel with a published
+//! crate**: a project that takes this crate from crates.io builds the unpatched
+//! rust_engineio unless its own root `Cargo.toml` says
+//!
+//! ```toml
+//! [patch.crates-io]
+//! rust_engineio = { git = "https://example.invalid/sluice" }
+//! ```
+//!
+//! (cargo finds the package inside the repository; a copy of `patches/rust_engineio` given
+//! by `path` does the same). Without it everything works, but against a server that writes
+//! nothing back each ack (covering up to 63 batches) waits for that timer.
 //!
 //! Events that fail are counted as failed, events turned away while the breaker is open or
 //! the queue is full as dropped; each emit's future tells which, so a caller can keep them

@@ -14,12 +14,16 @@
 //! [`init_tracing`] shows the crates' logs in a test's output when `RUST_LOG` asks for them.
 //!
 //! [`eventually`] waits, within a bound, for something a process will do.
+//!
+//! [`raw_client`] is a bare rust_socketio client, ready once its namespace is accepted.
 
 mod contract;
 mod hook_env;
+mod socketio;
 
 pub use contract::ContractProbe;
 pub use hook_env::{feed, prompt, prompt_number, unused_addr, HookEnv};
+pub use socketio::raw_client;
 
 /// A current-thread runtime with time enabled and the clock paused: timers advance only when
 /// every task waits, so a test of timeouts and windows runs in virtual time.

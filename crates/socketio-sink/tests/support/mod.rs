@@ -1,5 +1,8 @@
 //! What the sink's tests share: numbered events and reading their numbers back.
 
+// Each test file compiles this module on its own and may use only part of it.
+#![allow(dead_code)]
+
 use serde_json::{json, Value};
 use sluice_dashboard::Log;
 use sluice_socketio_sink::Emit;
