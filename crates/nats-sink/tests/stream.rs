@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sluice_nats_sink::{setup, Message, SetupOutcome, SinkError};
-use sluice_test_support::NatsServer;
+use sluice_test_support::{eventually, NatsServer};
 use support::{copies, event, settings, sink, stored};
 
 #[tokio::test]
@@ -133,66 +133,100 @@ async fn a_message_over_max_payload_is_the_events_own_failure_and_others_flow() 
 }
 
 #[tokio::test]
-async fn a_server_killed_and_restarted_mid_stream_loses_no_confirmed_event() {
-    const EVENTS: usize = 1500;
+async fn a_server_killed_mid_stream_loses_no_confirmed_event() {
     let mut server = NatsServer::start();
     let sink = sink(&server.url()).await;
     setup(sink.client(), &settings()).await.unwrap();
+    let mut relay = Resender::default();
 
-    // Sent as a relay sends: in order, in chunks, and what is not confirmed is sent again
-    // until it is. The server is killed with chunks on their way, and restarted.
-    let mut confirmed: BTreeMap<String, u64> = BTreeMap::new();
-    let mut outages = 0;
-    let mut in_flight = Vec::new();
-    for chunk in 0..EVENTS / 100 {
-        in_flight
-            .extend((chunk * 100..chunk * 100 + 100).map(|n| (n, sink.publish(event(n, 800)))));
-        if chunk == 5 {
-            server.kill();
-        }
-        if chunk == 8 {
-            server.start_again();
-        }
-        tokio::task::yield_now().await;
-    }
+    // 0..500 go through; 500..700 are written to a server that hangs and is then killed
+    // with SIGKILL, so they never reach it; 700..1000 are published while it is down; then
+    // it starts again on the same store. What is not confirmed is sent again, as a relay
+    // does, until everything is.
+    relay.publish(&sink, 0..500);
+    relay.settle().await;
+    assert_eq!(relay.confirmed.len(), 500);
+    server.freeze();
+    let written = out_bytes(&sink);
+    relay.publish(&sink, 500..700);
+    let all_written = eventually(Duration::from_secs(5), || {
+        out_bytes(&sink) >= written + 200 * 800
+    })
+    .await;
+    assert!(all_written, "the 200 events reached the socket");
+    server.kill();
+    relay.publish(&sink, 700..1000);
+    server.start_again();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !in_flight.is_empty() {
+    while relay.settle().await {
         assert!(
             tokio::time::Instant::now() < deadline,
             "all confirmed within 30 s"
         );
-        let mut again = Vec::new();
-        for (n, outcome) in in_flight {
-            match outcome.await {
-                Ok(ack) => {
-                    confirmed.insert(format!("e{n:05}"), ack.sequence);
-                }
-                Err(error) => {
-                    assert!(error.is_outage(), "event {n}: {error:?}");
-                    outages += 1;
-                    again.push(n);
-                }
-            }
-        }
-        if !again.is_empty() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        in_flight = again
-            .into_iter()
-            .map(|n| (n, sink.publish(event(n, 800))))
-            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        relay.resend(&sink);
     }
-    assert!(outages > 0, "the kill was felt");
-    assert_eq!(confirmed.len(), EVENTS);
+    assert_eq!(relay.confirmed.len(), 1000);
 
+    // Every confirmed event is in the stream, once, where its ack said.
     let stored = stored(sink.client()).await;
     let copies = copies(&stored);
     let sequences: BTreeMap<_, _> = stored.iter().map(|m| (m.id.clone(), m.sequence)).collect();
-    for (id, sequence) in &confirmed {
+    for id in relay.confirmed.keys() {
         assert_eq!(copies.get(id), Some(&1), "{id} is in the stream once");
+    }
+    for (id, sequence) in &relay.confirmed {
         assert_eq!(sequences[id], *sequence, "{id} is where its ack said");
     }
-    assert_eq!(stored.len(), EVENTS);
+    assert_eq!(stored.len(), 1000);
+    assert!(relay.outages >= 200, "the written events were not confirmed at first");
+}
+
+/// Sends numbered events as a relay does: what fails for an outage is sent again.
+#[derive(Default)]
+struct Resender {
+    confirmed: BTreeMap<String, u64>,
+    in_flight: Vec<(usize, sluice_nats_sink::PublishFuture)>,
+    failed: Vec<usize>,
+    outages: usize,
+}
+
+impl Resender {
+    fn publish(&mut self, sink: &sluice_nats_sink::NatsSink, events: std::ops::Range<usize>) {
+        self.in_flight
+            .extend(events.map(|n| (n, sink.publish(event(n, 800)))));
+    }
+
+    /// Awaits every outcome; whether any failed.
+    async fn settle(&mut self) -> bool {
+        for (n, outcome) in std::mem::take(&mut self.in_flight) {
+            match outcome.await {
+                Ok(ack) => {
+                    self.confirmed.insert(format!("e{n:05}"), ack.sequence);
+                }
+                Err(error) => {
+                    assert!(error.is_outage(), "event {n}: {error:?}");
+                    self.outages += 1;
+                    self.failed.push(n);
+                }
+            }
+        }
+        !self.failed.is_empty()
+    }
+
+    fn resend(&mut self, sink: &sluice_nats_sink::NatsSink) {
+        for n in std::mem::take(&mut self.failed) {
+            self.publish(sink, n..n + 1);
+        }
+    }
+}
+
+/// Bytes the client wrote to its socket.
+fn out_bytes(sink: &sluice_nats_sink::NatsSink) -> u64 {
+    sink.client()
+        .statistics()
+        .out_bytes
+        .load(std::sync::atomic::Ordering::Relaxed)
 }
 
 #[tokio::test]

@@ -71,6 +71,17 @@ impl NatsServer {
         &self.dir
     }
 
+    /// Stops the server with SIGSTOP: it keeps its connections but reads and answers
+    /// nothing, so what a client writes waits in the kernel's buffers. [`kill`](Self::kill)
+    /// it next, and those writes are gone without ever reaching the server.
+    pub fn freeze(&mut self) {
+        if let Some(child) = &self.child {
+            let pid = rustix::process::Pid::from_child(child);
+            rustix::process::kill_process(pid, rustix::process::Signal::STOP)
+                .expect("SIGSTOP to nats-server");
+        }
+    }
+
     /// Kills the server with SIGKILL (no chance to flush or say goodbye) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
