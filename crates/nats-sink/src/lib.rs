@@ -11,7 +11,8 @@
 //! ```no_run
 //! use sluice_nats_sink::{default_host, setup, Message, NatsSink, StreamSettings};
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let sink = NatsSink::builder("nats://127.0.0.1:4222")
 //!     .host(default_host()) // SLUICE_HOST, else the hostname
 //!     .build()
@@ -76,8 +77,8 @@
 //! # The stream
 //!
 //! [`setup`] creates or updates the stream (`SLUICE_HOOKS`, subjects `<prefix>.>`, file
-//! storage, 1 or 3 replicas) and says what it did; its module explains the duplicate
-//! window against a relay's retries.
+//! storage, 1 or 3 replicas) and says what it did; [`StreamSettings`] explains the
+//! duplicate window against a relay's retries.
 //!
 //! # Features of `async-nats`
 //!

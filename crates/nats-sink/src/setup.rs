@@ -1,19 +1,4 @@
 //! The stream: created or brought up to date, and what was done.
-//!
-//! # Choosing the duplicate window
-//!
-//! The server drops a message whose `Nats-Msg-Id` it saw within the stream's duplicate
-//! window, and acknowledges it with `duplicate: true`. A relay sends an event again when it
-//! got no ack for it (the server died, or the connection, after storing it), and keeps doing
-//! so for as long as the event stays in its store: minutes in an ordinary outage, hours for
-//! a laptop that slept through one. A repeat after the window is stored twice; consumers
-//! still tell the copies apart by `event_id` (the embedded dashboard drops repeats). So the
-//! window only has to cover the usual gap between a lost ack and the resend, and should not
-//! cost the server much: it keeps every id of the window in memory (about 100 bytes each).
-//! The default, 2 hours, covers a relay's retries through any outage short of a night, at
-//! about 30 MB for fifty machines each sending 3,000 events an hour; set it lower for
-//! busier teams, never below the relay's ack timeout plus its breaker's open period
-//! (about 10 s), where a resend would already be a duplicate.
 
 use std::fmt;
 use std::time::Duration;
@@ -26,7 +11,23 @@ use crate::builder::DEFAULT_PREFIX;
 pub const DEFAULT_STREAM: &str = "SLUICE_HOOKS";
 
 /// What [`setup`] makes the stream: file storage, the discard policy `old` (a full stream
-/// forgets its oldest messages, it never refuses new ones), and the fields below.
+/// forgets its oldest messages, it never refuses new ones), and the fields below. The
+/// server reserves `max_bytes` on its disk when it creates the stream.
+///
+/// # Choosing the duplicate window
+///
+/// The server drops a message whose `Nats-Msg-Id` it saw within the stream's duplicate
+/// window, and acknowledges it with `duplicate: true`. A relay sends an event again when it
+/// got no ack for it (the server died, or the connection, after storing it), and keeps doing
+/// so for as long as the event stays in its store: minutes in an ordinary outage, hours for
+/// a laptop that slept through one. A repeat after the window is stored twice; consumers
+/// still tell the copies apart by `event_id` (the embedded dashboard drops repeats). So the
+/// window only has to cover the usual gap between a lost ack and the resend, and should not
+/// cost the server much: it keeps every id of the window in memory (about 100 bytes each).
+/// The default, 2 hours, covers a relay's retries through any outage short of a night, at
+/// about 30 MB for fifty machines each sending 3,000 events an hour; set it lower for
+/// busier teams, never below the relay's ack timeout plus its breaker's open period
+/// (about 10 s), where a resend would already be a duplicate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StreamSettings {
@@ -40,7 +41,7 @@ pub struct StreamSettings {
     pub max_bytes: i64,
     /// How long a message is kept (default 7 days).
     pub max_age: Duration,
-    /// The duplicate window (default 2 hours; see the [module docs](self)).
+    /// The duplicate window (default 2 hours; see [above](Self)).
     pub duplicate_window: Duration,
 }
 

@@ -48,13 +48,17 @@ pub(crate) fn subject(prefix: &str, host: &str, session: &str, event: &str) -> S
 /// the machine's hostname (`uname`'s node name), else `_`. Read once, by the caller: the sink
 /// itself reads no environment (see [`SinkBuilder::host`](crate::SinkBuilder::host)).
 pub fn default_host() -> String {
-    match std::env::var("SLUICE_HOST") {
+    let host = match std::env::var("SLUICE_HOST") {
         Ok(host) if !host.is_empty() => host,
         _ => rustix::system::uname()
             .nodename()
             .to_string_lossy()
             .into_owned(),
+    };
+    if host.is_empty() {
+        return "_".to_string();
     }
+    host
 }
 
 #[cfg(test)]

@@ -179,7 +179,10 @@ async fn a_server_killed_mid_stream_loses_no_confirmed_event() {
         assert_eq!(sequences[id], *sequence, "{id} is where its ack said");
     }
     assert_eq!(stored.len(), 1000);
-    assert!(relay.outages >= 200, "the written events were not confirmed at first");
+    assert!(
+        relay.outages >= 200,
+        "the written events were not confirmed at first"
+    );
 }
 
 /// Sends numbered events as a relay does: what fails for an outage is sent again.
