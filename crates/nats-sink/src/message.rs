@@ -57,7 +57,7 @@ impl Message {
         #[derive(serde::Deserialize)]
         struct Event<'a> {
             #[serde(borrow, default)]
-            subtype: Option<&'a str>,
+            subtype: Option<std::borrow::Cow<'a, str>>,
             #[serde(borrow)]
             data: Option<Data<'a>>,
         }
@@ -80,7 +80,7 @@ impl Message {
             reason: "no data.event_id",
         })?;
         let event = match (parsed.subtype, &data.hook_event_name) {
-            (Some(subtype), _) => subtype.to_string(),
+            (Some(subtype), _) => subtype.into_owned(),
             (None, Some(name)) => name.to_string(),
             (None, None) => String::new(),
         };
@@ -143,6 +143,10 @@ mod tests {
         assert_eq!(message.session(), "s1");
         assert_eq!(message.event(), "pre_tool");
         assert_eq!(message.payload(), text);
+
+        let text = r#"{"subtype":"a\u002eb","data":{"event_id":"e1"}}"#;
+        let message = Message::from_claude_event(text.to_string()).unwrap();
+        assert_eq!(message.event(), "a.b");
 
         let text = r#"{"data":{"event_id":"e2","hook_event_name":"Stop"}}"#;
         let message = Message::from_claude_event(text.to_string()).unwrap();
