@@ -67,3 +67,37 @@ async fn a_tls_failure_is_an_outage_that_names_the_server() {
     assert!(not_connected.last_error().is_some(), "{error}");
     assert!(!sink.stats().connected);
 }
+
+#[tokio::test]
+async fn with_the_server_gone_the_breaker_opens_and_every_failure_is_an_outage() {
+    let mut server = NatsServer::start();
+    let sink = support::sink(&server.url()).await;
+    server.kill();
+    // Five failed batches in a row (each waits 300 ms for the connection) open the breaker;
+    // the next event is turned away at once.
+    let mut errors = Vec::new();
+    for n in 0..6 {
+        errors.push(sink.publish(support::event(n, 100)).await.unwrap_err());
+    }
+    assert!(errors.iter().all(SinkError::is_outage), "{errors:?}");
+    assert!(
+        errors[..5]
+            .iter()
+            .all(|e| matches!(e, SinkError::NotConnected(_))),
+        "{errors:?}"
+    );
+    assert!(
+        matches!(
+            errors[5],
+            SinkError::BreakerOpen {
+                retry_after: Some(_)
+            }
+        ),
+        "{:?}",
+        errors[5]
+    );
+    assert!(errors[5].is_dropped());
+    let stats = sink.stats();
+    assert_eq!(stats.circuit_state, "open");
+    assert_eq!((stats.failed, stats.dropped_breaker_open), (5, 1));
+}
