@@ -13,16 +13,22 @@
 //!
 //! [`init_tracing`] shows the crates' logs in a test's output when `RUST_LOG` asks for them.
 //!
+//! [`NatsServer`] is a real `nats-server` with JetStream on a free loopback port, to kill
+//! with SIGKILL and start again; a missing binary fails the test with
+//! [`NATS_SERVER_MISSING`].
+//!
 //! [`eventually`] waits, within a bound, for something a process will do.
 //!
 //! [`raw_client`] is a bare rust_socketio client, ready once its namespace is accepted.
 
 mod contract;
 mod hook_env;
+mod nats;
 mod socketio;
 
 pub use contract::ContractProbe;
 pub use hook_env::{feed, prompt, prompt_number, unused_addr, HookEnv};
+pub use nats::{NatsServer, NATS_SERVER_MISSING};
 pub use socketio::raw_client;
 
 /// A current-thread runtime with time enabled and the clock paused: timers advance only when

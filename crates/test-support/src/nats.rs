@@ -1,0 +1,154 @@
+//! A real `nats-server` with JetStream, on a free loopback port, for the tests of the NATS
+//! sink, the relay and the bridge.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The one line a test prints when the binary is missing.
+pub const NATS_SERVER_MISSING: &str =
+    "nats-server is missing: install it: apt-get install nats-server";
+
+/// A `nats-server -js -sd <dir>` on `127.0.0.1`, killed (and its directory removed) on drop.
+/// [`kill`](Self::kill) and [`start_again`](Self::start_again) take it down with SIGKILL and
+/// bring it back on the same port and store, as a crash and a restart would.
+#[derive(Debug)]
+pub struct NatsServer {
+    port: u16,
+    dir: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl NatsServer {
+    /// Starts a server with JetStream on a free port, in a fresh store directory, and
+    /// waits until it is ready.
+    ///
+    /// # Panics
+    ///
+    /// With [`NATS_SERVER_MISSING`] when `nats-server` is not installed, and when the
+    /// server does not get ready within 20 s.
+    pub fn start() -> Self {
+        Self::with_args(&[])
+    }
+
+    /// As [`start`](Self::start), with more command-line arguments (`--user`, `--auth`).
+    pub fn with_args(args: &[&str]) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "sluice-nats-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let port = crate::unused_addr().port();
+        let mut server = Self {
+            port,
+            dir,
+            args: args.iter().map(ToString::to_string).collect(),
+            child: None,
+            starts: 0,
+        };
+        server.start_again();
+        server
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory holding the JetStream store and the logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Stops the server with SIGSTOP: it keeps its connections but reads and answers
+    /// nothing, so what a client writes waits in the kernel's buffers. [`kill`](Self::kill)
+    /// it next, and those writes are gone without ever reaching the server.
+    pub fn freeze(&mut self) {
+        if let Some(child) = &self.child {
+            let pid = rustix::process::Pid::from_child(child);
+            rustix::process::kill_process(pid, rustix::process::Signal::STOP)
+                .expect("SIGSTOP to nats-server");
+        }
+    }
+
+    /// Kills the server with SIGKILL (no chance to flush or say goodbye) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port and store, and waits until it is ready.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_again(&mut self) {
+        self.kill();
+        self.starts += 1;
+        let log = self.dir.join(format!("server-{}.log", self.starts));
+        let child = Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.dir.join("store"))
+            .arg("-l")
+            .arg(&log)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                panic!("{NATS_SERVER_MISSING}")
+            }
+            Err(error) => panic!("cannot start nats-server: {error}"),
+        };
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Server is ready") {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("nats-server exited with {status}:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server not ready within 20 s:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
