@@ -197,8 +197,16 @@ where
         };
         let timer = self.timer.as_mut().expect("set when the wait began");
         if timer.as_mut().poll(cx).is_ready() {
-            let waited = started.elapsed();
             self.wait = None;
+            // A connection that answered `Pending` and never woke its waker (against the
+            // `Service` contract) would stay parked for ever: before giving up, look at the
+            // parked ones once more, so that it costs a wait, not the connection.
+            self.shared.unpark_all();
+            if let (Some(conn), _) = self.take_ready() {
+                self.reserved = Some(Reserved::Conn(conn));
+                return Poll::Ready(Ok(()));
+            }
+            let waited = started.elapsed();
             let error = PoolTimeout::new(waited, self.shared.last_error());
             self.reserved = Some(Reserved::Failed(Box::new(error)));
             return Poll::Ready(Ok(()));

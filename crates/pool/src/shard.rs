@@ -209,6 +209,14 @@ where
         None
     }
 
+    /// Puts every parked connection back with the idle ones, to be polled again.
+    pub(crate) fn unpark_all(&self) {
+        let parked = std::mem::take(&mut *self.parked.lock());
+        for conn in parked {
+            self.checkin(conn, false);
+        }
+    }
+
     /// The waker of parked connection `id` fired: back with the idle ones, first in line,
     /// waking the waiters.
     pub(crate) fn unpark(&self, id: u64) {

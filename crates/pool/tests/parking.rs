@@ -109,3 +109,46 @@ async fn waiters_do_not_poll_a_busy_connection_each_time_one_comes_free() {
         "{per_request} polls per request with {WAITERS} waiting"
     );
 }
+
+/// Breaks the `Service` contract: right after each call it answers `Pending` once without
+/// keeping the waker, so nothing ever wakes it.
+struct Forgetful {
+    busy: bool,
+}
+
+impl Service<u32> for Forgetful {
+    type Response = u32;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<u32, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        if std::mem::take(&mut self.busy) {
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: u32) -> Self::Future {
+        self.busy = true;
+        std::future::ready(Ok(request))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_never_wakes_costs_a_wait_not_the_connection() {
+    let connector =
+        service_fn(|()| std::future::ready(Ok::<_, Infallible>(Forgetful { busy: false })));
+    let mut pool = PoolLayer::builder(())
+        .max_size(1)
+        .wait_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .layer(connector);
+    assert_eq!(pool.ready().await.unwrap().call(1).await.unwrap(), 1);
+    // The connection is set aside, and its waker never fires: the next request waits out
+    // its `wait_timeout`, then finds it ready on a last look.
+    let started = tokio::time::Instant::now();
+    assert_eq!(pool.ready().await.unwrap().call(2).await.unwrap(), 2);
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert_eq!(pool.handle().stats().created, 1);
+}
