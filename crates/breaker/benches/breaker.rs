@@ -3,6 +3,10 @@
 //!
 //! - `closed`: one thread, every call Ok; the overhead is each breaker's time minus `bare`.
 //! - `open`: one thread, every call rejected by an open breaker.
+//! - `open_awaited`: the same rejection driven as a caller waiting for its answer drives it:
+//!   one task on a current-thread runtime, a fresh `ready().await` then `call(..).await`
+//!   each time (failsafe: the inner service's `ready().await`, then the breaker's `call`
+//!   awaited).
 //! - `contended`: 4 tasks on a 2-worker runtime sharing one breaker, every call Ok; the time
 //!   is per call over all tasks (throughput = 1 / time).
 
@@ -167,6 +171,76 @@ fn open(c: &mut Criterion) {
     group.finish();
 }
 
+/// Trips `service`'s breaker (5 failures) inside `runtime`, then times `iters` awaited
+/// rejections, each after a fresh `ready().await`, in one task.
+fn awaited_rejections<S>(runtime: &tokio::runtime::Runtime, service: &mut S, iters: u64) -> Duration
+where
+    S: Service<u64, Response = u64>,
+{
+    runtime.block_on(async {
+        let start = Instant::now();
+        for i in 0..iters {
+            let Ok(ready) = service.ready().await else {
+                panic!("the inner service is always ready");
+            };
+            black_box(ready.call(black_box(i)).await.is_err());
+        }
+        start.elapsed()
+    })
+}
+
+fn open_awaited(c: &mut Criterion) {
+    let mut group = c.benchmark_group("open_awaited");
+    group.throughput(Throughput::Elements(1));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+
+    let mut service = sluice().layer(failing());
+    runtime.block_on(async {
+        for i in 0..5 {
+            let _ = service.ready().await.unwrap().call(i).await;
+        }
+        let error = service.ready().await.unwrap().call(0).await.unwrap_err();
+        assert!(error.is::<sluice_breaker::BreakerOpen>());
+    });
+    group.bench_function("sluice", |b| {
+        b.iter_custom(|iters| awaited_rejections(&runtime, &mut service, iters));
+    });
+
+    let breaker = failsafe();
+    let mut service = failing();
+    runtime.block_on(async {
+        for i in 0..5 {
+            let _ = breaker.call(service.ready().await.unwrap().call(i)).await;
+        }
+    });
+    group.bench_function("failsafe", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    let ready = service.ready().await.unwrap();
+                    let result = breaker.call(ready.call(black_box(i))).await;
+                    black_box(matches!(result, Err(failsafe::Error::Rejected)));
+                }
+                start.elapsed()
+            })
+        });
+    });
+
+    let mut service = resilience().layer(failing());
+    runtime.block_on(async {
+        for i in 0..5 {
+            let _ = service.ready().await.unwrap().call(i).await;
+        }
+    });
+    group.bench_function("tower-resilience", |b| {
+        b.iter_custom(|iters| awaited_rejections(&runtime, &mut service, iters));
+    });
+    group.finish();
+}
+
 const TASKS: u64 = 4;
 
 /// Runs `iters` calls split over 4 tasks on a 2-worker runtime, each task with its own
@@ -236,6 +310,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = closed, open, four_tasks
+    targets = closed, open, open_awaited, four_tasks
 }
 criterion_main!(benches);

@@ -24,7 +24,7 @@ use crate::hook::DynHook;
 use crate::local::{self, Counters};
 use crate::policy::TripPolicy;
 use crate::probe::ProbeGuard;
-use crate::state::{gen_of, pack, state_of, ClosedTicket, State};
+use crate::state::{gen_of, pack, probes_of, state_of, ClosedTicket, State};
 use crate::window::SlidingWindow;
 
 /// What `poll_ready` reserved for the next call.
@@ -140,11 +140,28 @@ impl Core {
         state_of(self.word.load(Ordering::Acquire))
     }
 
-    /// A ticket for a call admitted now, if the breaker is closed.
+    /// A ticket for a call admitted now if the breaker is closed, or else the state word.
     #[inline]
-    pub(crate) fn closed_ticket(&self) -> Option<ClosedTicket> {
+    pub(crate) fn closed_ticket(&self) -> Result<ClosedTicket, u64> {
         let word = self.word.load(Ordering::Acquire);
-        (state_of(word) == State::Closed).then_some(ClosedTicket(word))
+        if state_of(word) == State::Closed {
+            Ok(ClosedTicket(word))
+        } else {
+            Err(word)
+        }
+    }
+
+    /// The state word now, with when its open period ends if it is `Open`: read together, so
+    /// that the end belongs to that word's period. A service keeps the pair to reject calls
+    /// of the same period by comparing the clock with an `Instant`, without converting it.
+    pub(crate) fn open_until(&self) -> Option<(u64, Instant)> {
+        let word = self.word.load(Ordering::Acquire);
+        let until = self.deadline.load(Ordering::Acquire);
+        // A transition stores its deadline before its word: an unchanged word after the
+        // read means the deadline was this period's (or a later one's, not yet published,
+        // which the word then retires).
+        (state_of(word) == State::Open && self.word.load(Ordering::Acquire) == word)
+            .then(|| (word, self.base + Duration::from_nanos(until)))
     }
 
     /// Whether the breaker is still in the state `ticket` was issued in. One relaxed load: a
@@ -269,12 +286,12 @@ impl Core {
             match state_of(word) {
                 State::Closed => return Ok(Admission::Closed(gen_of(word))),
                 State::Disabled => return Ok(Admission::Disabled(gen_of(word))),
-                State::ForcedOpen => return Err(BreakerOpen::new(None)),
+                State::ForcedOpen => return Err(BreakerOpen::new()),
                 State::Open => {
                     let now = self.now();
                     let until = self.deadline.load(Ordering::Acquire);
                     if now < until {
-                        return Err(BreakerOpen::new(Some(Duration::from_nanos(until - now))));
+                        return Err(BreakerOpen::new());
                     }
                     // The open period is over: this call may be the first probe.
                     self.transition_from(word, State::HalfOpen, now);
@@ -285,6 +302,28 @@ impl Core {
                     }
                 }
             }
+        }
+    }
+
+    /// How long until a call may pass, as of now: zero while calls pass, the rest of the
+    /// open period while open, `None` when not known (forced open, or half-open with every
+    /// probe permit taken).
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        loop {
+            let word = self.word.load(Ordering::Acquire);
+            let until = self.deadline.load(Ordering::Acquire);
+            // The deadline belongs to the state read only if no transition came in between.
+            if self.word.load(Ordering::Acquire) != word {
+                continue;
+            }
+            return match state_of(word) {
+                State::Closed | State::Disabled => Some(Duration::ZERO),
+                State::ForcedOpen => None,
+                State::Open => Some(Duration::from_nanos(until.saturating_sub(self.now()))),
+                State::HalfOpen => {
+                    (probes_of(word) < self.config.half_open_max_calls).then_some(Duration::ZERO)
+                }
+            };
         }
     }
 
@@ -384,8 +423,10 @@ mod tests {
         finish(core, admission, Outcome::Failure);
     }
 
-    fn retry_after(result: Result<Admission, BreakerOpen>) -> Option<Duration> {
-        result.expect_err("rejected").retry_after()
+    /// Expects a rejection, and reads how long until a call may pass.
+    fn retry_after(core: &Core, result: Result<Admission, BreakerOpen>) -> Option<Duration> {
+        result.expect_err("rejected");
+        core.retry_after()
     }
 
     #[tokio::test(start_paused = true)]
@@ -409,7 +450,10 @@ mod tests {
         assert_eq!((core.state(), core.transitions()), (State::Open, 1));
 
         advance(Duration::from_secs(10)).await;
-        assert_eq!(retry_after(core.admit()), Some(Duration::from_secs(20)));
+        assert_eq!(
+            retry_after(core, core.admit()),
+            Some(Duration::from_secs(20))
+        );
         // Deciding a rejection counts nothing: the caller counts it when the call is made.
         assert_eq!(core.metrics().rejected, 0);
         core.count_rejected();
@@ -431,7 +475,11 @@ mod tests {
         assert_eq!(core.state(), State::HalfOpen);
         let second = core.admit().unwrap();
         assert!(matches!(second, Admission::Probe(_)));
-        assert_eq!(retry_after(core.admit()), None, "both permits are taken");
+        assert_eq!(
+            retry_after(core, core.admit()),
+            None,
+            "both permits are taken"
+        );
         drop(first);
         let third = core.admit().unwrap();
         assert!(matches!(third, Admission::Probe(_)));
@@ -459,7 +507,7 @@ mod tests {
         let (a, b) = (core.admit().unwrap(), core.admit().unwrap());
         finish(core, a, Outcome::Failure);
         assert_eq!(core.state(), State::Open);
-        assert_eq!(retry_after(core.admit()), Some(OPEN));
+        assert_eq!(retry_after(core, core.admit()), Some(OPEN));
         // The other probe belongs to the half-open period that is over: it changes nothing.
         finish(core, b, Outcome::Success);
         assert_eq!((core.state(), core.transitions()), (State::Open, 6));
@@ -473,10 +521,10 @@ mod tests {
         advance(OPEN).await;
         let hung = core.admit().unwrap();
         advance(PROBE_TIMEOUT - Duration::from_millis(1)).await;
-        assert_eq!(retry_after(core.admit()), None);
+        assert_eq!(retry_after(core, core.admit()), None);
         assert_eq!(core.state(), State::HalfOpen);
         advance(Duration::from_millis(1)).await;
-        assert_eq!(retry_after(core.admit()), Some(OPEN));
+        assert_eq!(retry_after(core, core.admit()), Some(OPEN));
         assert_eq!(core.state(), State::Open);
         finish(core, hung, Outcome::Success);
         assert_eq!(core.state(), State::Open, "the late probe is ignored");
@@ -491,8 +539,8 @@ mod tests {
         assert!(core.honours(ticket) && core.is_current(&early));
 
         core.force(State::ForcedOpen);
-        assert!(core.closed_ticket().is_none());
-        assert_eq!(retry_after(core.admit()), None);
+        assert!(core.closed_ticket().is_err());
+        assert_eq!(retry_after(core, core.admit()), None);
         core.force(State::Closed);
         // Closed again, but in a later generation.
         assert!(!core.honours(ticket) && !core.is_current(&early));

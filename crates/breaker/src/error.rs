@@ -11,22 +11,17 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// Returned (boxed in a [`BoxError`]) by the response future of a rejected call; downcast it to
 /// tell a rejection apart from an error of the inner service, which passes through unchanged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BreakerOpen {
-    retry_after: Option<Duration>,
-}
+///
+/// It is zero-sized, so boxing it allocates nothing and a rejection costs no allocation.
+/// How long until the breaker lets a call through is read from the breaker itself, with
+/// [`BreakerHandle::retry_after`](crate::BreakerHandle::retry_after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BreakerOpen;
 
 impl BreakerOpen {
-    pub(crate) const fn new(retry_after: Option<Duration>) -> Self {
-        Self { retry_after }
-    }
-
-    /// How long until the breaker lets a probe through.
-    ///
-    /// `None` when that is not known: the breaker was forced open through its handle, or it is
-    /// half-open and every probe permit is taken.
-    pub const fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+    pub(crate) const fn new() -> Self {
+        Self
     }
 }
 

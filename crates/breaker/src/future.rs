@@ -120,7 +120,8 @@ where
                 }
                 Poll::Ready(result.map_err(Into::into))
             }
-            KindProj::Rejected { error } => Poll::Ready(Err(Box::new(error.clone()))),
+            // Zero-sized: boxing it allocates nothing.
+            KindProj::Rejected { error } => Poll::Ready(Err(Box::new(*error))),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! [`BreakerHandle`]: watching and steering a breaker from outside the service stack.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::core::Breaker;
 use crate::metrics::Metrics;
@@ -29,6 +30,17 @@ impl BreakerHandle {
     /// breaker; cheap enough to poll.
     pub fn metrics(&self) -> Metrics {
         self.breaker.core.metrics()
+    }
+
+    /// How long until the breaker lets a call through, as of now.
+    ///
+    /// Zero while it admits calls (closed, disabled, half-open with a probe permit free, or
+    /// open with its period over: the next call is a probe); the rest of the open period while
+    /// open; `None` when that is not known: forced open through this handle, or half-open with
+    /// every probe permit taken. Read it after a [`BreakerOpen`](crate::BreakerOpen) rejection
+    /// to know when to retry.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.breaker.core.retry_after()
     }
 
     /// Rejects every call until [`reset`](Self::reset), whatever the outcomes.

@@ -46,6 +46,8 @@
 //! let error = service.ready().await?.call(false).await.unwrap_err();
 //! assert!(error.is::<BreakerOpen>());
 //! assert_eq!(handle.metrics().rejected, 1);
+//! // The breaker, not the error, tells when to try again.
+//! assert!(handle.retry_after().unwrap() <= Duration::from_secs(30));
 //! # Ok(())
 //! # }
 //! ```
@@ -86,11 +88,14 @@
 //!
 //! # Cost
 //!
-//! There is no background task and nothing is boxed or locked per call. Admitting a call
-//! while closed is one atomic load; recording it is a plain increment of a counter owned by
-//! the current thread, with no atomic read-modify-write (plus the window's atomics for rate
-//! policies). The clock is read only
-//! when it matters: while open or half-open, and with a time window or slow-call policy.
+//! There is no background task and nothing is allocated or locked per call: a rejection's
+//! [`BreakerOpen`] is zero-sized, so boxing it allocates nothing (the time until the next
+//! probe is read through [`BreakerHandle::retry_after`]). Admitting a call while closed is
+//! one atomic load; recording it is a plain increment of a counter owned by the current
+//! thread, with no atomic read-modify-write (plus the window's atomics for rate policies). A
+//! service rejected again within the open period it was last rejected in reads the clock
+//! once and compares. The clock is read only when it matters: while open or half-open, and
+//! with a time window or slow-call policy.
 //! Time is read through [`tokio::time::Instant`], so tests can pause it.
 //!
 //! # Observability

@@ -62,7 +62,11 @@ impl Core {
 
     /// Counts a call rejected without reaching the inner service.
     pub(crate) fn count_rejected(&self) {
-        if local::with(self.id(), |_, counters| Counters::bump(&counters.rejected)).is_none() {
+        // No user code runs here: the table can stay borrowed (see `local`).
+        let counted = local::with_no_reentry(self.id(), |_, counters| {
+            Counters::bump(&counters.rejected);
+        });
+        if counted.is_none() {
             Counters::add_shared(&self.retired_counts.rejected, 1);
         }
     }

@@ -73,7 +73,7 @@ impl Core {
             self.transition_from(word, State::Open, now);
             None
         } else {
-            Some(Err(BreakerOpen::new(None)))
+            Some(Err(BreakerOpen::new()))
         }
     }
 

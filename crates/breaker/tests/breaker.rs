@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_breaker::{
-    BoxError, BreakerOpen, CircuitBreakerLayer, ConfigError, OpenDuration, Outcome, State,
-    TripPolicy, Window,
+    BoxError, BreakerHandle, BreakerOpen, CircuitBreakerLayer, ConfigError, OpenDuration, Outcome,
+    State, TripPolicy, Window,
 };
 use tokio::time;
 use tokio_test::{assert_pending, assert_ready_err, assert_ready_ok, task};
@@ -56,6 +56,19 @@ where
         .expect("a BreakerOpen error")
 }
 
+/// Expects a rejection as [`rejected`] does, then reads how long until a call may pass.
+fn retry_after<S>(
+    service: &mut mock::Spawn<S>,
+    handle: &mut Handle,
+    breaker: &BreakerHandle,
+) -> Option<Duration>
+where
+    S: tower::Service<&'static str, Response = &'static str, Error = BoxError>,
+{
+    rejected(service, handle);
+    breaker.retry_after()
+}
+
 #[tokio::test(start_paused = true)]
 async fn opens_after_consecutive_failures_and_rejects_without_calling_inner() {
     let layer = layer(5);
@@ -71,11 +84,11 @@ async fn opens_after_consecutive_failures_and_rejects_without_calling_inner() {
 
     // The inner service is not even polled for readiness while open.
     handle.allow(0);
-    let open = rejected(&mut service, &mut handle);
-    assert_eq!(open.retry_after(), Some(Duration::from_secs(30)));
+    rejected(&mut service, &mut handle);
+    assert_eq!(breaker.retry_after(), Some(Duration::from_secs(30)));
     time::advance(Duration::from_secs(10)).await;
     assert_eq!(
-        rejected(&mut service, &mut handle).retry_after(),
+        retry_after(&mut service, &mut handle, &breaker),
         Some(Duration::from_secs(20))
     );
     let metrics = breaker.metrics();
@@ -126,8 +139,8 @@ async fn half_open_admits_one_probe_and_closes_on_success() {
     assert_ready_ok!(service.poll_ready());
     assert_eq!(breaker.state(), State::HalfOpen);
     // A second caller finds the only permit taken.
-    let open = rejected(&mut other, &mut other_handle);
-    assert_eq!(open.retry_after(), None);
+    rejected(&mut other, &mut other_handle);
+    assert_eq!(breaker.retry_after(), None);
 
     let probe = service.call("probe");
     let (request, send) = handle.next_request().await.unwrap();
@@ -183,7 +196,7 @@ async fn a_failed_probe_reopens_with_backoff_growing_to_its_cap() {
     for expected in [1, 2, 4, 5, 5] {
         let period = Duration::from_secs(expected);
         assert_eq!(
-            rejected(&mut service, &mut handle).retry_after(),
+            retry_after(&mut service, &mut handle, &breaker),
             Some(period)
         );
         time::advance(period - Duration::from_millis(1)).await;
@@ -198,7 +211,7 @@ async fn a_failed_probe_reopens_with_backoff_growing_to_its_cap() {
     assert_eq!(breaker.state(), State::Closed);
     call(&mut service, &mut handle, false).await;
     assert_eq!(
-        rejected(&mut service, &mut handle).retry_after(),
+        retry_after(&mut service, &mut handle, &breaker),
         Some(Duration::from_secs(1))
     );
 }
@@ -215,11 +228,12 @@ async fn jittered_backoff_stays_in_the_upper_half() {
         })
         .build()
         .unwrap();
-    let (mut service, mut handle) = mock::spawn_layer(layer.clone());
+    let breaker = layer.handle();
+    let (mut service, mut handle) = mock::spawn_layer(layer);
     for _ in 0..20 {
-        layer.handle().reset();
+        breaker.reset();
         call(&mut service, &mut handle, false).await;
-        let wait = rejected(&mut service, &mut handle).retry_after().unwrap();
+        let wait = retry_after(&mut service, &mut handle, &breaker).unwrap();
         assert!(
             wait >= Duration::from_secs(4) && wait <= Duration::from_secs(8),
             "{wait:?}"
@@ -273,12 +287,12 @@ async fn a_hung_probe_is_given_up_after_the_probe_timeout() {
     let (_request, _never_answered) = handle.next_request().await.unwrap();
 
     time::advance(Duration::from_millis(4_999)).await;
-    assert!(rejected(&mut service, &mut handle).retry_after().is_none());
+    assert!(retry_after(&mut service, &mut handle, &breaker).is_none());
     time::advance(Duration::from_millis(1)).await;
     // The next call gives up on the probe: the breaker opens again for the open period.
-    let open = rejected(&mut service, &mut handle);
+    rejected(&mut service, &mut handle);
     assert_eq!(breaker.state(), State::Open);
-    assert_eq!(open.retry_after(), Some(Duration::from_secs(30)));
+    assert_eq!(breaker.retry_after(), Some(Duration::from_secs(30)));
     time::advance(Duration::from_secs(30)).await;
     call(&mut service, &mut handle, true).await;
     assert_eq!(breaker.state(), State::Closed);
@@ -295,7 +309,7 @@ async fn forced_open_stays_open_and_disabled_admits_while_recording() {
     let (mut service, mut handle) = mock::spawn_layer(layer);
     breaker.force_open();
     assert_eq!(breaker.state(), State::ForcedOpen);
-    assert_eq!(rejected(&mut service, &mut handle).retry_after(), None);
+    assert_eq!(retry_after(&mut service, &mut handle, &breaker), None);
     time::advance(Duration::from_secs(3_600)).await;
     rejected(&mut service, &mut handle);
     assert_eq!(breaker.state(), State::ForcedOpen);
@@ -667,10 +681,8 @@ async fn a_reservation_does_not_outlive_a_state_change() {
         "a call reserved while closed reached the inner service of an open breaker"
     );
     let error = assert_ready_err!(late.poll());
-    assert_eq!(
-        error.downcast_ref::<BreakerOpen>().unwrap().retry_after(),
-        Some(Duration::from_secs(30))
-    );
+    assert!(error.is::<BreakerOpen>());
+    assert_eq!(breaker.retry_after(), Some(Duration::from_secs(30)));
     assert_eq!(breaker.metrics().rejected, 1);
 
     // A probe permit reserved in half-open, then the breaker is forced open.
@@ -759,4 +771,39 @@ async fn an_uncalled_reservation_is_not_counted_as_rejected() {
     assert_eq!(breaker.metrics().rejected, 0, "nothing was called");
     rejected(&mut service, &mut handle);
     assert_eq!(breaker.metrics().rejected, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_handle_tells_how_long_until_a_call_may_pass_in_every_state() {
+    let layer = layer(1);
+    let breaker = layer.handle();
+    let (mut service, mut handle) = mock::spawn_layer(layer);
+    assert_eq!(breaker.retry_after(), Some(Duration::ZERO), "closed");
+    call(&mut service, &mut handle, false).await;
+    time::advance(Duration::from_secs(12)).await;
+    assert_eq!(breaker.retry_after(), Some(Duration::from_secs(18)), "open");
+    time::advance(Duration::from_secs(18)).await;
+    // Still `Open` until the next call, but that call is the probe.
+    assert_eq!(breaker.state(), State::Open);
+    assert_eq!(
+        breaker.retry_after(),
+        Some(Duration::ZERO),
+        "open, period over"
+    );
+    assert_ready_ok!(service.poll_ready());
+    assert_eq!(breaker.state(), State::HalfOpen);
+    assert_eq!(
+        breaker.retry_after(),
+        None,
+        "half-open, the only permit taken"
+    );
+    breaker.disable();
+    assert_eq!(breaker.retry_after(), Some(Duration::ZERO), "disabled");
+    breaker.force_open();
+    assert_eq!(breaker.retry_after(), None, "forced open");
+}
+
+#[test]
+fn a_rejection_is_zero_sized_so_boxing_it_allocates_nothing() {
+    assert_eq!(size_of::<BreakerOpen>(), 0);
 }

@@ -5,25 +5,38 @@
 //! against the peers' `get` + drop of the guard, all with default settings otherwise (deadpool
 //! recycles on each get, bb8 tests on check-out). On one task, and with 8 tasks on a 2-worker
 //! runtime (time per operation over all tasks).
+//!
+//! `held/8_tasks` (and `held/8_tasks_1_thread`, on a current-thread runtime): 8 tasks on a
+//! 2-worker runtime share 5 connections, each holding its
+//! connection across a `tokio::task::yield_now().await`, so that tasks wait for one another:
+//! sluice's connection takes one request at a time (tower's `ConcurrencyLimit` of 1 over a
+//! `service_fn` that yields, busy until its response is out), deadpool's and bb8's guards are
+//! held across the yield, and a tokio `Semaphore` of 5 permits (acquire, yield, release) is
+//! the floor: waiting and nothing else.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use std::convert::Infallible;
-use std::future::{ready, Ready};
+use std::future::{ready, Future, Ready};
 use std::hint::black_box;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sluice_pool::PoolLayer;
+use tokio::sync::Semaphore;
+use tower::limit::ConcurrencyLimit;
+use tower::util::ServiceFn;
 use tower::{service_fn, BoxError, Layer, Service, ServiceExt};
 
-type Conn = tower::util::ServiceFn<fn(u64) -> Ready<Result<u64, Infallible>>>;
+type Conn = ServiceFn<fn(u64) -> Ready<Result<u64, Infallible>>>;
 
 fn trivial_conn() -> Conn {
     service_fn((|x| ready(Ok(x))) as fn(u64) -> Ready<Result<u64, Infallible>>)
 }
 
-type Connector = tower::util::ServiceFn<fn(()) -> Ready<Result<Conn, Infallible>>>;
+type Connector = ServiceFn<fn(()) -> Ready<Result<Conn, Infallible>>>;
 type Sluice = sluice_pool::Pool<Connector, ()>;
 
 fn sluice() -> Sluice {
@@ -97,7 +110,11 @@ where
     }
 }
 
-async fn contenders() -> Vec<(&'static str, Contender<Sluice>)> {
+/// deadpool's and bb8's pools of at most 5.
+async fn peers() -> (
+    deadpool::managed::Pool<DeadpoolManager>,
+    bb8::Pool<Bb8Manager>,
+) {
     let deadpool = deadpool::managed::Pool::builder(DeadpoolManager)
         .max_size(5)
         .build()
@@ -107,6 +124,11 @@ async fn contenders() -> Vec<(&'static str, Contender<Sluice>)> {
         .build(Bb8Manager)
         .await
         .unwrap();
+    (deadpool, bb8)
+}
+
+async fn contenders() -> Vec<(&'static str, Contender<Sluice>)> {
+    let (deadpool, bb8) = peers().await;
     vec![
         ("sluice", Contender::Sluice(sluice())),
         ("deadpool", Contender::Deadpool(deadpool)),
@@ -141,6 +163,33 @@ fn one_task(c: &mut Criterion) {
 
 const TASKS: u64 = 8;
 
+/// Runs `iters` operations split over 8 tasks on `runtime`, each task running `run` on its
+/// own clone of `contender`; returns the wall time.
+fn spread<T, F, Fut>(
+    runtime: &tokio::runtime::Runtime,
+    contender: &T,
+    iters: u64,
+    run: F,
+) -> Duration
+where
+    T: Clone,
+    F: Fn(T, u64) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let per_task = iters.div_ceil(TASKS);
+    let tasks: Vec<Fut> = (0..TASKS)
+        .map(|_| run(contender.clone(), per_task))
+        .collect();
+    runtime.block_on(async move {
+        let start = Instant::now();
+        let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        start.elapsed()
+    })
+}
+
 fn eight_tasks(c: &mut Criterion) {
     let mut group = c.benchmark_group("eight_tasks");
     group.throughput(Throughput::Elements(1));
@@ -149,27 +198,14 @@ fn eight_tasks(c: &mut Criterion) {
         .enable_time()
         .build()
         .unwrap();
+    let runtime = &runtime;
     for (name, contender) in runtime.block_on(contenders()) {
         group.bench_function(BenchmarkId::new(name, "8 tasks"), |b| {
             b.iter_custom(|iters| {
-                let per_task = iters.div_ceil(TASKS);
-                let tasks: Vec<_> = (0..TASKS).map(|_| contender.clone()).collect();
-                runtime.block_on(async move {
-                    let start = Instant::now();
-                    let handles: Vec<_> = tasks
-                        .into_iter()
-                        .map(|mut contender| {
-                            tokio::spawn(async move {
-                                for i in 0..per_task {
-                                    contender.op(i).await;
-                                }
-                            })
-                        })
-                        .collect();
-                    for handle in handles {
-                        handle.await.unwrap();
+                spread(runtime, &contender, iters, |mut contender, n| async move {
+                    for i in 0..n {
+                        contender.op(i).await;
                     }
-                    start.elapsed()
                 })
             });
         });
@@ -177,11 +213,113 @@ fn eight_tasks(c: &mut Criterion) {
     group.finish();
 }
 
+type HeldConn = ConcurrencyLimit<ServiceFn<fn(u64) -> Yielding>>;
+type Yielding = Pin<Box<dyn Future<Output = Result<u64, Infallible>> + Send>>;
+type HeldConnector = ServiceFn<fn(()) -> Ready<Result<HeldConn, Infallible>>>;
+
+/// A connection held until its response is out: the response yields once.
+fn held_conn() -> HeldConn {
+    fn answer(request: u64) -> Yielding {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            Ok(request)
+        })
+    }
+    ConcurrencyLimit::new(service_fn(answer as fn(u64) -> Yielding), 1)
+}
+
+/// One operation of each contender, the connection held across a yield.
+#[derive(Clone)]
+enum Held {
+    Sluice(sluice_pool::Pool<HeldConnector, ()>),
+    Deadpool(deadpool::managed::Pool<DeadpoolManager>),
+    Bb8(bb8::Pool<Bb8Manager>),
+    Semaphore(Arc<Semaphore>),
+}
+
+impl Held {
+    async fn op(&mut self, i: u64) {
+        match self {
+            Self::Sluice(pool) => {
+                black_box(pool.ready().await.unwrap().call(i).await.unwrap());
+            }
+            Self::Deadpool(pool) => {
+                let conn = black_box(pool.get().await.unwrap());
+                tokio::task::yield_now().await;
+                drop(conn);
+            }
+            Self::Bb8(pool) => {
+                let conn = black_box(pool.get().await.unwrap());
+                tokio::task::yield_now().await;
+                drop(conn);
+            }
+            Self::Semaphore(semaphore) => {
+                let permit = black_box(semaphore.acquire().await.unwrap());
+                tokio::task::yield_now().await;
+                drop(permit);
+            }
+        }
+    }
+}
+
+async fn held_contenders() -> Vec<(&'static str, Held)> {
+    let connector: HeldConnector =
+        service_fn((|()| ready(Ok(held_conn()))) as fn(()) -> Ready<Result<HeldConn, Infallible>>);
+    let sluice = PoolLayer::builder(())
+        .max_size(5)
+        .build()
+        .unwrap()
+        .layer(connector);
+    let (deadpool, bb8) = peers().await;
+    vec![
+        ("sluice", Held::Sluice(sluice)),
+        ("deadpool", Held::Deadpool(deadpool)),
+        ("bb8", Held::Bb8(bb8)),
+        ("semaphore", Held::Semaphore(Arc::new(Semaphore::new(5)))),
+    ]
+}
+
+fn held(c: &mut Criterion) {
+    let mut group = c.benchmark_group("held");
+    group.throughput(Throughput::Elements(1));
+    let two_threads = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let one_thread = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    for (runtime, tasks) in [(&two_threads, "8_tasks"), (&one_thread, "8_tasks_1_thread")] {
+        held_group(&mut group, runtime, tasks);
+    }
+    group.finish();
+}
+
+fn held_group(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    tasks: &str,
+) {
+    for (name, contender) in runtime.block_on(held_contenders()) {
+        group.bench_function(BenchmarkId::new(name, tasks), |b| {
+            b.iter_custom(|iters| {
+                spread(runtime, &contender, iters, |mut contender, n| async move {
+                    for i in 0..n {
+                        contender.op(i).await;
+                    }
+                })
+            });
+        });
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = one_task, eight_tasks
+    targets = one_task, eight_tasks, held
 }
 criterion_main!(benches);

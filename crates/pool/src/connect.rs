@@ -12,6 +12,7 @@ use crate::error::{BoxError, ConnectTimedOut};
 use crate::lifecycle::Lifecycle;
 use crate::shard::Conn;
 use crate::shared::Shared;
+use crate::wait::ParkWaker;
 
 /// A connector the pool can use: a `Service<Target>` whose responses are connections
 /// (tower's `MakeService`), which moves to the pool's tasks, whose connects run on tasks of
@@ -88,7 +89,7 @@ where
     }
 
     /// Records the end of a connect.
-    fn connected(&self, result: Result<C, BoxError>) {
+    fn connected(self: &Arc<Self>, result: Result<C, BoxError>) {
         let mut inner = self.inner.lock();
         inner.connecting -= 1;
         match result {
@@ -98,6 +99,8 @@ where
                 inner.failures = 0;
                 inner.retry_at = None;
                 inner.last_error = None;
+                inner.next_conn += 1;
+                let park = ParkWaker::park(self, inner.next_conn);
                 let now = Instant::now();
                 let (_, shard) = self.local_shard();
                 shard.idle.lock().push_front(Conn {
@@ -105,6 +108,7 @@ where
                     created: now,
                     last_used: self.config.idle_timeout.map(|_| now),
                     broken: self.config.fatal.as_ref().map(|_| Arc::default()),
+                    park,
                 });
                 // Counted for `plan`; every waiter is woken below.
                 shard.returns.fetch_add(1, Ordering::SeqCst);

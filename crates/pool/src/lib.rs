@@ -43,7 +43,9 @@
 //! those its own thread used last (idle connections are kept per thread, so that tasks on
 //! different threads seldom wait on one lock), then among all. A connection reports
 //! its own capacity through `poll_ready`: one that can carry several requests at once stays
-//! ready, one that carries one at a time answers `Pending` while busy. When no connection is
+//! ready, one that carries one at a time answers `Pending` while busy. A connection is asked
+//! again right after each call: a busy one is set aside, polled by nobody, until its own
+//! waker says it can take a request, and only then are waiting requests woken. When no connection is
 //! ready and fewer than `max_size` are alive or connecting, the pool makes one, in a task of
 //! its own, under `connect_timeout`. Never more than `max_size` connections are alive or
 //! connecting.

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -43,8 +44,11 @@ where
     shared: Arc<Shared<M, Target, M::Response, L>>,
     /// What `poll_ready` got for the next `call`.
     reserved: Option<Reserved<M::Response>>,
-    /// Bounds the wait for a connection: the timer and when the wait began.
-    wait: Option<(Pin<Box<Sleep>>, Instant)>,
+    /// When the wait for a connection began, while waiting.
+    wait: Option<Instant>,
+    /// Bounds the wait. Kept between waits and reset for the next: a later deadline only
+    /// moves the registered one, where a new timer would allocate and register.
+    timer: Option<Pin<Box<Sleep>>>,
     /// This service's id on the pool's waiter list while it waits.
     waiter: Option<u64>,
 }
@@ -63,6 +67,7 @@ where
             shared,
             reserved: None,
             wait: None,
+            timer: None,
             waiter: None,
         }
     }
@@ -128,9 +133,7 @@ where
                     }
                     _ => None,
                 };
-                // Back at once: a connection that can carry more requests says so through
-                // its `poll_ready`.
-                self.shared.checkin(conn, true);
+                self.after_call(conn);
                 ResponseFuture::called(future, fatal)
             }
         }
@@ -156,7 +159,7 @@ where
         let mut looks = 0;
         loop {
             looks += 1;
-            let (ready, seen) = self.take_ready(cx);
+            let (ready, seen) = self.take_ready();
             if let Some(conn) = ready {
                 self.wait = None;
                 self.reserved = Some(Reserved::Conn(conn));
@@ -180,13 +183,30 @@ where
             }
         }
         self.shared.ensure_maintenance();
-        let timeout = self.shared.config.wait_timeout;
-        let (timer, started) = self
-            .wait
-            .get_or_insert_with(|| (Box::pin(tokio::time::sleep(timeout)), Instant::now()));
+        let started = match self.wait {
+            Some(started) => started,
+            None => {
+                let now = Instant::now();
+                let deadline = now + self.shared.config.wait_timeout;
+                match &mut self.timer {
+                    Some(timer) => timer.as_mut().reset(deadline),
+                    None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                }
+                *self.wait.insert(now)
+            }
+        };
+        let timer = self.timer.as_mut().expect("set when the wait began");
         if timer.as_mut().poll(cx).is_ready() {
-            let waited = started.elapsed();
             self.wait = None;
+            // A connection that answered `Pending` and never woke its waker (against the
+            // `Service` contract) would stay parked for ever: before giving up, look at the
+            // parked ones once more, so that it costs a wait, not the connection.
+            self.shared.unpark_all();
+            if let (Some(conn), _) = self.take_ready() {
+                self.reserved = Some(Reserved::Conn(conn));
+                return Poll::Ready(Ok(()));
+            }
+            let waited = started.elapsed();
             let error = PoolTimeout::new(waited, self.shared.last_error());
             self.reserved = Some(Reserved::Failed(Box::new(error)));
             return Poll::Ready(Ok(()));
@@ -194,15 +214,44 @@ where
         Poll::Pending
     }
 
-    /// Takes out the first idle connection that is ready, evicting broken and expired ones
-    /// on the way and putting busy ones back. Also returns the count of returns seen before
-    /// the first look.
-    fn take_ready<Req>(&mut self, cx: &mut Context<'_>) -> (Option<Conn<C>>, u64)
+    /// Puts a connection back at once after a call: with the idle ones if it can carry
+    /// another request now, else set aside until its own waker says it can. Asking now
+    /// spares the waiters: a busy connection put back with the idle ones woke them all, and
+    /// one of them took it out only to find it busy.
+    fn after_call<Req>(&self, mut conn: Conn<C>)
     where
         C: Service<Req>,
         C::Error: Into<BoxError>,
     {
-        let mut busy = Vec::new();
+        let wakes = conn.park.wakes.load(Ordering::SeqCst);
+        match conn
+            .conn
+            .poll_ready(&mut Context::from_waker(&conn.park.waker))
+        {
+            Poll::Ready(Ok(())) => self.shared.checkin(conn, true),
+            Poll::Ready(Err(error)) => {
+                let error: BoxError = error.into();
+                tracing::debug!(target: "sluice_pool", %error, "connection broken");
+                self.shared.evict(conn, Eviction::Broken);
+            }
+            Poll::Pending => {
+                self.shared.touch(&mut conn);
+                if let Some(conn) = self.shared.park(conn, wakes) {
+                    self.shared.checkin(conn, false);
+                }
+            }
+        }
+    }
+
+    /// Takes out the first idle connection that is ready, evicting broken and expired ones
+    /// on the way and setting busy ones aside. Also returns the count of returns seen before
+    /// the first look.
+    fn take_ready<Req>(&mut self) -> (Option<Conn<C>>, u64)
+    where
+        C: Service<Req>,
+        C::Error: Into<BoxError>,
+    {
+        let mut woken = Vec::new();
         let mut seen = None;
         let ready = loop {
             let conn = match self.shared.checkout_local() {
@@ -220,29 +269,33 @@ where
                 self.shared.evict(conn, reason);
                 continue;
             }
-            let mut polled = conn.conn.poll_ready(cx);
-            if polled.is_pending() {
-                // It keeps only the last poller's waker, and this caller may stop polling:
-                // poll it again for the pool's, which wakes every waiter. The returns are
-                // noted first, so that it cannot wake them before this caller is listed.
-                seen.get_or_insert_with(|| self.shared.returns());
-                polled = conn
-                    .conn
-                    .poll_ready(&mut Context::from_waker(self.shared.busy_waker()));
-            }
-            match polled {
+            // Polled with its own waker, not the caller's: it keeps only the last poller's,
+            // and this caller may stop polling. Its wakes are counted first, so that only a
+            // wake after this poll began counts when it is parked.
+            let wakes = conn.park.wakes.load(Ordering::SeqCst);
+            match conn
+                .conn
+                .poll_ready(&mut Context::from_waker(&conn.park.waker))
+            {
                 Poll::Ready(Ok(())) => break Some(conn),
                 Poll::Ready(Err(error)) => {
                     let error: BoxError = error.into();
                     tracing::debug!(target: "sluice_pool", %error, "connection broken");
                     self.shared.evict(conn, Eviction::Broken);
                 }
-                // It wakes the pool's waiters when it can take a request.
-                Poll::Pending => busy.push(conn),
+                Poll::Pending => {
+                    // Set aside until its waker fires, which wakes the waiters. The returns
+                    // are noted first, so that it cannot wake them before this caller is
+                    // listed.
+                    seen.get_or_insert_with(|| self.shared.returns());
+                    // Woken already (out of coop budget, say): back once done looking, so
+                    // that this look polls it once.
+                    woken.extend(self.shared.park(conn, wakes));
+                }
             }
         };
-        for conn in busy {
-            self.shared.checkin_busy(conn);
+        for conn in woken {
+            self.shared.checkin(conn, false);
         }
         (ready, seen.unwrap_or_default())
     }

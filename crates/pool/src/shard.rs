@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Waker;
 
 use parking_lot::Mutex;
 
@@ -24,6 +25,17 @@ pub(crate) struct Conn<C> {
     pub(crate) last_used: Option<Instant>,
     /// Set by a response future whose error the fatal classifier flagged.
     pub(crate) broken: Option<Arc<AtomicBool>>,
+    /// The waker it is polled with (see `wait.rs`).
+    pub(crate) park: Park,
+}
+
+/// A connection's own waker, made once with the connection: it brings the connection back
+/// from the parked ones when it can take a request. `id` names the connection among them;
+/// `wakes` counts the waker's wakes, so that parking can tell one came after the poll.
+pub(crate) struct Park {
+    pub(crate) id: u64,
+    pub(crate) waker: Waker,
+    pub(crate) wakes: Arc<AtomicU64>,
 }
 
 impl<C> Conn<C> {
@@ -120,9 +132,10 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
         idle
     }
 
-    /// Puts a taken-out connection back: first in line if `ready` (it can serve now), last
-    /// if busy. Returns the connection instead when the pool was closed meanwhile.
-    fn put_back(&self, conn: Conn<C>, ready: bool) -> Option<C> {
+    /// Puts a taken-out connection that can serve now back, first in line, and tells the
+    /// waiters (busy ones are parked instead). Returns the connection instead when the pool
+    /// was closed meanwhile.
+    fn put_back(&self, conn: Conn<C>) -> Option<C> {
         let (_, shard) = self.local_shard();
         {
             let mut idle = shard.idle.lock();
@@ -135,22 +148,16 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
                 inner.counts.evicted.count(Eviction::Closed);
                 return Some(conn.conn);
             }
-            if ready {
-                idle.push_front(conn);
-            } else {
-                idle.push_back(conn);
-            }
+            idle.push_front(conn);
         }
-        if ready {
-            self.came_ready(shard);
-        }
+        self.came_ready(shard);
         None
     }
 
     /// Puts back a connection reserved by a service that was dropped before calling. (If
     /// the pool was closed meanwhile it is dropped: there may be no runtime to close it on.)
     pub(crate) fn give_back(&self, conn: Conn<C>) {
-        drop(self.put_back(conn, true));
+        drop(self.put_back(conn));
     }
 }
 
@@ -160,20 +167,66 @@ where
     Target: Clone + Send + Sync + 'static,
     L: Lifecycle<C>,
 {
-    /// Puts a connection back after `call`, or closes it if the pool was closed meanwhile.
-    pub(crate) fn checkin(&self, mut conn: Conn<C>, used: bool) {
-        if used && self.config.idle_timeout.is_some() {
+    /// Notes that `conn` was just used, if its idle time matters.
+    pub(crate) fn touch(&self, conn: &mut Conn<C>) {
+        if self.config.idle_timeout.is_some() {
             conn.last_used = Some(Instant::now());
         }
-        if let Some(closed) = self.put_back(conn, true) {
+    }
+
+    /// Puts a connection back after `call`, or closes it if the pool was closed meanwhile.
+    pub(crate) fn checkin(&self, mut conn: Conn<C>, used: bool) {
+        if used {
+            self.touch(&mut conn);
+        }
+        if let Some(closed) = self.put_back(conn) {
             self.close_conn(closed);
         }
     }
 
-    /// Puts back a connection that was not ready, behind the others.
-    pub(crate) fn checkin_busy(&self, conn: Conn<C>) {
-        if let Some(closed) = self.put_back(conn, false) {
-            self.close_conn(closed);
+    /// Sets aside a connection that answered `Pending` to its own waker, until that waker
+    /// fires: nobody polls it meanwhile. `wakes` is its count of wakes from before the poll.
+    /// Returns it instead if the waker fired since (it may be ready: the caller puts it back
+    /// once done looking).
+    pub(crate) fn park(&self, conn: Conn<C>, wakes: u64) -> Option<Conn<C>> {
+        let mut parked = self.parked.lock();
+        // The waker counts a wake before it looks here, under this lock: either it finds the
+        // connection parked, or this sees the count moved.
+        if conn.park.wakes.load(Ordering::SeqCst) != wakes {
+            return Some(conn);
+        }
+        // Read under this lock: `close` sets it before it drains the parked connections.
+        if self.is_closed() {
+            drop(parked);
+            let mut inner = self.inner.lock();
+            inner.live -= 1;
+            inner.counts.evicted.count(Eviction::Closed);
+            drop(inner);
+            self.close_conn(conn.conn);
+            return None;
+        }
+        parked.push(conn);
+        None
+    }
+
+    /// Puts every parked connection back with the idle ones, to be polled again.
+    pub(crate) fn unpark_all(&self) {
+        let parked = std::mem::take(&mut *self.parked.lock());
+        for conn in parked {
+            self.checkin(conn, false);
+        }
+    }
+
+    /// The waker of parked connection `id` fired: back with the idle ones, first in line,
+    /// waking the waiters.
+    pub(crate) fn unpark(&self, id: u64) {
+        let conn = {
+            let mut parked = self.parked.lock();
+            let place = parked.iter().position(|conn| conn.park.id == id);
+            place.map(|place| parked.swap_remove(place))
+        };
+        if let Some(conn) = conn {
+            self.checkin(conn, false);
         }
     }
 }

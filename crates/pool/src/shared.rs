@@ -27,7 +27,6 @@ use crate::error::BoxError;
 use crate::lifecycle::Lifecycle;
 use crate::shard::{Conn, Shard};
 use crate::stats::{Counts, Eviction, Stats};
-use crate::wait::BusyWaker;
 
 /// The bookkeeping behind `Shared::inner`'s lock.
 pub(crate) struct Inner {
@@ -39,6 +38,8 @@ pub(crate) struct Inner {
     pub(crate) waiters: Vec<(u64, Waker)>,
     /// The id of the next `Pool` to wait.
     pub(crate) next_waiter: u64,
+    /// The id of the last connection made.
+    pub(crate) next_conn: u64,
     pub(crate) last_error: Option<Arc<BoxError>>,
     pub(crate) failures: u32,
     /// No connect before this, after a failure.
@@ -63,9 +64,10 @@ pub(crate) struct Shared<M, Target, C, L> {
     pub(crate) stopped: AtomicBool,
     /// Whether the maintenance task was started.
     pub(crate) maintained: AtomicBool,
-    /// Given to connections that answer `Pending`: wakes every waiter when one of them is
-    /// ready, whoever polled it last (see [`BusyWaker`]).
-    pub(crate) busy_waker: Waker,
+    /// Connections that answered `Pending` to their own waker, set aside until it fires
+    /// (see [`ParkWaker`](crate::wait::ParkWaker)): a busy connection is polled once per
+    /// busy spell, not by every waiter that looks.
+    pub(crate) parked: Mutex<Vec<Conn<C>>>,
 }
 
 impl<M, Target, C, L> fmt::Debug for Shared<M, Target, C, L> {
@@ -122,9 +124,8 @@ where
     ) -> Arc<Self> {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let shards = cores.min(config.max_size).clamp(1, 64);
-        Arc::new_cyclic(|shared| Self {
+        Arc::new(Self {
             shards: (0..shards).map(|_| Shard::new()).collect(),
-            busy_waker: Waker::from(Arc::new(BusyWaker(shared.clone()))),
             config,
             target,
             connector: Mutex::new(connector),
@@ -134,6 +135,7 @@ where
                 connecting: 0,
                 waiters: Vec::new(),
                 next_waiter: 0,
+                next_conn: 0,
                 last_error: None,
                 failures: 0,
                 retry_at: None,
@@ -143,6 +145,7 @@ where
             has_waiters: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             maintained: AtomicBool::new(false),
+            parked: Mutex::new(Vec::new()),
         })
     }
 
@@ -184,7 +187,10 @@ where
         let idle = {
             let mut inner = self.inner.lock();
             self.closed.store(true, Ordering::SeqCst);
-            let idle = self.drain_idle();
+            let mut idle = self.drain_idle();
+            // Parked connections are busy; they are closed with the idle ones, as they were
+            // when they waited among them.
+            idle.append(&mut self.parked.lock());
             inner.live -= idle.len();
             for _ in 0..idle.len() {
                 inner.counts.evicted.count(Eviction::Closed);

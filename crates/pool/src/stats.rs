@@ -84,9 +84,10 @@ pub struct Stats {
     pub max: usize,
     /// Connections alive (idle or handed out).
     pub live: usize,
-    /// Connections waiting in the pool.
+    /// Connections waiting in the pool, ready to take a request.
     pub idle: usize,
-    /// Connections handed out to a request right now.
+    /// Connections handed out to a request right now, or busy with the requests they
+    /// carry (set aside until they can take another).
     pub in_use: usize,
     /// Connects under way.
     pub connecting: usize,

@@ -1,7 +1,8 @@
 //! Requests that found no ready connection: what they do (connect, wait or fail), the list
-//! of waiters, and the waker that tells them all when a busy connection becomes ready.
+//! of waiters, and the connections' own wakers, which bring a busy connection back when it
+//! becomes ready and tell the waiters.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Wake, Waker};
 
@@ -10,7 +11,7 @@ use tokio::time::Instant;
 use crate::connect::Connector;
 use crate::error::BoxError;
 use crate::lifecycle::Lifecycle;
-use crate::shard::Shard;
+use crate::shard::{Park, Shard};
 use crate::shared::{Inner, Shared};
 
 /// What a request without a ready connection should do.
@@ -26,11 +27,6 @@ pub(crate) enum Plan {
 }
 
 impl<M, Target, C, L> Shared<M, Target, C, L> {
-    /// The waker to poll a connection with after it answered `Pending` to the caller's.
-    pub(crate) fn busy_waker(&self) -> &Waker {
-        &self.busy_waker
-    }
-
     pub(crate) fn wake_waiters(inner: &mut Inner, has_waiters: &AtomicBool) {
         has_waiters.store(false, Ordering::Release);
         for (_, waker) in inner.waiters.drain(..) {
@@ -76,7 +72,6 @@ where
         seen: u64,
         waiter: &mut Option<u64>,
     ) -> Plan {
-        let now = Instant::now();
         let mut inner = self.inner.lock();
         if self.is_closed() {
             return Plan::Closed;
@@ -87,7 +82,8 @@ where
         let demand = inner.waiters.len() + usize::from(!listed);
         if inner.live + inner.connecting < self.config.max_size
             && inner.connecting < demand
-            && inner.retry_at.is_none_or(|at| now >= at)
+            // The clock is read only after a failed connect.
+            && inner.retry_at.is_none_or(|at| Instant::now() >= at)
         {
             inner.connecting += 1;
             drop(inner);
@@ -123,19 +119,49 @@ where
     }
 }
 
-/// The waker a busy connection gets: a connection keeps only the waker of the last task
-/// that polled it, and that task may be gone, or no longer polling the pool, when the
-/// connection becomes ready. This one tells every waiter of the pool instead.
-pub(crate) struct BusyWaker<M, Target, C, L>(pub(crate) Weak<Shared<M, Target, C, L>>);
+/// A connection's own waker: a connection keeps only the waker of the last task that polled
+/// it, and that task may be gone, or no longer polling the pool, when the connection becomes
+/// ready. The pool polls it with this one instead, which brings the parked connection back
+/// to the idle ones and tells every waiter. It holds the pool weakly: the connection holds
+/// it, and the pool holds the connection.
+pub(crate) struct ParkWaker<M, Target, C, L> {
+    shared: Weak<Shared<M, Target, C, L>>,
+    id: u64,
+    wakes: Arc<AtomicU64>,
+}
 
-impl<M, Target, C, L> Wake for BusyWaker<M, Target, C, L> {
+impl<M, Target, C, L> ParkWaker<M, Target, C, L>
+where
+    M: Connector<Target, Response = C>,
+    Target: Clone + Send + Sync + 'static,
+    L: Lifecycle<C>,
+{
+    /// The waker of connection `id` of `shared`.
+    pub(crate) fn park(shared: &Arc<Shared<M, Target, C, L>>, id: u64) -> Park {
+        let wakes = Arc::new(AtomicU64::new(0));
+        let waker = Waker::from(Arc::new(Self {
+            shared: Arc::downgrade(shared),
+            id,
+            wakes: Arc::clone(&wakes),
+        }));
+        Park { id, waker, wakes }
+    }
+}
+
+impl<M, Target, C, L> Wake for ParkWaker<M, Target, C, L>
+where
+    M: Connector<Target, Response = C>,
+    Target: Clone + Send + Sync + 'static,
+    L: Lifecycle<C>,
+{
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if let Some(shared) = self.0.upgrade() {
-            shared.came_ready(shared.local_shard().1);
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        if let Some(shared) = self.shared.upgrade() {
+            shared.unpark(self.id);
         }
     }
 }

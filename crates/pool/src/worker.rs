@@ -98,6 +98,7 @@ where
                 created,
                 last_used,
                 broken,
+                park,
             } = conn;
             match self.lifecycle.check(conn).await {
                 Ok(conn) => self.checkin(
@@ -106,6 +107,7 @@ where
                         created,
                         last_used,
                         broken,
+                        park,
                     },
                     false,
                 ),

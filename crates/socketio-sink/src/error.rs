@@ -239,7 +239,9 @@ impl Error for ConfigError {}
 pub enum SinkError {
     /// Dropped: the circuit breaker is open (the dashboard was failing).
     BreakerOpen {
-        /// When the breaker lets a probe through, if known.
+        /// How long until the breaker lets a call through, read from the breaker when the
+        /// sink's future resolved (`None` when not known, and from
+        /// [`from_box`](Self::from_box), which has no breaker to ask).
         retry_after: Option<Duration>,
     },
     /// Dropped: the queue was full.
@@ -282,10 +284,9 @@ impl SinkError {
     }
 
     fn from_inner(error: &(dyn Error + Send + Sync + 'static)) -> Option<Self> {
-        if let Some(open) = error.downcast_ref::<BreakerOpen>() {
-            return Some(Self::BreakerOpen {
-                retry_after: open.retry_after(),
-            });
+        if error.is::<BreakerOpen>() {
+            // The rejection carries no time; the sink's futures read it from the breaker.
+            return Some(Self::BreakerOpen { retry_after: None });
         }
         if let Some(failed) = error.downcast_ref::<ConnectFailed>() {
             if let Some(refused) = failed.error().downcast_ref::<NamespaceRefused>() {

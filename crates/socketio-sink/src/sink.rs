@@ -62,6 +62,7 @@ impl SocketIoSink {
     pub fn emit_encoded(&self, event: Encoded) -> EmitFuture {
         EmitFuture {
             inner: self.batcher.try_call(event),
+            breaker: self.breaker.clone(),
         }
     }
 
@@ -138,6 +139,8 @@ pin_project! {
     pub struct EmitFuture {
         #[pin]
         inner: sluice_batch::future::ResponseFuture,
+        // A rejection carries no time: the breaker tells how long until it admits again.
+        breaker: BreakerHandle,
     }
 }
 
@@ -151,9 +154,14 @@ impl Future for EmitFuture {
     type Output = Result<(), SinkError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project()
-            .inner
-            .poll(cx)
-            .map(|result| result.map_err(SinkError::from_box))
+        let this = self.project();
+        this.inner.poll(cx).map(|result| {
+            result.map_err(|error| match SinkError::from_box(error) {
+                SinkError::BreakerOpen { .. } => SinkError::BreakerOpen {
+                    retry_after: this.breaker.retry_after(),
+                },
+                error => error,
+            })
+        })
     }
 }
