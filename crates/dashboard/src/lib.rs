@@ -8,10 +8,19 @@
 //! after handling it; [`Acks`] plays a slow or a silent server), and can be stopped and
 //! started again on the same port to play an outage.
 //!
+//! On the same port it serves a web view: a page at `/` that shows the events live (a
+//! timeline, filters kept in the URL, the tools with their durations, a pulse chart and the
+//! counters), with the last [`DEFAULT_HISTORY`] events sent to a page that opens late. The
+//! page and its socket need a token, random at each start unless given
+//! ([`Builder::token`]); [`Dashboard::page_url`] carries it. Clients without it may still
+//! send on a loopback address (relays, claude-mpm-style clients) and receive only the echo
+//! of what they sent; on any other address sending needs it too (`?token=` in the URL).
+//!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
 //! let dashboard = sluice_dashboard::Dashboard::start("127.0.0.1:0".parse().unwrap()).await?;
 //! println!("listening on {}", dashboard.url());
+//! println!("open {}", dashboard.page_url());
 //! // ... emit to it ...
 //! assert_eq!(dashboard.received().count("/", "claude_event"), 0);
 //! dashboard.stop().await;
@@ -24,14 +33,54 @@
 
 mod log;
 mod server;
+mod web;
 
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-pub use crate::log::{AckStats, Log, Received};
-pub use crate::server::Acks;
+pub use crate::log::{AckStats, Counters, Log, Numbered, Received, DEFAULT_HISTORY};
+pub use crate::server::{Acks, STATUS_EVENT};
+use crate::web::Guard;
+
+/// How to start a [`Dashboard`]: its log, how it acks, its token.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct Builder {
+    log: Option<Log>,
+    acks: Acks,
+    token: Option<String>,
+}
+
+impl Builder {
+    /// Records into `log` (to keep counting, and the web history, across a restart).
+    pub fn log(mut self, log: Log) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// Answers acks by `acks`.
+    pub fn acks(mut self, acks: Acks) -> Self {
+        self.acks = acks;
+        self
+    }
+
+    /// The token of the page and of its socket (random when not given, or given empty).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into()).filter(|token: &String| !token.is_empty());
+        self
+    }
+
+    /// Starts the dashboard on `addr` (port 0 picks a free port).
+    pub async fn start(self, addr: SocketAddr) -> std::io::Result<Dashboard> {
+        let token = match self.token {
+            Some(token) => token,
+            None => web::random_token()?,
+        };
+        Dashboard::launch(addr, self.log.unwrap_or_default(), self.acks, token).await
+    }
+}
 
 /// A running dashboard.
 ///
@@ -41,6 +90,7 @@ pub use crate::server::Acks;
 pub struct Dashboard {
     addr: SocketAddr,
     log: Log,
+    guard: Guard,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -59,9 +109,25 @@ impl Dashboard {
 
     /// Starts a dashboard on `addr` that records into `log` and answers acks by `acks`.
     pub async fn start_with(addr: SocketAddr, log: Log, acks: Acks) -> std::io::Result<Self> {
+        Self::builder().log(log).acks(acks).start(addr).await
+    }
+
+    /// A dashboard with a given token, log or acks.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    async fn launch(
+        addr: SocketAddr,
+        log: Log,
+        acks: Acks,
+        token: String,
+    ) -> std::io::Result<Self> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let guard = Guard::new(token, addr);
+        let serving = guard.clone();
         let (shutdown, stopped) = oneshot::channel();
         let recorder = log.clone();
         // The runtime is built in its thread: one built here and dropped here, if the thread
@@ -88,7 +154,7 @@ impl Dashboard {
                         return;
                     };
                     tokio::select! {
-                        () = server::serve(listener, recorder, acks) => {}
+                        () = server::serve(listener, recorder, acks, serving) => {}
                         _ = stopped => {}
                     }
                 });
@@ -101,6 +167,7 @@ impl Dashboard {
         Ok(Self {
             addr,
             log,
+            guard,
             shutdown: Some(shutdown),
             thread: Some(thread),
         })
@@ -114,6 +181,16 @@ impl Dashboard {
     /// `http://` and the address.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The web view's address, token included: whoever has it sees every event.
+    pub fn page_url(&self) -> String {
+        format!("http://{}/?token={}", self.addr, self.guard.token())
+    }
+
+    /// The token of the page and of its socket.
+    pub fn token(&self) -> &str {
+        self.guard.token()
     }
 
     /// What it received so far.
