@@ -43,6 +43,7 @@ use tokio::sync::oneshot;
 pub use crate::log::{AckStats, Counters, Log, Numbered, Received, DEFAULT_HISTORY};
 pub use crate::server::{Acks, STATUS_EVENT};
 use crate::web::Guard;
+pub use crate::web::TOKEN_HEADER;
 
 /// How to start a [`Dashboard`]: its log, how it acks, its token.
 #[derive(Debug, Default)]
@@ -51,6 +52,7 @@ pub struct Builder {
     log: Option<Log>,
     acks: Acks,
     token: Option<String>,
+    senders_need_token: Option<bool>,
 }
 
 impl Builder {
@@ -72,13 +74,21 @@ impl Builder {
         self
     }
 
+    /// Whether a client needs the token to send (in the query, or in the
+    /// [`TOKEN_HEADER`] a relay sets from `SLUICE_TOKEN`). By default only off loopback.
+    pub fn senders_need_token(mut self, needed: bool) -> Self {
+        self.senders_need_token = Some(needed);
+        self
+    }
+
     /// Starts the dashboard on `addr` (port 0 picks a free port).
     pub async fn start(self, addr: SocketAddr) -> std::io::Result<Dashboard> {
         let token = match self.token {
             Some(token) => token,
             None => web::random_token()?,
         };
-        Dashboard::launch(addr, self.log.unwrap_or_default(), self.acks, token).await
+        let log = self.log.unwrap_or_default();
+        Dashboard::launch(addr, log, self.acks, token, self.senders_need_token).await
     }
 }
 
@@ -122,11 +132,12 @@ impl Dashboard {
         log: Log,
         acks: Acks,
         token: String,
+        senders_need_token: Option<bool>,
     ) -> std::io::Result<Self> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let guard = Guard::new(token, addr);
+        let guard = Guard::new(token, addr, senders_need_token);
         let serving = guard.clone();
         let (shutdown, stopped) = oneshot::channel();
         let recorder = log.clone();

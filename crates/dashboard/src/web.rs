@@ -23,13 +23,19 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// The token's length in random bytes (printed as twice as many hex digits).
 const TOKEN_BYTES: usize = 16;
 
+/// The header in which a relay sends the token (`SLUICE_TOKEN`): a browser's socket cannot
+/// set headers, so pages send it in the query instead.
+pub const TOKEN_HEADER: &str = "x-sluice-token";
+
 /// Who may see the page and the live stream, and who may send.
 #[derive(Clone)]
 pub(crate) struct Guard {
     token: String,
-    /// Bound to a loopback address: clients without the token may still send (relays and
-    /// claude-mpm-style clients), and only loopback host names are served.
+    /// Bound to a loopback address: only loopback host names are served.
     loopback: bool,
+    /// Sending needs the token too (by default, off loopback); otherwise relays and
+    /// claude-mpm-style clients send without it.
+    senders_need_token: bool,
 }
 
 impl std::fmt::Debug for Guard {
@@ -37,6 +43,7 @@ impl std::fmt::Debug for Guard {
         // Never the token itself.
         f.debug_struct("Guard")
             .field("loopback", &self.loopback)
+            .field("senders_need_token", &self.senders_need_token)
             .finish_non_exhaustive()
     }
 }
@@ -57,10 +64,13 @@ pub(crate) enum Route {
 }
 
 impl Guard {
-    pub(crate) fn new(token: String, addr: SocketAddr) -> Self {
+    /// `senders_need_token`: `None` for the default (off loopback only).
+    pub(crate) fn new(token: String, addr: SocketAddr, senders_need_token: Option<bool>) -> Self {
+        let loopback = addr.ip().is_loopback();
         Self {
             token,
-            loopback: addr.ip().is_loopback(),
+            loopback,
+            senders_need_token: senders_need_token.unwrap_or(!loopback),
         }
     }
 
@@ -90,6 +100,9 @@ impl Guard {
         }
         let path = request.uri().path();
         let with_token = self.admits(request.uri().query());
+        let sender_token = headers
+            .get(TOKEN_HEADER)
+            .is_some_and(|given| same(given.as_bytes(), self.token.as_bytes()));
         if path == "/socket.io" || path.starts_with("/socket.io/") {
             // A browser always says where the page came from: only our own page may
             // connect, and only with the token. Relays send no Origin.
@@ -101,7 +114,7 @@ impl Guard {
                     return Route::Answer(refuse(StatusCode::FORBIDDEN, "forbidden\n"));
                 }
             }
-            if !self.loopback && !with_token {
+            if self.senders_need_token && !with_token && !sender_token {
                 return Route::Answer(refuse(StatusCode::FORBIDDEN, "token required\n"));
             }
             return Route::SocketIo;
@@ -178,7 +191,7 @@ mod tests {
     use super::*;
 
     fn guard(addr: &str) -> Guard {
-        Guard::new("abc123".to_string(), addr.parse().unwrap())
+        Guard::new("abc123".to_string(), addr.parse().unwrap(), None)
     }
 
     fn get(uri: &str, headers: &[(&str, &str)]) -> Request<()> {
@@ -257,6 +270,25 @@ mod tests {
         assert_eq!(
             status(guard.route(&get("/socket.io/?EIO=4&token=abc123", &[host]))),
             None
+        );
+        // A relay's SLUICE_TOKEN, in its header.
+        for (token, refused) in [("abc123", None), ("abc12", Some(StatusCode::FORBIDDEN))] {
+            let headers = [host, (TOKEN_HEADER, token)];
+            assert_eq!(
+                status(guard.route(&get("/socket.io/?EIO=4", &headers))),
+                refused
+            );
+        }
+        // And on loopback when asked.
+        let strict = Guard::new(
+            "abc123".to_string(),
+            "127.0.0.1:1".parse().unwrap(),
+            Some(true),
+        );
+        let host = ("host", "127.0.0.1:1");
+        assert_eq!(
+            status(strict.route(&get("/socket.io/?EIO=4", &[host]))),
+            Some(StatusCode::FORBIDDEN)
         );
     }
 
