@@ -134,15 +134,6 @@ pub struct DashboardArgs {
     /// (`9000` means 127.0.0.1:9000)
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:8765", value_parser = parse_listen_addr)]
     pub addr: SocketAddr,
-    /// The web view's token, which the page and its socket need (random at each start when
-    /// not given; the page's URL printed at start carries it)
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "SLUICE_DASHBOARD_TOKEN",
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
 }
 
 /// A `SocketAddr`, or a bare port on 127.0.0.1.
