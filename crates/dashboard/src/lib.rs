@@ -36,11 +36,13 @@ mod server;
 mod web;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub use crate::log::{AckStats, Counters, Log, Numbered, Received, DEFAULT_HISTORY};
+use crate::server::Presence;
 pub use crate::server::{Acks, STATUS_EVENT};
 use crate::web::Guard;
 pub use crate::web::TOKEN_HEADER;
@@ -101,6 +103,7 @@ pub struct Dashboard {
     addr: SocketAddr,
     log: Log,
     guard: Guard,
+    presence: Arc<Presence>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -139,6 +142,8 @@ impl Dashboard {
         let addr = listener.local_addr()?;
         let guard = Guard::new(token, addr, senders_need_token);
         let serving = guard.clone();
+        let presence = Arc::new(Presence::default());
+        let present = Arc::clone(&presence);
         let (shutdown, stopped) = oneshot::channel();
         let recorder = log.clone();
         // The runtime is built in its thread: one built here and dropped here, if the thread
@@ -165,7 +170,7 @@ impl Dashboard {
                         return;
                     };
                     tokio::select! {
-                        () = server::serve(listener, recorder, acks, serving) => {}
+                        () = server::serve(listener, recorder, acks, serving, present) => {}
                         _ = stopped => {}
                     }
                 });
@@ -179,6 +184,7 @@ impl Dashboard {
             addr,
             log,
             guard,
+            presence,
             shutdown: Some(shutdown),
             thread: Some(thread),
         })
@@ -202,6 +208,16 @@ impl Dashboard {
     /// The token of the page and of its socket.
     pub fn token(&self) -> &str {
         self.guard.token()
+    }
+
+    /// The last state each connected relay sent (`SLUICE_STATUS_EVERY`), as the page shows.
+    pub fn relays(&self) -> Vec<serde_json::Value> {
+        self.presence.relays()
+    }
+
+    /// Connections open now (relays, clients and pages).
+    pub fn connections(&self) -> usize {
+        self.presence.connections()
     }
 
     /// What it received so far.

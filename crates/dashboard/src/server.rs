@@ -41,11 +41,29 @@ const HISTORY_CHUNK: usize = 1_000;
 const STATS_EVERY: Duration = Duration::from_secs(1);
 
 /// Connections open, pages among them, and the last state each relay sent.
-#[derive(Default)]
-struct Presence {
+#[derive(Debug, Default)]
+pub(crate) struct Presence {
     connections: AtomicUsize,
     viewers: AtomicUsize,
-    relays: Mutex<BTreeMap<String, Value>>,
+    /// By relay (its `relay_pid`, else its connection): the connection it last sent on,
+    /// and what it sent. A relay that reconnects keeps its place.
+    relays: Mutex<BTreeMap<String, (String, Value)>>,
+}
+
+impl Presence {
+    /// The last state each connected relay sent, in the order of their connections' ids.
+    pub(crate) fn relays(&self) -> Vec<Value> {
+        self.relays
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(|(_, status)| status.clone())
+            .collect()
+    }
+
+    pub(crate) fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
 }
 
 /// How the dashboard answers an emit that asks for an acknowledgement.
@@ -108,13 +126,18 @@ impl<A: Adapter> FromMessageParts<A> for AckRequested {
 
 /// Serves Socket.IO and the page on `listener`, recording into `log` and answering acks by
 /// `acks`.
-pub(crate) async fn serve(listener: TcpListener, log: Log, acks: Acks, guard: Guard) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    log: Log,
+    acks: Acks,
+    guard: Guard,
+    presence: Arc<Presence>,
+) {
     // socketioxide queues at most `max_buffer_size` packets per client (128 by default) and
     // fails a send beyond, acks included: with every event echoed, a client that reads more
     // slowly than it writes would lose acks. The real dashboard (python-socketio) queues
     // without such a bound.
     let (svc, io) = SocketIo::builder().max_buffer_size(1 << 16).build_svc();
-    let presence = Arc::new(Presence::default());
     let counters = {
         let (io, log, presence) = (io.clone(), log.clone(), Arc::clone(&presence));
         async move {
@@ -144,11 +167,12 @@ pub(crate) async fn serve(listener: TcpListener, log: Log, acks: Acks, guard: Gu
                 if viewer {
                     presence.viewers.fetch_sub(1, Ordering::Relaxed);
                 }
+                let sid = socket.id.to_string();
                 presence
                     .relays
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&socket.id.to_string());
+                    .retain(|_, (last, _)| *last != sid);
                 std::future::ready(())
             });
         }
@@ -165,11 +189,15 @@ pub(crate) async fn serve(listener: TcpListener, log: Log, acks: Acks, guard: Gu
                 let data = args.first().cloned().unwrap_or(Value::Null);
                 if event == STATUS_EVENT {
                     // A relay's own state: the latest one per connection, shown by the page.
+                    let sid = sender.id.to_string();
+                    let relay = data["relay_pid"]
+                        .as_u64()
+                        .map_or_else(|| sid.clone(), |pid| pid.to_string());
                     presence
                         .relays
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .insert(sender.id.to_string(), data);
+                        .insert(relay, (sid, data));
                     return std::future::ready(());
                 }
                 let refused =
@@ -247,18 +275,12 @@ pub(crate) async fn serve(listener: TcpListener, log: Log, acks: Acks, guard: Gu
 /// The counters the pages show in their header.
 fn stats(log: &Log, presence: &Presence) -> Value {
     let counters = log.counters();
-    let relays: Vec<Value> = presence
-        .relays
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .values()
-        .cloned()
-        .collect();
+    let relays = presence.relays();
     serde_json::json!({
         "events": counters.events,
         "sessions": counters.sessions,
         "duplicates": counters.duplicates,
-        "connections": presence.connections.load(Ordering::Relaxed),
+        "connections": presence.connections(),
         "viewers": presence.viewers.load(Ordering::Relaxed),
         "relays": relays,
     })
