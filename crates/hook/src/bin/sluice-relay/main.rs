@@ -13,6 +13,7 @@ mod ingest;
 mod logging;
 mod owner;
 mod relay;
+mod status;
 mod store_worker;
 
 use std::io::Read;

@@ -14,13 +14,14 @@ use sluice_socketio_sink::SocketIoSink;
 use tokio::net::UnixStream;
 use tokio::sync::{watch, Notify, Semaphore};
 
-use sluice_hook::config::{Config, Delivery};
+use sluice_hook::config::{Config, Delivery, TOKEN_HEADER};
 use sluice_hook::store::Store;
 use sluice_hook::{error_chain, safety};
 
 use crate::deliver::{self, MAX_RETRY_WAIT, ROUND_BYTES, ROUND_EVENTS};
 use crate::ingest;
 use crate::owner::{BoundSocket, Ownership};
+use crate::status;
 use crate::store_worker::StoreWorker;
 
 /// How long a stopping relay waits for its round in flight to finish and be recorded, then
@@ -233,6 +234,10 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
         .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
         .max_items(ROUND_EVENTS)
         .max_bytes(ROUND_BYTES)
+        .connector(|connector| match &config.token {
+            Some(token) => connector.header(TOKEN_HEADER, token.expose()),
+            None => connector,
+        })
         .build()
     {
         Ok(sink) => sink,
@@ -284,6 +289,10 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
     }
     let sender = tokio::spawn(deliver::run(Arc::clone(&relay), ownership, stopped.clone()));
     let watchdog = tokio::spawn(watch_idle(Arc::clone(&relay)));
+    if !relay.config.status_every.is_zero() {
+        let every = relay.config.status_every;
+        tokio::spawn(status::run(Arc::clone(&relay), every, stopped.clone()));
+    }
     if let Ok(mut terminate) =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
     {
