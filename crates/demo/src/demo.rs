@@ -243,6 +243,8 @@ async fn run_hook(
         .env("SLUICE_STATE_DIR", state_dir)
         .env("SLUICE_URL", url)
         .env("SLUICE_IDLE_SECS", "120")
+        // The relay reports its breaker and store to the web view every second.
+        .env("SLUICE_STATUS_EVERY", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

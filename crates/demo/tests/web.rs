@@ -475,6 +475,78 @@ async fn without_the_token_the_page_and_the_socket_are_refused() {
     dashboard.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_passes_its_token_and_reports_its_state() {
+    let hook = common::hook_binary();
+    // As off loopback: sending needs the token.
+    let dashboard = Dashboard::builder()
+        .senders_need_token(true)
+        .start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let with = HookEnv::new(hook.clone(), "web-token-with", dashboard.addr());
+    let without = HookEnv::new(hook, "web-token-without", dashboard.addr());
+    let token = dashboard.token().to_string();
+    let (with, without) = tokio::task::spawn_blocking(move || {
+        let cwd = with.dir.display().to_string();
+        let vars = [
+            ("SLUICE_TOKEN", token.as_str()),
+            ("SLUICE_STATUS_EVERY", "1"),
+        ];
+        assert!(with.hook_with(&vars, &prompt(0, &cwd)).status.success());
+        assert!(without.hook(&prompt(1, &cwd)).status.success());
+        (with, without)
+    })
+    .await
+    .unwrap();
+    arrived(&dashboard, 1).await;
+    let mut browser = Browser::launch("relay-status").await;
+    open(&mut browser, &dashboard.page_url()).await;
+    // The relay's state, within a couple of its periods.
+    let relays = browser
+        .wait_until(
+            "document.getElementById('relays').textContent",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(
+        relays, "relay breaker closed store 0 dead letters 0",
+        "one relay reports: the one with the token"
+    );
+    // Restarted (a crash, then back on its port): the relay reports again. Before, it went
+    // on emitting into the closed connection, which still "succeeded", and was never seen.
+    let (addr, token, log) = (
+        dashboard.addr(),
+        dashboard.token().to_string(),
+        dashboard.received().clone(),
+    );
+    dashboard.stop().await;
+    let dashboard = Dashboard::builder()
+        .log(log)
+        .token(token)
+        .senders_need_token(true)
+        .start(addr)
+        .await
+        .unwrap();
+    assert!(
+        sluice_test_support::eventually(Duration::from_secs(10), || dashboard.relays().len() == 1)
+            .await,
+        "no state from the relay after the restart"
+    );
+    assert_eq!(dashboard.relays()[0]["breaker"], "closed");
+    // The relay without the token keeps its event, refused.
+    let kept = without.stats();
+    assert_eq!(kept["spool_depth"], 1, "{kept}");
+    assert_eq!(dashboard.received().len(), 1);
+    assert_eq!(
+        browser.timeline_rows().await,
+        [(1, "n=0".to_string())],
+        "the status is not a Claude Code event"
+    );
+    drop((with, without));
+    dashboard.stop().await;
+}
+
 /// The README's picture: the page during a real `sluice-demo demo`, written to
 /// `target/tmp/web-view.png` (copied to `docs/web-view.png` by hand when the page changes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -516,6 +588,13 @@ async fn a_screenshot_of_the_demo_for_the_readme() {
     // Most events, through the outage (the page reconnects by itself), while the demo still
     // runs: at its end it stops the dashboard.
     wait_seq(&mut browser, expected * 9 / 10).await;
+    // The relay reports its state (the demo sets SLUICE_STATUS_EVERY=1).
+    browser
+        .wait_until(
+            "document.getElementById('relays').textContent.includes('breaker')",
+            Duration::from_secs(10),
+        )
+        .await;
     // A tool call picked, to show its payload too.
     browser
         .eval(
