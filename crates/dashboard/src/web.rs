@@ -104,19 +104,18 @@ impl Guard {
             .get(TOKEN_HEADER)
             .is_some_and(|given| same(given.as_bytes(), self.token.as_bytes()));
         if path == "/socket.io" || path.starts_with("/socket.io/") {
-            // A page of another site never connects. Some clients that are no browser send
-            // an Origin too (python-socketio's, claude-mpm's): ours is fine for them.
+            // A browser always says where the page came from: only our own page may
+            // connect, and only with the token. Relays send no Origin. (Neither Chromium's
+            // websockets nor every browser send Fetch Metadata, so a client that sends an
+            // Origin is taken for a browser: python-socketio's websocket transport does,
+            // and then needs the token, in the query or the header.)
             if let Some(origin) = headers.get(header::ORIGIN) {
                 let ours = host.is_some_and(|host| {
                     origin.to_str().ok() == Some(format!("http://{host}").as_str())
                 });
-                if !ours {
+                if !ours || !(with_token || sender_token) {
                     return Route::Answer(refuse(StatusCode::FORBIDDEN, "forbidden\n"));
                 }
-            }
-            // A browser (it says so in its Fetch Metadata) needs the token even to send.
-            if headers.contains_key("sec-fetch-mode") && !with_token {
-                return Route::Answer(refuse(StatusCode::FORBIDDEN, "token required\n"));
             }
             if self.senders_need_token && !with_token && !sender_token {
                 return Route::Answer(refuse(StatusCode::FORBIDDEN, "token required\n"));
@@ -242,26 +241,20 @@ mod tests {
         let host = ("host", "localhost:8765");
         let uri = "/socket.io/?EIO=4&transport=websocket";
         let with = "/socket.io/?EIO=4&transport=websocket&token=abc123";
-        // A relay: no Origin, no token, on loopback: may send; python-socketio's client
-        // sends our Origin: may send too.
+        // A relay: no Origin, no token, on loopback: may send.
+        assert_eq!(status(guard.route(&get(uri, &[host]))), None);
+        // A browser without the token, or from another origin: refused.
         let ours = ("origin", "http://localhost:8765");
         let theirs = ("origin", "http://evil.example");
-        assert_eq!(status(guard.route(&get(uri, &[host]))), None);
-        assert_eq!(status(guard.route(&get(uri, &[host, ours]))), None);
-        // A browser without the token, or from another origin: refused.
-        let browser = ("sec-fetch-mode", "websocket");
         assert_eq!(
-            status(guard.route(&get(uri, &[host, ours, browser]))),
+            status(guard.route(&get(uri, &[host, ours]))),
             Some(StatusCode::FORBIDDEN)
         );
         assert_eq!(
             status(guard.route(&get(with, &[host, theirs]))),
             Some(StatusCode::FORBIDDEN)
         );
-        assert_eq!(
-            status(guard.route(&get(with, &[host, ours, browser]))),
-            None
-        );
+        assert_eq!(status(guard.route(&get(with, &[host, ours]))), None);
         // A name rebound to 127.0.0.1 is not ours.
         assert_eq!(
             status(guard.route(&get(with, &[("host", "evil.example:8765")]))),
