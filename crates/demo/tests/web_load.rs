@@ -20,8 +20,11 @@ const HISTORY: usize = 10_000;
 /// Events per second while frames are timed, sent 10 at a time.
 const RATE: usize = 500;
 const STREAM_SECS: usize = 8;
+/// 33 ms: 30 frames a second. Chromium's frames last whole vsync intervals (16.7 ms), so a
+/// frame is 16.7, 33.3 or 50 ms (timer jitter adds up to 0.1): p95 within two intervals.
+const FRAME_BUDGET_MS: f64 = 1000.0 / 30.0 + 0.1;
 /// Frames are timed in this many windows.
-const WINDOWS: usize = 3;
+const WINDOWS: usize = 5;
 
 fn payload(n: usize) -> Value {
     let session = ["3f1c2a9e-5b7d", "8a2d4c61-0f3e", "c5e7f9a1-2b4d"][n % 3];
@@ -115,7 +118,7 @@ async fn history_paints_within_a_second_and_frames_keep_up_at_500_events_a_secon
         .iter()
         .map(|g| g.as_f64().unwrap())
         .collect();
-    // Three windows of about 2 s: this machine is shared, and one burst of another
+    // Five windows of about 1.2 s: this machine is shared, and one burst of another
     // process's work stalls every frame in its window. The median window is the figure.
     let mut windows: Vec<f64> = gaps
         .chunks(gaps.len().div_ceil(WINDOWS))
@@ -153,7 +156,7 @@ async fn history_paints_within_a_second_and_frames_keep_up_at_500_events_a_secon
         "too few frames ({}) to time: the page stalled",
         gaps.len()
     );
-    assert!(p95 <= 33.0, "p95 frame time {p95:.1} ms");
+    assert!(p95 <= FRAME_BUDGET_MS, "p95 frame time {p95:.1} ms");
     client.disconnect().await.unwrap();
     dashboard.stop().await;
 }
