@@ -554,7 +554,7 @@ async fn a_screenshot_of_the_demo_for_the_readme() {
     common::hook_binary();
     let tmp = std::env::temp_dir().join(format!("sluice-web-shot-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
-    let mut demo = Command::new(common::DEMO)
+    let child = Command::new(common::DEMO)
         .args(["demo", "--events", "1500", "--outage-secs", "1"])
         .env("TMPDIR", &tmp)
         .env("TZ", "UTC")
@@ -563,7 +563,8 @@ async fn a_screenshot_of_the_demo_for_the_readme() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut demo = Running { child, tmp };
+    let mut lines = BufReader::new(demo.child.stdout.take().unwrap()).lines();
     let (mut page, mut expected) = (None, None);
     while let Some(Ok(line)) = lines.next() {
         if let Some(rest) = line.strip_prefix("sluice demo: ") {
@@ -606,7 +607,25 @@ async fn a_screenshot_of_the_demo_for_the_readme() {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-view.png");
     browser.screenshot(&path).await;
     assert!(std::fs::metadata(&path).unwrap().len() > 10_000);
-    assert!(demo.wait().unwrap().success());
+    assert!(demo.child.wait().unwrap().success());
     drain.join().unwrap();
-    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// The demo of a test: stopped (SIGINT, so that it stops its relay), and its temporary
+/// directory removed, when the test ends, however it ends.
+struct Running {
+    child: std::process::Child,
+    tmp: std::path::PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.child.id().to_string()])
+                .status();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.tmp);
+    }
 }
