@@ -9,10 +9,19 @@
 //! after handling it; [`Acks`] plays a slow or a silent server), and can be stopped and
 //! started again on the same port to play an outage.
 //!
+//! On the same port it serves a web view: a page at `/` that shows the events live (a
+//! timeline, filters kept in the URL, the tools with their durations, a pulse chart and the
+//! counters), with the last [`DEFAULT_HISTORY`] events sent to a page that opens late. The
+//! page and its socket need a token, random at each start unless given
+//! ([`Builder::token`]); [`Dashboard::page_url`] carries it. Clients without it may still
+//! send on a loopback address (relays, claude-mpm-style clients) and receive only the echo
+//! of what they sent; on any other address sending needs it too (`?token=` in the URL).
+//!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
 //! let dashboard = sluice_dashboard::Dashboard::start("127.0.0.1:0".parse().unwrap()).await?;
 //! println!("listening on {}", dashboard.url());
+//! println!("open {}", dashboard.page_url());
 //! // ... emit to it ...
 //! assert_eq!(dashboard.received().count("/", "claude_event"), 0);
 //! dashboard.stop().await;
@@ -25,14 +34,81 @@
 
 mod log;
 mod server;
+mod web;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-pub use crate::log::{AckStats, Log, Received};
-pub use crate::server::{Acks, Echo};
+pub use crate::log::{AckStats, Counters, Log, Numbered, Received, DEFAULT_HISTORY};
+use crate::server::Presence;
+pub use crate::server::{Acks, Echo, STATUS_EVENT};
+use crate::web::Guard;
+pub use crate::web::TOKEN_HEADER;
+
+/// How to start a [`Dashboard`]: its log, how it acks, its token.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct Builder {
+    log: Option<Log>,
+    acks: Acks,
+    echo: Echo,
+    token: Option<String>,
+    senders_need_token: Option<bool>,
+}
+
+impl Builder {
+    /// Records into `log` (to keep counting, and the web history, across a restart).
+    pub fn log(mut self, log: Log) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// Answers acks by `acks`.
+    pub fn acks(mut self, acks: Acks) -> Self {
+        self.acks = acks;
+        self
+    }
+
+    /// Echoes events by `echo` (to their sender by default).
+    pub fn echo(mut self, echo: Echo) -> Self {
+        self.echo = echo;
+        self
+    }
+
+    /// The token of the page and of its socket (random when not given, or given empty).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into()).filter(|token: &String| !token.is_empty());
+        self
+    }
+
+    /// Whether a client needs the token to send (in the query, or in the
+    /// [`TOKEN_HEADER`] a relay sets from `SLUICE_TOKEN`). By default only off loopback.
+    pub fn senders_need_token(mut self, needed: bool) -> Self {
+        self.senders_need_token = Some(needed);
+        self
+    }
+
+    /// Starts the dashboard on `addr` (port 0 picks a free port).
+    pub async fn start(self, addr: SocketAddr) -> std::io::Result<Dashboard> {
+        let token = match self.token {
+            Some(token) => token,
+            None => web::random_token()?,
+        };
+        let log = self.log.unwrap_or_default();
+        Dashboard::launch(
+            addr,
+            log,
+            self.acks,
+            self.echo,
+            token,
+            self.senders_need_token,
+        )
+        .await
+    }
+}
 
 /// A running dashboard.
 ///
@@ -42,6 +118,8 @@ pub use crate::server::{Acks, Echo};
 pub struct Dashboard {
     addr: SocketAddr,
     log: Log,
+    guard: Guard,
+    presence: Arc<Presence>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -60,7 +138,7 @@ impl Dashboard {
 
     /// Starts a dashboard on `addr` that records into `log` and answers acks by `acks`.
     pub async fn start_with(addr: SocketAddr, log: Log, acks: Acks) -> std::io::Result<Self> {
-        Self::start_with_echo(addr, log, acks, Echo::ToSender).await
+        Self::builder().log(log).acks(acks).start(addr).await
     }
 
     /// Starts a dashboard on `addr` that records into `log`, answers acks by `acks` and
@@ -71,9 +149,34 @@ impl Dashboard {
         acks: Acks,
         echo: Echo,
     ) -> std::io::Result<Self> {
+        Self::builder()
+            .log(log)
+            .acks(acks)
+            .echo(echo)
+            .start(addr)
+            .await
+    }
+
+    /// A dashboard with a given token, log or acks.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    async fn launch(
+        addr: SocketAddr,
+        log: Log,
+        acks: Acks,
+        echo: Echo,
+        token: String,
+        senders_need_token: Option<bool>,
+    ) -> std::io::Result<Self> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let guard = Guard::new(token, addr, senders_need_token);
+        let serving = guard.clone();
+        let presence = Arc::new(Presence::default());
+        let present = Arc::clone(&presence);
         let (shutdown, stopped) = oneshot::channel();
         let recorder = log.clone();
         // The runtime is built in its thread: one built here and dropped here, if the thread
@@ -100,7 +203,7 @@ impl Dashboard {
                         return;
                     };
                     tokio::select! {
-                        () = server::serve(listener, recorder, acks, echo) => {}
+                        () = server::serve(listener, recorder, acks, echo, serving, present) => {}
                         _ = stopped => {}
                     }
                 });
@@ -113,6 +216,8 @@ impl Dashboard {
         Ok(Self {
             addr,
             log,
+            guard,
+            presence,
             shutdown: Some(shutdown),
             thread: Some(thread),
         })
@@ -126,6 +231,26 @@ impl Dashboard {
     /// `http://` and the address.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The web view's address, token included: whoever has it sees every event.
+    pub fn page_url(&self) -> String {
+        format!("http://{}/?token={}", self.addr, self.guard.token())
+    }
+
+    /// The token of the page and of its socket.
+    pub fn token(&self) -> &str {
+        self.guard.token()
+    }
+
+    /// The last state each connected relay sent (`SLUICE_STATUS_EVERY`), as the page shows.
+    pub fn relays(&self) -> Vec<serde_json::Value> {
+        self.presence.relays()
+    }
+
+    /// Connections open now (relays, clients and pages).
+    pub fn connections(&self) -> usize {
+        self.presence.connections()
     }
 
     /// What it received so far.

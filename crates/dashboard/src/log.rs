@@ -1,13 +1,81 @@
 //! What the dashboard received: the events in arrival order, each counted once by its
-//! `data.event_id`, the duplicates seen, the acks asked for and sent, and waiters for a count.
+//! `data.event_id`, the duplicates seen, the acks asked for and sent, and waiters for a count;
+//! and the web view's history: the last events, numbered, and the pages following them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::{broadcast, oneshot};
+
+/// How many events the web view's history keeps by default.
+pub const DEFAULT_HISTORY: usize = 10_000;
+
+/// One event as the web view sees it: numbered in arrival order from 1, with no gap, and
+/// serialized once, as it arrives (`{"seq": 1, "event": "claude_event", "data": {...}}`), so
+/// that a page opening on a long history costs the dashboard a copy, not a serialization.
+#[derive(Debug, Clone)]
+pub struct Numbered {
+    seq: u64,
+    json: Box<RawValue>,
+}
+
+impl Numbered {
+    fn new(seq: u64, received: &Received) -> Self {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            seq: u64,
+            event: &'a str,
+            data: &'a Value,
+        }
+        let wire = Wire {
+            seq,
+            event: &received.event,
+            data: &received.data,
+        };
+        // A `Value` always serializes; `null` (never seen) rather than a panic.
+        let json =
+            serde_json::value::to_raw_value(&wire).unwrap_or_else(|_| RawValue::NULL.to_owned());
+        Self { seq, json }
+    }
+
+    /// Its number: one more than the event kept before it.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Its JSON: `{"seq": ..., "event": ..., "data": ...}`.
+    pub fn json(&self) -> &str {
+        self.json.get()
+    }
+}
+
+impl Serialize for Numbered {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(serializer)
+    }
+}
+
+/// What the web view's header shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Distinct events received.
+    pub events: u64,
+    /// Distinct `data.session_id`s among them.
+    pub sessions: u64,
+    /// Events dropped because their `data.event_id` was already seen.
+    pub duplicates: u64,
+}
+
+/// A follower of the live stream: told each new event under the log's lock, so that
+/// nothing arrives between its history and its first live event. It returns `false` to
+/// stop following.
+type Follower = Box<dyn FnMut(&Numbered) -> bool + Send>;
 
 /// One event the dashboard received.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,19 +117,52 @@ pub struct AckStats {
 /// An event whose payload carries `data.event_id` is kept once: a later event with the same
 /// id is counted in [`duplicates_seen`](Self::duplicates_seen) and not kept (nor fed to
 /// subscribers). Events without an id are all kept.
-#[derive(Clone, Default)]
+///
+/// It also keeps the web view's history: the last [`DEFAULT_HISTORY`] events (or as many as
+/// [`with_history`](Self::with_history) says), numbered, for a page that opens late.
+#[derive(Clone)]
 pub struct Log {
+    /// Tells this log's numbering from another's (a page that reconnects to a dashboard
+    /// started afresh starts over).
+    epoch: u64,
     inner: Arc<Mutex<Events>>,
     feed: Arc<Mutex<Option<broadcast::Sender<Received>>>>,
     waiters: Arc<Waiters>,
     acks: Arc<AckCounters>,
 }
 
-#[derive(Default)]
 struct Events {
     list: Vec<Received>,
     ids: HashSet<String>,
     duplicates: u64,
+    /// The last `capacity` events, numbered.
+    history: VecDeque<Numbered>,
+    capacity: usize,
+    /// The number of the last event kept (0: none yet).
+    seq: u64,
+    sessions: HashSet<String>,
+    followers: Vec<Follower>,
+}
+
+impl Events {
+    fn with_history(capacity: usize) -> Self {
+        Self {
+            list: Vec::new(),
+            ids: HashSet::new(),
+            duplicates: 0,
+            history: VecDeque::new(),
+            capacity,
+            seq: 0,
+            sessions: HashSet::new(),
+            followers: Vec::new(),
+        }
+    }
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self::with_history(DEFAULT_HISTORY)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -110,6 +211,12 @@ impl Waiters {
     }
 }
 
+impl Default for Log {
+    fn default() -> Self {
+        Self::with_history(DEFAULT_HISTORY)
+    }
+}
+
 impl fmt::Debug for Log {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Log").field("events", &self.len()).finish()
@@ -117,6 +224,50 @@ impl fmt::Debug for Log {
 }
 
 impl Log {
+    /// A log whose web history keeps the last `capacity` events.
+    pub fn with_history(capacity: usize) -> Self {
+        // Not a secret: only tells two logs apart, so the clock is enough.
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as u64);
+        Self {
+            epoch,
+            inner: Arc::new(Mutex::new(Events::with_history(capacity))),
+            feed: Arc::default(),
+            waiters: Arc::default(),
+            acks: Arc::default(),
+        }
+    }
+
+    /// Tells this log's numbering apart from another's.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Hands `history` the events kept for the web view, oldest first, then `live` every
+    /// event kept from then on, until it returns `false`. Both run under the log's lock, so
+    /// that `live` starts right after the history: no event missed, none twice. Neither
+    /// may block.
+    pub fn follow(
+        &self,
+        history: impl FnOnce(&[Numbered]),
+        live: impl FnMut(&Numbered) -> bool + Send + 'static,
+    ) {
+        let mut events = self.events_lock();
+        history(events.history.make_contiguous());
+        events.followers.push(Box::new(live));
+    }
+
+    /// Events, sessions and duplicates counted so far.
+    pub fn counters(&self) -> Counters {
+        let events = self.events_lock();
+        Counters {
+            events: events.seq,
+            sessions: events.sessions.len() as u64,
+            duplicates: events.duplicates,
+        }
+    }
+
     fn events_lock(&self) -> std::sync::MutexGuard<'_, Events> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -137,6 +288,20 @@ impl Log {
             .as_ref()
         {
             let _ = feed.send(received.clone());
+        }
+        events.seq += 1;
+        if let Some(session) = received.data["data"]["session_id"].as_str() {
+            if !events.sessions.contains(session) {
+                events.sessions.insert(session.to_string());
+            }
+        }
+        let numbered = Numbered::new(events.seq, &received);
+        events.followers.retain_mut(|follower| follower(&numbered));
+        if events.capacity > 0 {
+            if events.history.len() == events.capacity {
+                events.history.pop_front();
+            }
+            events.history.push_back(numbered);
         }
         events.list.push(received);
         self.waiters.reached(events.list.len());
@@ -168,6 +333,8 @@ impl Log {
         events.list.shrink_to_fit();
         events.ids.clear();
         events.ids.shrink_to_fit();
+        events.history.clear();
+        events.sessions.clear();
     }
 
     /// Waits until at least `n` distinct events were received (duplicates of an
@@ -334,5 +501,61 @@ mod tests {
             "duplicates do not count towards a wait"
         );
         assert_eq!(log.duplicates_seen(), 2);
+    }
+
+    #[test]
+    fn a_follower_gets_the_history_then_every_later_event_none_twice() {
+        let log = Log::with_history(1_000);
+        let pushers: Vec<_> = (0..2)
+            .map(|_| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for seq in 0..2_000 {
+                        log.push(event(seq));
+                    }
+                })
+            })
+            .collect();
+        // Joins while both threads push.
+        while log.len() < 500 {
+            std::thread::yield_now();
+        }
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let live = Arc::clone(&seen);
+        log.follow(
+            |history| {
+                assert!(
+                    history.len() <= 1_000,
+                    "the history keeps the last 1,000 only"
+                );
+                seen.lock()
+                    .unwrap()
+                    .extend(history.iter().map(Numbered::seq));
+            },
+            move |numbered| {
+                live.lock().unwrap().push(numbered.seq());
+                true
+            },
+        );
+        for pusher in pushers {
+            pusher.join().unwrap();
+        }
+        let seen = seen.lock().unwrap();
+        let first = seen[0];
+        assert_eq!(
+            *seen,
+            (first..=4_000).collect::<Vec<_>>(),
+            "no gap, no repeat at the seam"
+        );
+        assert_eq!(log.counters().events, 4_000);
+        log.follow(
+            |history| {
+                let newest: Value = serde_json::from_str(history[999].json()).unwrap();
+                assert_eq!(newest["seq"], 4_000);
+                assert_eq!(newest["event"], "claude_event");
+                assert_eq!(newest["data"]["seq"], 1_999);
+            },
+            |_| false,
+        );
     }
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use sluice_dashboard::{Dashboard, Received};
+use sluice_relay::config::Token;
 
 /// One line for a received event: time, subtype, session, and what happened.
 pub(crate) fn describe(received: &Received) -> String {
@@ -59,12 +60,17 @@ pub(crate) fn describe(received: &Received) -> String {
     format!("{time} {subtype:<14} {session}{branch} {detail}")
 }
 
-pub(crate) fn run(addr: SocketAddr) -> i32 {
+/// `token`: the page's (SLUICE_TOKEN, the one relays send), random when not given.
+pub(crate) fn run(addr: SocketAddr, token: Option<Token>) -> i32 {
     let Ok(runtime) = tokio::runtime::Runtime::new() else {
         return 1;
     };
     runtime.block_on(async {
-        let dashboard = match Dashboard::start(addr).await {
+        let mut builder = Dashboard::builder();
+        if let Some(token) = token {
+            builder = builder.token(token.expose());
+        }
+        let dashboard = match builder.start(addr).await {
             Ok(dashboard) => dashboard,
             Err(error) => {
                 eprintln!("sluice-hook dashboard: cannot listen on {addr}: {error}");
@@ -86,6 +92,7 @@ pub(crate) fn run(addr: SocketAddr) -> i32 {
             dashboard.url()
         );
         println!("point the hook at it with: SLUICE_URL={}", dashboard.url());
+        println!("open the web view: {}", dashboard.page_url());
         let mut feed = dashboard.received().subscribe();
         loop {
             tokio::select! {

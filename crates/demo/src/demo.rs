@@ -91,6 +91,8 @@ async fn play(args: &DemoArgs, dir: &Path) -> i32 {
     let addr = dashboard.addr();
     let socket = sluice_relay::config::relay_socket(&runtime_dir, &format!("http://{addr}"));
     let log = dashboard.received().clone();
+    // The same token after the restart, so that an open page reconnects by itself.
+    let token = dashboard.token().to_string();
     let inputs = script(usize::try_from(args.events).unwrap_or(usize::MAX));
     let tasks = inputs.iter().filter(|i| expected_events(i) == 2).count() as u64;
     let expected = inputs.len() + tasks as usize;
@@ -103,6 +105,7 @@ async fn play(args: &DemoArgs, dir: &Path) -> i32 {
         "  dashboard: embedded Socket.IO server at {}",
         dashboard.url()
     );
+    println!("  web view:  {}", dashboard.page_url());
     println!("  hook:      {} (a real process per event)", hook.display());
     println!("  files:     {} (removed at the end)", dir.display());
     println!(
@@ -157,7 +160,11 @@ async fn play(args: &DemoArgs, dir: &Path) -> i32 {
         let stats = teardown::relay_stats(&socket).await;
         let spooled = stats.map_or(0, |stats| stats["spool_depth"].as_u64().unwrap_or(0));
         let at = (sent.load(Ordering::SeqCst), spooled, log.len());
-        let dashboard = Dashboard::start_with_log(addr, log.clone()).await?;
+        let dashboard = Dashboard::builder()
+            .log(log.clone())
+            .token(token.clone())
+            .start(addr)
+            .await?;
         let up_at = started.elapsed().as_secs_f64();
         println!("  {up_at:>6.2} s  dashboard UP again");
         Ok::<_, std::io::Error>((dashboard, at, down_at, up_at))
@@ -236,6 +243,8 @@ async fn run_hook(
         .env("SLUICE_STATE_DIR", state_dir)
         .env("SLUICE_URL", url)
         .env("SLUICE_IDLE_SECS", "120")
+        // The relay reports its breaker and store to the web view every second.
+        .env("SLUICE_STATUS_EVERY", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -46,7 +46,7 @@ fn main() {
         .map_err(|error| error.format(&mut command))
         .unwrap_or_else(|error| error.exit());
     let code = match cli.command {
-        DemoCommand::Dashboard(args) => dashboard::run(args.addr),
+        DemoCommand::Dashboard(args) => dashboard::run(args.addr, cli.config.token),
         DemoCommand::Demo(args) => {
             if let Err(problem) = args.check() {
                 command.error(ErrorKind::ValueValidation, problem).exit();

@@ -10,25 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const DEMO: &str = env!("CARGO_BIN_EXE_sluice-demo");
+mod common;
 
-/// `sluice-hook` and `sluice-relay`, next to `sluice-demo` as the demo expects: built by
-/// `cargo test --workspace` already, and built here when only this package is tested.
-fn hook_binary() -> PathBuf {
-    let hook = Path::new(DEMO).with_file_name("sluice-hook");
-    let release = Path::new(DEMO)
-        .parent()
-        .is_some_and(|dir| dir.ends_with("release"));
-    let mut build = Command::new(env!("CARGO"));
-    build.args(["build", "-p", "sluice-hook", "--bins"]);
-    if release {
-        build.arg("--release");
-    }
-    let output = build.output().unwrap();
-    assert!(output.status.success(), "{output:?}");
-    assert!(hook.exists());
-    hook
-}
+use common::{hook_binary, DEMO};
 
 /// A private temporary directory for one test's demo.
 fn tmpdir(name: &str) -> PathBuf {
@@ -277,12 +261,21 @@ fn dashboard_stopped_by(signal: &str) {
         .spawn()
         .unwrap();
     let lines = lines(&mut dashboard);
-    let read = until(&lines, "SLUICE_URL=", Duration::from_secs(20));
+    let read = until(&lines, "open the web view:", Duration::from_secs(20));
     assert!(
         read.iter()
             .any(|l| l.ends_with(&format!("SLUICE_URL=http://127.0.0.1:{port}"))),
         "{read:#?}"
     );
+    // The page's URL, with its random token.
+    let page = read.last().unwrap();
+    let token = page
+        .strip_prefix(&format!(
+            "open the web view: http://127.0.0.1:{port}/?token="
+        ))
+        .unwrap_or_else(|| panic!("{page}"));
+    assert_eq!(token.len(), 32, "{page}");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{page}");
     let kill = Command::new("kill")
         .args([&format!("-{signal}"), &dashboard.id().to_string()])
         .status()

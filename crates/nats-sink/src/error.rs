@@ -231,10 +231,9 @@ impl SinkError {
     }
 
     fn from_inner(error: &(dyn Error + Send + Sync + 'static)) -> Option<Self> {
-        if let Some(open) = error.downcast_ref::<BreakerOpen>() {
-            return Some(Self::BreakerOpen {
-                retry_after: open.retry_after(),
-            });
+        if error.is::<BreakerOpen>() {
+            // The retry time is the breaker's, read through its handle by `PublishFuture`.
+            return Some(Self::BreakerOpen { retry_after: None });
         }
         if let Some(error) = error.downcast_ref::<NotConnected>() {
             return Some(Self::NotConnected(error.clone()));

@@ -67,6 +67,7 @@ impl NatsSink {
         PublishFuture {
             batch: self.batcher.try_call(pending),
             told,
+            breaker: self.breaker.clone(),
         }
     }
 
@@ -151,6 +152,7 @@ pin_project! {
         #[pin]
         batch: sluice_batch::future::ResponseFuture,
         told: oneshot::Receiver<Result<Confirmed, SinkError>>,
+        breaker: BreakerHandle,
     }
 }
 
@@ -171,7 +173,12 @@ impl Future for PublishFuture {
             Ok(outcome) => outcome,
             // Never reached the publisher: turned away, or its batch failed before writing.
             Err(_) => Err(match batch {
-                Err(error) => SinkError::from_box(error),
+                Err(error) => match SinkError::from_box(error) {
+                    SinkError::BreakerOpen { .. } => SinkError::BreakerOpen {
+                        retry_after: this.breaker.retry_after(),
+                    },
+                    error => error,
+                },
                 Ok(()) => SinkError::Closed,
             }),
         })

@@ -60,6 +60,17 @@ pub struct Config {
     #[arg(long, global = true, env = "SLUICE_DELIVERY", value_name = "WHEN",
           value_enum, default_value_t = Delivery::Acknowledged)]
     pub delivery: Delivery,
+    /// Every SECS seconds the relay sends its own state (breaker, store depth, dead letters)
+    /// as a `sluice_status` event asking no ack, on a connection of its own; 0: never
+    #[arg(long = "status-every", global = true, env = "SLUICE_STATUS_EVERY", value_name = "SECS",
+          value_parser = parse_secs, default_value = "0")]
+    pub status_every: Duration,
+    /// The token of sluice's own dashboard: the relay sends it (in an `x-sluice-token`
+    /// header), which that dashboard needs off loopback; `dashboard` makes it its web view's
+    /// token (random when unset)
+    #[arg(long, global = true, env = "SLUICE_TOKEN", value_name = "TOKEN", hide_env_values = true,
+          value_parser = parse_token)]
+    pub token: Option<Token>,
     /// Log to stderr (SLUICE_LOG is also the log filter, e.g. `debug`).
     #[arg(short, long, global = true, env = "SLUICE_LOG", action = ArgAction::SetTrue,
           value_parser = FalseyValueParser::new())]
@@ -67,6 +78,34 @@ pub struct Config {
 }
 
 pub const DEFAULT_URL: &str = "http://localhost:8765";
+
+/// The header that carries [`Config::token`] (what sluice's embedded dashboard reads).
+pub const TOKEN_HEADER: &str = "x-sluice-token";
+
+/// A dashboard's token: kept out of `Debug`, so that no log shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// The token itself, to send.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
+fn parse_token(value: &str) -> Result<Token, String> {
+    // It goes in an HTTP header: visible ASCII only.
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("expected visible ASCII characters, no spaces".to_string());
+    }
+    Ok(Token(value.to_string()))
+}
 const DEFAULT_BUDGET_MS: &str = "1000";
 const DEFAULT_IDLE_SECS: &str = "600";
 const DEFAULT_SPOOL_MAX_BYTES: &str = "67108864";
@@ -228,6 +267,12 @@ impl Config {
                 "SLUICE_DELIVERY",
                 || Delivery::Acknowledged,
                 |v| Delivery::from_str(v.to_str()?, false).ok(),
+            ),
+            status_every: env.parse("SLUICE_STATUS_EVERY", "0", parse_secs),
+            token: env.get(
+                "SLUICE_TOKEN",
+                || None,
+                |v| parsed(v, parse_token).map(Some),
             ),
             verbose: env.get("SLUICE_LOG", || false, flag),
         };

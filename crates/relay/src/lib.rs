@@ -32,6 +32,7 @@ pub mod size;
 pub mod socket;
 mod socketio;
 pub mod stats;
+mod status;
 mod store_worker;
 
 pub use sluice_store::error_chain;

@@ -23,6 +23,7 @@ use crate::destination::Destination;
 use crate::ingest;
 use crate::owner::{BoundSocket, Ownership};
 use crate::socketio::SocketIo;
+use crate::status;
 use crate::store_worker::StoreWorker;
 
 /// How long a stopping relay waits for its round in flight to finish and be recorded, then
@@ -272,6 +273,10 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
     }
     let sender = tokio::spawn(deliver::run(Arc::clone(&relay), ownership, stopped.clone()));
     let watchdog = tokio::spawn(watch_idle(Arc::clone(&relay)));
+    if !relay.config.status_every.is_zero() {
+        let every = relay.config.status_every;
+        tokio::spawn(status::run(Arc::clone(&relay), every, stopped.clone()));
+    }
     if let Ok(mut terminate) =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
     {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sluice_socketio_sink::{Encoded, OpenDuration, SinkError, SocketIoSink};
 
-use crate::config::Config;
+use crate::config::{Config, TOKEN_HEADER};
 use crate::destination::{Destination, Failure, FailureKind, Outgoing, Pending};
 
 /// The longest wait before retrying after a failure: delivery resumes this soon after the
@@ -39,6 +39,11 @@ impl SocketIo {
             .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
             .max_items(max_items)
             .max_bytes(max_bytes)
+            // On a dashboard off loopback, sending needs its token (`SLUICE_TOKEN`).
+            .connector(|connector| match &config.token {
+                Some(token) => connector.header(TOKEN_HEADER, token.expose()),
+                None => connector,
+            })
             .build()?;
         Ok(Self { sink })
     }
