@@ -38,6 +38,9 @@ pub enum HookCommand {
     /// List the events set aside because the dashboard failed them alone; --retry puts
     /// them back in the queue, --drop deletes them
     DeadLetters(DeadLettersArgs),
+    /// Set up NATS JetStream for relays that publish to it (SLUICE_URL nats:// or tls://)
+    #[command(subcommand)]
+    Nats(NatsCommand),
     /// Print the Claude Code hooks that run sluice-hook, or merge them into a settings file
     Install(InstallArgs),
     /// Take sluice-hook's hooks out of a Claude Code settings file (a backup is kept)
@@ -51,11 +54,12 @@ pub enum HookCommand {
 
 impl HookCommand {
     /// Every subcommand's name (the hook path is the one without).
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "relay",
         "stats",
         "stop",
         "dead-letters",
+        "nats",
         "install",
         "uninstall",
         "dashboard",
@@ -79,6 +83,22 @@ pub struct StatsArgs {
     /// The readable form, whatever stdout is
     #[arg(long)]
     pub pretty: bool,
+}
+
+/// `sluice-hook nats ...`: run by `sluice-relay`, which links the NATS client.
+#[derive(Debug, Clone, Subcommand)]
+pub enum NatsCommand {
+    /// Create or update the stream SLUICE_HOOKS on the server of SLUICE_URL (or --url): its
+    /// subjects, file storage, replicas, limits and duplicate window; safe to run twice
+    Setup(NatsSetupArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NatsSetupArgs {
+    /// Copies of each message: 1 on one server, 3 in a cluster of three or more
+    #[arg(long, value_name = "N", default_value = "1",
+          value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub replicas: u64,
 }
 
 #[derive(Debug, Clone, Args)]

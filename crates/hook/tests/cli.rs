@@ -511,6 +511,31 @@ async fn stats_read_well_and_stop_says_what_it_did() {
 }
 
 #[test]
+fn the_hook_binary_links_no_nats_client() {
+    // Its start-up cost must not grow: the NATS client's code is in sluice-relay only (type
+    // names may appear in debug info; functions may not).
+    let functions = |binary: &Path| {
+        let listed = Command::new("nm")
+            .arg("--demangle")
+            .arg("--defined-only")
+            .arg(binary)
+            .output()
+            .expect("nm lists a binary's symbols: apt-get install binutils");
+        text(&listed.stdout)
+            .lines()
+            .filter(|line| line.contains("async_nats::"))
+            .count()
+    };
+    assert_eq!(
+        functions(Path::new(BIN)),
+        0,
+        "async_nats code in sluice-hook"
+    );
+    let relay = Path::new(BIN).with_file_name("sluice-relay");
+    assert!(functions(&relay) > 0, "the check finds it where it is");
+}
+
+#[test]
 fn the_relay_binary_has_a_command_line_too() {
     let relay = Path::new(BIN).with_file_name("sluice-relay");
     let help = Command::new(&relay).arg("--help").output().unwrap();
@@ -525,7 +550,7 @@ fn the_relay_binary_has_a_command_line_too() {
         .filter(|line| !line.starts_with("   "))
         .filter_map(|line| line.split_whitespace().next().map(str::to_string))
         .collect();
-    assert_eq!(commands, ["relay", "direct", "help"]);
+    assert_eq!(commands, ["relay", "direct", "nats", "help"]);
     // The production relay ships no Socket.IO server (the dashboard's is socketioxide).
     let binary = std::fs::read(&relay).unwrap();
     assert!(

@@ -15,8 +15,9 @@ use clap::{ArgAction, Args, Command, FromArgMatches, ValueEnum};
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 #[command(next_help_heading = "Settings (any command; a flag overrides its variable)")]
 pub struct Config {
-    /// The dashboard (http, https, ws or wss); the default comes from CLAUDE_MPM_SERVER_HOST,
-    /// CLAUDE_MPM_SERVER_PORT or CLAUDE_MPM_SOCKETIO_PORT when set
+    /// The dashboard (http, https, ws or wss), or a NATS JetStream server (nats or tls, with a
+    /// user and password or a token in it if needed); the default comes from
+    /// CLAUDE_MPM_SERVER_HOST, CLAUDE_MPM_SERVER_PORT or CLAUDE_MPM_SOCKETIO_PORT when set
     #[arg(long, global = true, env = "SLUICE_URL", value_name = "URL",
           value_parser = parse_url, default_value_t = reference_url())]
     pub url: String,
@@ -71,6 +72,9 @@ pub struct Config {
     #[arg(long, global = true, env = "SLUICE_TOKEN", value_name = "TOKEN", hide_env_values = true,
           value_parser = parse_token)]
     pub token: Option<Token>,
+    /// A NATS credentials file (for a nats:// or tls:// URL)
+    #[arg(long, global = true, env = "SLUICE_NATS_CREDS", value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
     /// Log to stderr (SLUICE_LOG is also the log filter, e.g. `debug`).
     #[arg(short, long, global = true, env = "SLUICE_LOG", action = ArgAction::SetTrue,
           value_parser = FalseyValueParser::new())]
@@ -142,7 +146,36 @@ impl From<Delivery> for sluice_socketio_sink::Delivery {
 /// One relay per dashboard URL: its socket, lock and store are named after the URL, so a
 /// hook configured for another dashboard never hands its events to this one's relay.
 fn url_tag(url: &str) -> String {
+    let url = without_credentials(url);
     format!("{:08x}", sluice_store::checksum::crc32(url.as_bytes()))
+}
+
+/// `url` without the user, password or token in it, for names and for what is shown: a new
+/// password must not orphan a backlog, and no log or stats line may show one. A URL
+/// without credentials is returned as it is (the names of earlier releases are kept); a
+/// NATS URL may list several servers, separated by commas.
+pub fn without_credentials(url: &str) -> std::borrow::Cow<'_, str> {
+    if !url.contains('@') {
+        return std::borrow::Cow::Borrowed(url);
+    }
+    let servers: Vec<String> = url
+        .split(',')
+        .map(|server| match url::Url::parse(server.trim()) {
+            Ok(mut parsed) if parsed.has_authority() => {
+                let _ = parsed.set_username("");
+                let _ = parsed.set_password(None);
+                parsed.to_string()
+            }
+            // Not a URL we can read: show nothing of it that could be a secret.
+            _ => server.rsplit('@').next().unwrap_or_default().to_string(),
+        })
+        .collect();
+    std::borrow::Cow::Owned(servers.join(","))
+}
+
+/// Whether `url` names a NATS server (`nats://`, `tls://`) rather than a dashboard.
+pub fn is_nats(url: &str) -> bool {
+    matches!(url.split("://").next(), Some("nats" | "tls"))
 }
 
 /// The store of the relay for `url` in `state_dir`.
@@ -274,6 +307,11 @@ impl Config {
                 || None,
                 |v| parsed(v, parse_token).map(Some),
             ),
+            nats_creds: env.get(
+                "SLUICE_NATS_CREDS",
+                || None,
+                |v| Some(Some(PathBuf::from(v))),
+            ),
             verbose: env.get("SLUICE_LOG", || false, flag),
         };
         (config, env.skipped)
@@ -368,16 +406,28 @@ pub fn ignore_empty_env(command: Command) -> Command {
 
 /// A dashboard URL: http, https, ws or wss, with a host.
 pub fn parse_url(value: &str) -> Result<String, String> {
-    let url = url::Url::parse(value)
-        .map_err(|error| format!("not a URL ({error}); expected e.g. {DEFAULT_URL}"))?;
-    if !matches!(url.scheme(), "http" | "https" | "ws" | "wss") {
-        return Err(format!(
-            "the scheme {:?} is not http, https, ws or wss",
-            url.scheme()
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("the URL has no host".to_string());
+    // A NATS URL may list several servers of one cluster.
+    let servers: Vec<&str> = if is_nats(value) {
+        value.split(',').map(str::trim).collect()
+    } else {
+        vec![value]
+    };
+    for server in servers {
+        let url = url::Url::parse(server).map_err(|error| {
+            format!("not a URL ({error}); expected e.g. {DEFAULT_URL} or nats://127.0.0.1:4222")
+        })?;
+        if !matches!(
+            url.scheme(),
+            "http" | "https" | "ws" | "wss" | "nats" | "tls"
+        ) {
+            return Err(format!(
+                "the scheme {:?} is not http, https, ws, wss, nats or tls",
+                url.scheme()
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("the URL has no host".to_string());
+        }
     }
     Ok(value.to_string())
 }
@@ -455,6 +505,22 @@ mod tests {
     }
 
     #[test]
+    fn credentials_change_no_name_and_show_nowhere() {
+        let dir = std::path::Path::new("/d");
+        let plain = "nats://n1:4222";
+        let with = "nats://alice:s3cret@n1:4222";
+        assert_eq!(
+            relay_store(dir, with),
+            relay_store(dir, "nats://bob:other@n1:4222")
+        );
+        assert_eq!(without_credentials(with), "nats://n1:4222");
+        assert_eq!(without_credentials(plain), plain, "as it was");
+        let two = without_credentials("nats://tok@n1:4222, nats://u:p@n2:4222");
+        assert!(!two.contains("tok") && !two.contains("u:p"), "{two}");
+        assert!(is_nats(with) && is_nats("tls://n1") && !is_nats(DEFAULT_URL));
+    }
+
+    #[test]
     fn the_url_comes_from_the_reference_variables_too() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
             move |name: &str| {
@@ -488,8 +554,12 @@ mod tests {
         ] {
             assert_eq!(parse_url(good).as_deref(), Ok(good));
         }
+        for nats in ["nats://127.0.0.1:4222", "tls://u:p@n1:4222,tls://n2:4222"] {
+            assert_eq!(parse_url(nats).as_deref(), Ok(nats));
+        }
         for bad in [
             "not-a-url",
+            "nats://",
             "ftp://host",
             "http://",
             "localhost:8765",

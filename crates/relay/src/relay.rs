@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::net::UnixStream;
 use tokio::sync::{watch, Notify, Semaphore};
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::safety;
 use sluice_store::error_chain;
 use sluice_store::Store;
@@ -21,6 +21,7 @@ use sluice_store::Store;
 use crate::deliver::{self, ROUND_BYTES, ROUND_EVENTS};
 use crate::destination::Destination;
 use crate::ingest;
+use crate::nats::Nats;
 use crate::owner::{BoundSocket, Ownership};
 use crate::socketio::SocketIo;
 use crate::status;
@@ -222,14 +223,23 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
                 return 1;
             }
         };
-    let destination: Box<dyn Destination> =
-        match SocketIo::build(&config, ROUND_EVENTS, ROUND_BYTES) {
-            Ok(sink) => Box::new(sink),
-            Err(error) => {
-                tracing::error!(%error, "cannot build the sink");
-                return 1;
-            }
-        };
+    let destination: Result<Box<dyn Destination>, String> = if config::is_nats(&config.url) {
+        Nats::build(&config, ROUND_EVENTS)
+            .await
+            .map(|sink| Box::new(sink) as Box<dyn Destination>)
+            .map_err(|error| error_chain(&error))
+    } else {
+        SocketIo::build(&config, ROUND_EVENTS, ROUND_BYTES)
+            .map(|sink| Box::new(sink) as Box<dyn Destination>)
+            .map_err(|error| error_chain(&*error))
+    };
+    let destination = match destination {
+        Ok(destination) => destination,
+        Err(error) => {
+            tracing::error!(error, "cannot build the sink");
+            return 1;
+        }
+    };
     let path = config.socket();
     // Stale, from a relay that died: we hold the runtime lock.
     let _ = fs::remove_file(&path);
@@ -263,9 +273,9 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
         stop,
     });
     if delivers {
-        tracing::info!(url = %relay.config.url, socket = %relay.socket.path.display(), "relay listening");
+        tracing::info!(url = %config::without_credentials(&relay.config.url), socket = %relay.socket.path.display(), "relay listening");
     } else {
-        tracing::info!(url = %relay.config.url, socket = %relay.socket.path.display(),
+        tracing::info!(url = %config::without_credentials(&relay.config.url), socket = %relay.socket.path.display(),
             "relay listening; another relay delivers this store, so this one stores its hooks' events for it and takes over when it exits");
     }
     if notify_ready {
@@ -273,7 +283,8 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
     }
     let sender = tokio::spawn(deliver::run(Arc::clone(&relay), ownership, stopped.clone()));
     let watchdog = tokio::spawn(watch_idle(Arc::clone(&relay)));
-    if !relay.config.status_every.is_zero() {
+    // The status event is the Socket.IO dashboard's.
+    if !relay.config.status_every.is_zero() && !config::is_nats(&relay.config.url) {
         let every = relay.config.status_every;
         tokio::spawn(status::run(Arc::clone(&relay), every, stopped.clone()));
     }

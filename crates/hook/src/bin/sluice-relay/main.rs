@@ -10,7 +10,7 @@ use std::io::Read;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use sluice_hook::cli::RelayArgs;
+use sluice_hook::cli::{NatsCommand, RelayArgs};
 use sluice_relay::config::{self, Config};
 
 /// The long-lived relay of sluice-hook: keeps the dashboard connection, the breaker and the
@@ -31,6 +31,9 @@ enum RelayCommand {
     /// Send the event lines on stdin straight to the dashboard within --budget-ms (what a
     /// hook does when it can reach neither a relay nor the spool)
     Direct,
+    /// Set up NATS JetStream (`sluice-hook nats setup`)
+    #[command(subcommand)]
+    Nats(NatsCommand),
 }
 
 fn main() {
@@ -49,6 +52,18 @@ fn main() {
         Some(RelayCommand::Relay(args)) => {
             sluice_relay::init_logging(&cli.config);
             sluice_relay::run(cli.config, args.notify_ready)
+        }
+        Some(RelayCommand::Nats(NatsCommand::Setup(setup))) => {
+            match sluice_relay::nats_setup(&cli.config, setup.replicas as usize) {
+                Ok(said) => {
+                    println!("{said}");
+                    0
+                }
+                Err(error) => {
+                    eprintln!("sluice-hook nats setup: {error}");
+                    1
+                }
+            }
         }
         Some(RelayCommand::Direct) => {
             let mut input = String::new();
