@@ -165,3 +165,8 @@ pub use crate::layer::BatchLayer;
 pub use crate::service::Batcher;
 pub use crate::stats::{BatchCounts, Stats};
 pub use crate::worker::Worker;
+
+// The README (the crate's crates.io page) is tested too: its example must keep compiling.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

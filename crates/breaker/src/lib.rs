@@ -137,3 +137,8 @@ pub use crate::metrics::Metrics;
 pub use crate::policy::{OpenDuration, TripPolicy, Window, MAX_WINDOW_BUCKETS, MAX_WINDOW_CALLS};
 pub use crate::service::CircuitBreaker;
 pub use crate::state::State;
+
+// The README (the crate's crates.io page) is tested too: its example must keep compiling.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -119,3 +119,8 @@ pub use crate::subject::{default_host, token};
 pub use async_nats;
 pub use sluice_batch::ShutdownTimedOut;
 pub use sluice_breaker::State;
+
+// The README (the crate's crates.io page) is tested too: its example must keep compiling.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -109,3 +109,8 @@ pub use crate::layer::PoolLayer;
 pub use crate::lifecycle::{BoxFuture, Lifecycle};
 pub use crate::service::Pool;
 pub use crate::stats::{Eviction, Evictions, Stats};
+
+// The README (the crate's crates.io page) is tested too: its example must keep compiling.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

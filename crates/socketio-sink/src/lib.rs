@@ -118,3 +118,8 @@ pub use crate::stats::SinkStats;
 pub use sluice_batch::{Batch, Dispatch, FlushReason, ShutdownTimedOut};
 pub use sluice_breaker::{OpenDuration, State};
 pub use sluice_pool::{ConnectFailed, ConnectTimedOut, PoolTimeout};
+
+// The README (the crate's crates.io page) is tested too: its example must keep compiling.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
