@@ -362,8 +362,9 @@ async fn a_reload_mid_stream_keeps_every_event_once() {
     let client = sender(&dashboard.url(), |_| {}).await;
     let url = dashboard.url();
     let stream = tokio::spawn(async move {
-        // 5 events every 20 ms, 4 s: a stream that outlasts the reload.
-        let mut every = tokio::time::interval(Duration::from_millis(20));
+        // 5 events every 40 ms, 8 s: a stream that outlasts the reload, even on a loaded
+        // machine (at 4 s, a reload under load average 10 once outlasted it).
+        let mut every = tokio::time::interval(Duration::from_millis(40));
         for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(5) {
             every.tick().await;
             let payloads: Vec<Value> = chunk
