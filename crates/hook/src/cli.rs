@@ -41,6 +41,9 @@ pub enum HookCommand {
     /// Set up NATS JetStream for relays that publish to it (SLUICE_URL nats:// or tls://)
     #[command(subcommand)]
     Nats(NatsCommand),
+    /// Deliver the events of the JetStream stream to a dashboard: a durable pull consumer
+    /// that acks each message once the dashboard acknowledged its event
+    Bridge(BridgeArgs),
     /// Print the Claude Code hooks that run sluice-hook, or merge them into a settings file
     Install(InstallArgs),
     /// Take sluice-hook's hooks out of a Claude Code settings file (a backup is kept)
@@ -54,12 +57,13 @@ pub enum HookCommand {
 
 impl HookCommand {
     /// Every subcommand's name (the hook path is the one without).
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 11] = [
         "relay",
         "stats",
         "stop",
         "dead-letters",
         "nats",
+        "bridge",
         "install",
         "uninstall",
         "dashboard",
@@ -99,6 +103,49 @@ pub struct NatsSetupArgs {
     #[arg(long, value_name = "N", default_value = "1",
           value_parser = clap::value_parser!(u64).range(1..=5))]
     pub replicas: u64,
+}
+
+/// `sluice-hook bridge`: run by `sluice-relay`, which links the NATS client.
+#[derive(Debug, Clone, Args)]
+pub struct BridgeArgs {
+    /// The NATS server (or servers, separated by commas) holding the stream SLUICE_HOOKS;
+    /// credentials in the URL or in SLUICE_NATS_CREDS
+    #[arg(long, value_name = "URL", value_parser = parse_nats_url)]
+    pub from: String,
+    /// The dashboard to deliver to (its token, if it needs one, in SLUICE_TOKEN)
+    #[arg(long, value_name = "URL", value_parser = parse_dashboard_url)]
+    pub to: String,
+    /// The durable consumer's name: bridges on one durable share the work; a bridge on
+    /// a durable of its own receives everything (for a second dashboard)
+    #[arg(long, value_name = "NAME", default_value = sluice_relay::bridge::DEFAULT_DURABLE)]
+    pub durable: String,
+}
+
+fn parse_nats_url(value: &str) -> Result<String, String> {
+    let url = sluice_relay::config::parse_url(value)?;
+    if !sluice_relay::config::is_nats(&url) {
+        return Err("expected a NATS server: nats://host:4222 or tls://...".to_string());
+    }
+    Ok(url)
+}
+
+fn parse_dashboard_url(value: &str) -> Result<String, String> {
+    let url = sluice_relay::config::parse_url(value)?;
+    if sluice_relay::config::is_nats(&url) {
+        return Err("expected a dashboard: http://host:8765 or https://...".to_string());
+    }
+    Ok(url)
+}
+
+impl BridgeArgs {
+    /// What the bridge library runs.
+    pub fn bridge(&self) -> sluice_relay::bridge::Bridge {
+        sluice_relay::bridge::Bridge {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            durable: self.durable.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

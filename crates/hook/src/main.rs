@@ -54,7 +54,7 @@ fn main() {
         Some(HookCommand::Relay(_)) => exec_sibling("sluice-relay", &args),
         Some(HookCommand::Dashboard(_)) => exec_sibling("sluice-demo", &args),
         // The NATS client lives in the relay's binary, not in the hook's.
-        Some(HookCommand::Nats(_)) => exec_sibling("sluice-relay", &args),
+        Some(HookCommand::Nats(_) | HookCommand::Bridge(_)) => exec_sibling("sluice-relay", &args),
         Some(HookCommand::Demo(demo)) => match demo.check() {
             Ok(()) => exec_sibling("sluice-demo", &args),
             Err(problem) => command.error(ErrorKind::ValueValidation, problem).exit(),

@@ -18,6 +18,7 @@
 #![allow(missing_docs, unreachable_pub)] // an internal library of the relay and the hook
 
 mod blame;
+pub mod bridge;
 pub mod config;
 mod deliver;
 mod destination;
@@ -40,6 +41,6 @@ pub use sluice_store::error_chain;
 
 pub use crate::destination::{Destination, Failure, Outgoing};
 pub use crate::direct::send as send_direct;
-pub use crate::logging::init_logging;
+pub use crate::logging::{init_logging, init_logging_to};
 pub use crate::nats::setup as nats_setup;
 pub use crate::relay::run;

@@ -12,6 +12,12 @@ use tracing_subscriber::EnvFilter;
 
 /// Sends logs to a size-capped file in the state directory (or stderr when verbose).
 pub fn init_logging(config: &Config) {
+    init_logging_to(config, "relay.log");
+}
+
+/// As [`init_logging`], to the file `name` in the state directory (the bridge's is
+/// `bridge.log`, so that a bridge and a relay on one machine keep their own).
+pub fn init_logging_to(config: &Config, name: &str) {
     // The breaker's state changes repeat every second or so while a dashboard is down.
     let filter = EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sluice_breaker=warn"));
@@ -25,7 +31,7 @@ pub fn init_logging(config: &Config) {
     if safety::private_dir(&config.state_dir).is_err() {
         return; // the relay says why when it checks the directory
     }
-    if let Some(log) = CappedLog::open(config.state_dir.join("relay.log")) {
+    if let Some(log) = CappedLog::open(config.state_dir.join(name)) {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_ansi(false)

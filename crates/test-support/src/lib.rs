@@ -28,7 +28,7 @@ mod socketio;
 
 pub use contract::ContractProbe;
 pub use hook_env::{feed, prompt, prompt_number, unused_addr, HookEnv};
-pub use nats::{NatsServer, NATS_SERVER_MISSING};
+pub use nats::{NatsCluster, NatsServer, NATS_SERVER_MISSING};
 pub use socketio::raw_client;
 
 /// A current-thread runtime with time enabled and the clock paused: timers advance only when

@@ -152,3 +152,68 @@ impl Drop for NatsServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Three [`NatsServer`]s in one JetStream cluster on loopback (`-n n0..n2`, `--cluster_name
+/// sluice`, each with its own route port and all three routes), for R3 streams. Each node
+/// can be killed and started again on its port and store, as a machine lost and back.
+#[derive(Debug)]
+pub struct NatsCluster {
+    nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts the three nodes and waits until each is ready (JetStream's meta leader may
+    /// take a few seconds more: retry what needs it).
+    ///
+    /// # Panics
+    ///
+    /// As [`NatsServer::start`].
+    pub fn start() -> Self {
+        let routes: Vec<u16> = (0..3).map(|_| crate::unused_addr().port()).collect();
+        let all = routes
+            .iter()
+            .map(|port| format!("nats://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = routes
+            .iter()
+            .enumerate()
+            .map(|(k, port)| {
+                NatsServer::with_args(&[
+                    "-n",
+                    &format!("n{k}"),
+                    "--cluster_name",
+                    "sluice",
+                    "--cluster",
+                    &format!("nats://127.0.0.1:{port}"),
+                    "--routes",
+                    &all,
+                ])
+            })
+            .collect();
+        Self { nodes }
+    }
+
+    /// The three client URLs, separated by commas (as `SLUICE_URL` takes them).
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node named `name` (`n0`, `n1` or `n2`, as the server reports a stream's leader).
+    ///
+    /// # Panics
+    ///
+    /// For another name.
+    pub fn node(&mut self, name: &str) -> &mut NatsServer {
+        let k: usize = name
+            .strip_prefix('n')
+            .and_then(|k| k.parse().ok())
+            .filter(|k| *k < 3)
+            .unwrap_or_else(|| panic!("no node {name}"));
+        &mut self.nodes[k]
+    }
+}

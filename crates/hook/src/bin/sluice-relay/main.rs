@@ -10,7 +10,7 @@ use std::io::Read;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use sluice_hook::cli::{NatsCommand, RelayArgs};
+use sluice_hook::cli::{BridgeArgs, NatsCommand, RelayArgs};
 use sluice_relay::config::{self, Config};
 
 /// The long-lived relay of sluice-hook: keeps the dashboard connection, the breaker and the
@@ -34,6 +34,8 @@ enum RelayCommand {
     /// Set up NATS JetStream (`sluice-hook nats setup`)
     #[command(subcommand)]
     Nats(NatsCommand),
+    /// Deliver the stream's events to a dashboard (`sluice-hook bridge`)
+    Bridge(BridgeArgs),
 }
 
 fn main() {
@@ -52,6 +54,10 @@ fn main() {
         Some(RelayCommand::Relay(args)) => {
             sluice_relay::init_logging(&cli.config);
             sluice_relay::run(cli.config, args.notify_ready)
+        }
+        Some(RelayCommand::Bridge(args)) => {
+            sluice_relay::init_logging_to(&cli.config, "bridge.log");
+            sluice_relay::bridge::run(cli.config, args.bridge())
         }
         Some(RelayCommand::Nats(NatsCommand::Setup(setup))) => {
             match sluice_relay::nats_setup(&cli.config, setup.replicas as usize) {

@@ -1,0 +1,392 @@
+//! `sluice-hook bridge` under faults: the built `sluice-hook`, its relays publishing to a
+//! real `nats-server`, bridges as real processes killed with SIGKILL, and the embedded
+//! dashboard stopped and started again, the events counted by `event_id` at the dashboard.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_dashboard::{Acks, Dashboard, Log};
+use sluice_nats_sink::async_nats::{self, jetstream};
+use sluice_test_support::{prompt, prompt_number, unused_addr, HookEnv, NatsCluster, NatsServer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
+
+/// One machine: its own HOME, relay and store, publishing to `url` as `host`.
+struct Machine {
+    env: HookEnv,
+    vars: Vec<(String, String)>,
+}
+
+impl Machine {
+    fn new(name: &str, url: &str) -> Self {
+        Self {
+            env: HookEnv::new(BIN, name, unused_addr()),
+            vars: vec![
+                ("SLUICE_URL".to_string(), url.to_string()),
+                ("SLUICE_HOST".to_string(), name.to_string()),
+            ],
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let vars: Vec<(&str, &str)> = self
+            .vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.env.run(args, &vars, b"")
+    }
+
+    fn hook(&self, n: usize) {
+        let vars: Vec<(&str, &str)> = self
+            .vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let output = self.env.hook_with(&vars, &prompt(n));
+        assert!(output.status.success(), "{output:?}");
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        let _ = self.run(&["stop"]);
+    }
+}
+
+/// A `sluice-hook bridge` process, killed on drop; its log in its own state directory.
+struct BridgeProcess {
+    dir: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl BridgeProcess {
+    fn start(name: &str, from: &str, to: &str, durable: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("sluice-bridge-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let args = ["bridge", "--from", from, "--to", to, "--durable", durable]
+            .map(String::from)
+            .to_vec();
+        let mut bridge = Self {
+            dir,
+            args,
+            child: None,
+        };
+        bridge.start_again();
+        bridge
+    }
+
+    fn start_again(&mut self) {
+        self.kill();
+        self.child = Some(
+            Command::new(BIN)
+                .args(&self.args)
+                .env("HOME", &self.dir)
+                .env("SLUICE_STATE_DIR", self.dir.join("state"))
+                .env_remove("SLUICE_URL")
+                .env_remove("SLUICE_LOG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("sluice-hook bridge"),
+        );
+    }
+
+    /// SIGKILL: what it had not acked comes back after the consumer's ack wait.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and its exit status within `within`.
+    fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("state/bridge.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for BridgeProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The prompt numbers at the dashboard, in order of first arrival.
+fn numbers(log: &Log) -> Vec<usize> {
+    log.events()
+        .iter()
+        .filter_map(|event| prompt_number(&event.data["data"]))
+        .collect()
+}
+
+/// Every number of `0..n` arrived under one `event_id` (repeats of an id are dropped by the
+/// log and counted apart), and the first arrivals of each lane (`number % lanes`, one
+/// machine's session) are in order.
+fn assert_all_once_in_order(log: &Log, n: usize, lanes: usize) {
+    let arrived = numbers(log);
+    let mut seen = vec![0; n];
+    let mut last: HashMap<usize, usize> = HashMap::new();
+    for &k in &arrived {
+        seen[k] += 1;
+        if let Some(before) = last.insert(k % lanes, k) {
+            assert!(before < k, "lane {}: {k} arrived after {before}", k % lanes);
+        }
+    }
+    let missing: Vec<usize> = (0..n).filter(|k| seen[*k] == 0).collect();
+    assert!(missing.is_empty(), "lost: {} {missing:?}", missing.len());
+    let twice: Vec<usize> = (0..n).filter(|k| seen[*k] > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "arrived under two event_ids (not a repeat): {twice:?}"
+    );
+}
+
+/// `lanes` machines send `each` numbered events (lane `l` sends `k * lanes + l`, paced by
+/// `pace`), on blocking threads.
+fn send(
+    machines: &Arc<Vec<Machine>>,
+    each: usize,
+    pace: Duration,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let lanes = machines.len();
+    (0..lanes)
+        .map(|lane| {
+            let machines = Arc::clone(machines);
+            tokio::task::spawn_blocking(move || {
+                for k in 0..each {
+                    machines[lane].hook(k * lanes + lane);
+                    std::thread::sleep(pace);
+                }
+            })
+        })
+        .collect()
+}
+
+fn machines(prefix: &str, lanes: usize, url: &str) -> Arc<Vec<Machine>> {
+    let machines: Vec<Machine> = (0..lanes)
+        .map(|k| Machine::new(&format!("{prefix}-{k}"), url))
+        .collect();
+    // A cluster's JetStream needs its meta leader first: a few seconds after start.
+    let replicas = if url.contains(',') { "3" } else { "1" };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let setup = machines[0].run(&["nats", "setup", "--replicas", replicas]);
+        if setup.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{setup:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Arc::new(machines)
+}
+
+/// `lanes` machines send `each` numbered events through `url` and a bridge to the embedded
+/// dashboard. During the stream: SIGKILL the bridge and restart it; stop the dashboard for
+/// 5 s, and meanwhile kill the stream's leader node (in a cluster) and bring it back; SIGKILL
+/// the bridge again and restart it. Then: nothing lost, each lane's first arrivals in
+/// order, repeats only of one `event_id`, and SIGTERM ends the bridge with 0.
+async fn through_faults(
+    url: &str,
+    name: &str,
+    (lanes, each, pace): (usize, usize, Duration),
+    mut cluster: Option<&mut NatsCluster>,
+) {
+    let total = lanes * each;
+    let machines = machines(name, lanes, url);
+    let log = Log::default();
+    let dashboard =
+        Dashboard::start_with("127.0.0.1:0".parse().unwrap(), log.clone(), Acks::Immediate)
+            .await
+            .unwrap();
+    let addr = dashboard.addr();
+    let mut bridge = BridgeProcess::start(name, url, &dashboard.url(), name);
+    let senders = send(&machines, each, pace);
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before_kill = log.len();
+    bridge.kill();
+    bridge.start_again();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let log = dashboard.stop().await;
+    let during_outage = log.len();
+    let leader = match cluster.as_deref_mut() {
+        Some(cluster) => {
+            let leader = stream_leader(url).await;
+            cluster.node(&leader).kill();
+            Some(leader)
+        }
+        None => None,
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let dashboard = Dashboard::start_with(addr, log.clone(), Acks::Immediate)
+        .await
+        .unwrap();
+    if let (Some(cluster), Some(leader)) = (cluster, &leader) {
+        cluster.node(leader).start_again();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    bridge.kill();
+    bridge.start_again();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    assert!(
+        before_kill > 0 && during_outage < total,
+        "the faults came during the stream: {before_kill} then {during_outage} of {total}"
+    );
+    let arrived = log.wait_for(total, Duration::from_secs(60)).await;
+    if arrived < total {
+        eprintln!("{}", bridge.log());
+    }
+    assert_all_once_in_order(&log, total, lanes);
+    eprintln!(
+        "{total} events, {} repeats dropped at the dashboard",
+        log.duplicates_seen()
+    );
+    assert_eq!(
+        bridge.terminate(Duration::from_secs(5)).map(|s| s.code()),
+        Some(Some(0)),
+        "SIGTERM: exit 0 within 5 s"
+    );
+    drop(dashboard);
+}
+
+/// The name of the node leading the stream.
+async fn stream_leader(url: &str) -> String {
+    let client = async_nats::connect(url).await.expect("a client");
+    let js = jetstream::new(client);
+    let mut stream = js.get_stream("SLUICE_HOOKS").await.expect("the stream");
+    let info = stream.info().await.expect("info");
+    info.cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .expect("a leader")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_killed_twice_and_a_dashboard_down_5_s_lose_nothing_and_keep_order() {
+    let server = NatsServer::start();
+    through_faults(
+        &server.url(),
+        "faults",
+        (3, 300, Duration::from_millis(20)),
+        None,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_r3_losing_the_leader_lose_nothing_and_keep_order() {
+    let mut cluster = NatsCluster::start();
+    let url = cluster.url();
+    through_faults(
+        &url,
+        "cluster",
+        (3, 1000, Duration::from_millis(3)),
+        Some(&mut cluster),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bridges_on_one_durable_share_the_work_and_one_carries_on() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let (lanes, each) = (2, 200);
+    let machines = machines("shared", lanes, &url);
+    let log = Log::default();
+    let dashboard =
+        Dashboard::start_with("127.0.0.1:0".parse().unwrap(), log.clone(), Acks::Immediate)
+            .await
+            .unwrap();
+    let mut first = BridgeProcess::start("shared-1", &url, &dashboard.url(), "shared");
+    let mut second = BridgeProcess::start("shared-2", &url, &dashboard.url(), "shared");
+
+    // Both running: each event delivered once in total.
+    for sender in send(&machines, each, Duration::from_millis(5)) {
+        sender.await.unwrap();
+    }
+    let half = lanes * each;
+    let arrived = log.wait_for(half, Duration::from_secs(30)).await;
+    assert_eq!(arrived, half, "{}\n{}", first.log(), second.log());
+    assert_eq!(log.duplicates_seen(), 0, "delivered twice while both ran");
+
+    // One dies; the other carries on, with the rest and what the dead one had not acked.
+    first.kill();
+    let rest: Arc<Vec<Machine>> = Arc::clone(&machines);
+    let more = (0..lanes)
+        .map(|lane| {
+            let machines = Arc::clone(&rest);
+            tokio::task::spawn_blocking(move || {
+                for k in each..2 * each {
+                    machines[lane].hook(k * lanes + lane);
+                }
+            })
+        })
+        .collect::<Vec<_>>();
+    for sender in more {
+        sender.await.unwrap();
+    }
+    let total = 2 * half;
+    let arrived = log.wait_for(total, Duration::from_secs(30)).await;
+    assert_eq!(arrived, total, "{}", second.log());
+    let numbers = numbers(&log);
+    let mut seen = vec![0; total];
+    for k in numbers {
+        seen[k] += 1;
+    }
+    assert!(
+        seen.iter().all(|c| *c == 1),
+        "each number under one event_id"
+    );
+    assert_eq!(
+        second.terminate(Duration::from_secs(5)).map(|s| s.code()),
+        Some(Some(0))
+    );
+    // The survivor's last stats: it delivered some, not all; the other had its share.
+    let delivered = delivered_at_exit(&second.log());
+    assert!(
+        delivered > 0 && delivered < total,
+        "the survivor delivered {delivered} of {total}"
+    );
+}
+
+/// `delivered` in the stats a bridge logs as it exits.
+fn delivered_at_exit(log: &str) -> usize {
+    let line = log
+        .lines()
+        .find(|line| line.contains("bridge exiting"))
+        .unwrap_or_else(|| panic!("no exit line in:\n{log}"));
+    let after = line.split("\"delivered\":").nth(1).expect("delivered");
+    after
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .expect("a number")
+}

@@ -1,0 +1,362 @@
+//! `sluice-hook bridge`: from the JetStream stream to a Socket.IO dashboard.
+//!
+//! A durable pull consumer with explicit acks on the stream `SLUICE_HOOKS`, feeding the
+//! relay's Socket.IO destination. A message is acked only once the dashboard acknowledged
+//! its event; one the dashboard did not take is nak'd with a delay (redelivered later); one
+//! that is not a `claude_event` is terminated and counted.
+//!
+//! Order. The bridge pulls in rounds of at most [`MAX_ACK_PENDING`] messages, sends each as
+//! it comes (pipelined, in stream order) and settles them in that order. After a failure the
+//! rest of the round is nak'd too, and the next round starts only once the nak delay has
+//! passed, so the server redelivers the nak'd messages, in order, before any newer one. A
+//! bridge that dies leaves its messages unacked: the consumer's bounded `max_ack_pending`
+//! and short `ack_wait` bring them back after [`ACK_WAIT`], and a bridge that finds messages
+//! pending when it starts waits that long first, so that they come before newer ones. With
+//! one bridge per durable, each session's first arrivals at the dashboard are in stream
+//! order; bridges sharing a durable share the work and promise no order across them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::FuturesOrdered;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use sluice_nats_sink::async_nats::jetstream::{self, consumer, AckKind};
+use sluice_nats_sink::DEFAULT_STREAM;
+
+use crate::config::{without_credentials, Config};
+use crate::destination::{Destination, Failure, FailureKind, Outgoing};
+use crate::socketio::SocketIo;
+
+/// Unacked messages a durable may have out at once, over all its bridges; also a round's
+/// size. It bounds what a dead bridge leaves to redeliver, and so what waits [`ACK_WAIT`];
+/// 256 events in flight keep the dashboard's batches full (one round trip per round).
+pub const MAX_ACK_PENDING: usize = 256;
+
+/// How long a message may stay unacked before the server redelivers it: what a dead bridge
+/// costs in recovery time. Longer than the dashboard sink's ack timeout, so that a message
+/// in flight is not redelivered under a live bridge.
+pub const ACK_WAIT: Duration = Duration::from_secs(3);
+
+/// The durable's name unless `--durable` says otherwise.
+pub const DEFAULT_DURABLE: &str = "sluice-bridge";
+
+/// How long a round's pull waits for messages when the stream is idle.
+const ROUND_EXPIRES: Duration = Duration::from_millis(500);
+
+/// How long a nak'd message waits when the dashboard did not say.
+const NAK_DELAY: Duration = Duration::from_millis(500);
+
+/// How often the stats go to the log.
+const STATS_EVERY: Duration = Duration::from_secs(10);
+
+/// What the bridge does: read `from` (a NATS URL), deliver to `to` (a dashboard URL).
+#[derive(Debug, Clone)]
+pub struct Bridge {
+    pub from: String,
+    pub to: String,
+    pub durable: String,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    received: AtomicU64,
+    delivered: AtomicU64,
+    nakd: AtomicU64,
+    terminated: AtomicU64,
+    redelivered: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn json(&self, bridge: &Bridge, destination: &dyn Destination) -> Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "bridge": {
+                "from": without_credentials(&bridge.from),
+                "to": without_credentials(&bridge.to),
+                "durable": bridge.durable,
+                "received": get(&self.received),
+                "delivered": get(&self.delivered),
+                "nakd": get(&self.nakd),
+                "terminated": get(&self.terminated),
+                "redelivered": get(&self.redelivered),
+            },
+            "sink": destination.stats(),
+        })
+    }
+}
+
+/// Runs the bridge until SIGTERM or SIGINT; returns the exit code.
+pub fn run(config: Config, bridge: Bridge) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("sluice-hook bridge: {error}");
+            return 1;
+        }
+    };
+    runtime.block_on(serve(config, bridge))
+}
+
+async fn serve(mut config: Config, bridge: Bridge) -> i32 {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
+    ) else {
+        eprintln!("sluice-hook bridge: cannot handle signals");
+        return 1;
+    };
+    config.url = bridge.to.clone();
+    let destination = match SocketIo::build(&config, MAX_ACK_PENDING, 1 << 20) {
+        Ok(destination) => Arc::new(destination),
+        Err(error) => {
+            eprintln!(
+                "sluice-hook bridge: {}: {}",
+                without_credentials(&bridge.to),
+                crate::error_chain(&*error)
+            );
+            return 1;
+        }
+    };
+    let counters = Arc::new(Counters::default());
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let mut work = tokio::spawn(consume(
+        config.clone(),
+        bridge.clone(),
+        destination.clone(),
+        counters.clone(),
+        stop,
+    ));
+    tracing::info!(
+        from = %without_credentials(&bridge.from),
+        to = %without_credentials(&bridge.to),
+        durable = %bridge.durable,
+        "bridge started"
+    );
+    let mut every = tokio::time::interval(STATS_EVERY);
+    let mut last = Value::Null;
+    let code = loop {
+        tokio::select! {
+            _ = term.recv() => break None,
+            _ = int.recv() => break None,
+            _ = usr1.recv() => {
+                tracing::info!(stats = %counters.json(&bridge, &*destination), "stats");
+            }
+            _ = every.tick() => {
+                let stats = counters.json(&bridge, &*destination);
+                if stats["bridge"] != last["bridge"] {
+                    tracing::info!(stats = %stats, "stats");
+                    last = stats;
+                }
+            }
+            done = &mut work => break Some(done.unwrap_or(1)),
+        }
+    };
+    let code = match code {
+        Some(code) => code,
+        None => {
+            tracing::info!("SIGTERM: finishing the messages in flight");
+            let _ = stop_tx.send(true);
+            match tokio::time::timeout(Duration::from_secs(4), &mut work).await {
+                Ok(done) => done.unwrap_or(1),
+                Err(_) => {
+                    work.abort();
+                    0 // what was not acked comes back to another bridge after ACK_WAIT
+                }
+            }
+        }
+    };
+    destination.shutdown(Duration::from_millis(500)).await;
+    tracing::info!(stats = %counters.json(&bridge, &*destination), "bridge exiting");
+    code
+}
+
+async fn consume(
+    config: Config,
+    bridge: Bridge,
+    destination: Arc<SocketIo>,
+    counters: Arc<Counters>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> i32 {
+    let from = without_credentials(&bridge.from).into_owned();
+    let consumer = loop {
+        match open_consumer(&config, &bridge).await {
+            Ok(consumer) => break consumer,
+            Err(error) => {
+                tracing::warn!(%from, "bridge: {error}; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return 0,
+                }
+            }
+        }
+    };
+    // Messages a dead bridge left unacked come back after ACK_WAIT: wait for them, so
+    // that they reach the dashboard before newer ones.
+    if consumer.cached_info().num_ack_pending > 0 {
+        tracing::info!(
+            pending = consumer.cached_info().num_ack_pending,
+            "waiting {ACK_WAIT:?} for unacked messages to come back"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(ACK_WAIT + Duration::from_millis(500)) => {}
+            _ = stop.changed() => return 0,
+        }
+    }
+    while !*stop.borrow() {
+        let batch = consumer
+            .batch()
+            .max_messages(MAX_ACK_PENDING)
+            .expires(ROUND_EXPIRES)
+            .messages()
+            .await;
+        let mut batch = match batch {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::debug!("bridge: pull failed: {error}");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+        };
+        // Each message with its event's outcome, settled in stream order.
+        let mut in_flight = FuturesOrdered::new();
+        // Set once something in this round failed: the rest is nak'd with this delay.
+        let mut failed: Option<Duration> = None;
+        let mut more = true;
+        while more || !in_flight.is_empty() {
+            tokio::select! {
+                biased;
+                Some((message, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                    let message: jetstream::Message = message;
+                    match (outcome, failed) {
+                        (Ok(()), None) => {
+                            let _ = message.ack().await;
+                            Counters::add(&counters.delivered);
+                        }
+                        (outcome, earlier) => {
+                            let delay = earlier.unwrap_or_else(|| nak_delay(outcome.err()));
+                            failed = Some(delay);
+                            nak(&message, delay, &counters).await;
+                        }
+                    }
+                }
+                next = batch.next(), if more => match next {
+                    Some(Ok(message)) => {
+                        Counters::add(&counters.received);
+                        if message.info().is_ok_and(|info| info.delivered > 1) {
+                            Counters::add(&counters.redelivered);
+                        }
+                        if let Some(delay) = failed {
+                            nak(&message, delay, &counters).await;
+                            continue;
+                        }
+                        match decode(&message.payload) {
+                            Some(event) => {
+                                let outcome = destination.send(event);
+                                in_flight.push_back(async move { (message, outcome.await) });
+                            }
+                            None => {
+                                tracing::warn!(subject = %message.subject, "bridge: not a claude_event; terminated");
+                                let _ = message.ack_with(AckKind::Term).await;
+                                Counters::add(&counters.terminated);
+                            }
+                        }
+                    }
+                    Some(Err(error)) => tracing::debug!("bridge: {error}"),
+                    None => more = false,
+                },
+            }
+        }
+        if let Some(delay) = failed {
+            // The nak'd messages come back first only once their delay has passed.
+            tokio::select! {
+                _ = tokio::time::sleep(delay + Duration::from_millis(200)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+    0
+}
+
+/// How long a message the dashboard did not take waits before it comes back: what an open
+/// breaker says, within bounds, or [`NAK_DELAY`].
+fn nak_delay(failure: Option<Failure>) -> Duration {
+    let Some(failure) = failure else {
+        return NAK_DELAY;
+    };
+    tracing::info!("bridge: {}; nak'd for later", crate::error_chain(&failure));
+    match failure.kind() {
+        FailureKind::TurnedAway { retry_after } => retry_after
+            .unwrap_or(NAK_DELAY)
+            .clamp(Duration::from_millis(100), Duration::from_secs(2)),
+        _ => NAK_DELAY,
+    }
+}
+
+async fn nak(message: &jetstream::Message, delay: Duration, counters: &Counters) {
+    let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+    Counters::add(&counters.nakd);
+}
+
+/// The event in a message: a `claude_event` payload with its `data.event_id`.
+fn decode(payload: &[u8]) -> Option<Outgoing> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let value: Value = serde_json::from_str(text).ok()?;
+    let event_id = value.get("data")?.get("event_id")?.as_str()?.to_string();
+    Some(Outgoing {
+        event_id,
+        payload: text.to_string(),
+    })
+}
+
+async fn open_consumer(config: &Config, bridge: &Bridge) -> Result<consumer::PullConsumer, String> {
+    let client = sluice_nats_sink::connect(&bridge.from, config.nats_creds.as_deref())
+        .await
+        .map_err(|e| crate::error_chain(&e))?;
+    let js = jetstream::new(client);
+    let stream = js.get_stream(DEFAULT_STREAM).await.map_err(|e| {
+        format!("no stream {DEFAULT_STREAM} ({e}): create it with `sluice-hook nats setup`")
+    })?;
+    stream
+        .get_or_create_consumer(
+            &bridge.durable,
+            consumer::pull::Config {
+                durable_name: Some(bridge.durable.clone()),
+                description: Some("sluice-hook bridge".to_string()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: ACK_WAIT,
+                max_ack_pending: MAX_ACK_PENDING as i64,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("consumer {}: {e}", bridge.durable))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode;
+
+    #[test]
+    fn decodes_only_claude_events_with_an_id() {
+        let event = decode(br#"{"data":{"event_id":"e1","x":1}}"#).expect("an event");
+        assert_eq!(event.event_id, "e1");
+        assert!(decode(b"not json").is_none());
+        assert!(decode(br#"{"data":{}}"#).is_none());
+        assert!(decode(&[0xff, 0xfe]).is_none());
+    }
+}
