@@ -278,7 +278,11 @@ async fn through_faults(
 
 /// The name of the node leading the stream.
 async fn stream_leader(url: &str) -> String {
-    let client = async_nats::connect(url).await.expect("a client");
+    let servers: Vec<async_nats::ServerAddr> = url
+        .split(',')
+        .map(|server| server.parse().expect("a server URL"))
+        .collect();
+    let client = async_nats::connect(servers).await.expect("a client");
     let js = jetstream::new(client);
     let mut stream = js.get_stream("SLUICE_HOOKS").await.expect("the stream");
     let info = stream.info().await.expect("info");
