@@ -3,14 +3,14 @@
 //! dashboard stopped and started again, the events counted by `event_id` at the dashboard.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_dashboard::{Acks, Dashboard, Log};
 use sluice_nats_sink::async_nats::{self, jetstream};
-use sluice_test_support::{prompt, prompt_number, unused_addr, HookEnv, NatsCluster, NatsServer};
+use sluice_test_support::{
+    prompt, prompt_number, unused_addr, BridgeProcess, HookEnv, NatsCluster, NatsServer,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
 
@@ -54,85 +54,6 @@ impl Machine {
 impl Drop for Machine {
     fn drop(&mut self) {
         let _ = self.run(&["stop"]);
-    }
-}
-
-/// A `sluice-hook bridge` process, killed on drop; its log in its own state directory.
-struct BridgeProcess {
-    dir: PathBuf,
-    args: Vec<String>,
-    child: Option<Child>,
-}
-
-impl BridgeProcess {
-    fn start(name: &str, from: &str, to: &str, durable: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("sluice-bridge-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let args = ["bridge", "--from", from, "--to", to, "--durable", durable]
-            .map(String::from)
-            .to_vec();
-        let mut bridge = Self {
-            dir,
-            args,
-            child: None,
-        };
-        bridge.start_again();
-        bridge
-    }
-
-    fn start_again(&mut self) {
-        self.kill();
-        self.child = Some(
-            Command::new(BIN)
-                .args(&self.args)
-                .env("HOME", &self.dir)
-                .env("SLUICE_STATE_DIR", self.dir.join("state"))
-                .env_remove("SLUICE_URL")
-                .env_remove("SLUICE_LOG")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("sluice-hook bridge"),
-        );
-    }
-
-    /// SIGKILL: what it had not acked comes back after the consumer's ack wait.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM, and its exit status within `within`.
-    fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("state/bridge.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for BridgeProcess {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -224,7 +145,7 @@ async fn through_faults(
             .await
             .unwrap();
     let addr = dashboard.addr();
-    let mut bridge = BridgeProcess::start(name, url, &dashboard.url(), name);
+    let mut bridge = BridgeProcess::start(BIN, name, url, &dashboard.url(), name);
     let senders = send(&machines, each, pace);
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -328,8 +249,8 @@ async fn two_bridges_on_one_durable_share_the_work_and_one_carries_on() {
         Dashboard::start_with("127.0.0.1:0".parse().unwrap(), log.clone(), Acks::Immediate)
             .await
             .unwrap();
-    let mut first = BridgeProcess::start("shared-1", &url, &dashboard.url(), "shared");
-    let mut second = BridgeProcess::start("shared-2", &url, &dashboard.url(), "shared");
+    let mut first = BridgeProcess::start(BIN, "shared-1", &url, &dashboard.url(), "shared");
+    let mut second = BridgeProcess::start(BIN, "shared-2", &url, &dashboard.url(), "shared");
 
     // Both running: each event delivered once in total.
     for sender in send(&machines, each, Duration::from_millis(5)) {

@@ -21,11 +21,13 @@
 //!
 //! [`raw_client`] is a bare rust_socketio client, ready once its namespace is accepted.
 
+mod bridge;
 mod contract;
 mod hook_env;
 mod nats;
 mod socketio;
 
+pub use bridge::BridgeProcess;
 pub use contract::ContractProbe;
 pub use hook_env::{feed, prompt, prompt_number, unused_addr, HookEnv};
 pub use nats::{NatsCluster, NatsServer, NATS_SERVER_MISSING};

@@ -1,0 +1,92 @@
+//! [`BridgeProcess`]: a `sluice-hook bridge` as a real process, for the bridge's tests and
+//! benchmarks.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `sluice-hook bridge` process, killed (SIGKILL) on drop; its log in its own state directory.
+#[derive(Debug)]
+pub struct BridgeProcess {
+    bin: PathBuf,
+    dir: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl BridgeProcess {
+    /// Starts `bin bridge --from FROM --to TO --durable DURABLE` (`bin` is `sluice-hook`),
+    /// in a state directory of its own named after `name`.
+    pub fn start(bin: &str, name: &str, from: &str, to: &str, durable: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("sluice-bridge-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let args = ["bridge", "--from", from, "--to", to, "--durable", durable]
+            .map(String::from)
+            .to_vec();
+        let mut bridge = Self {
+            bin: PathBuf::from(bin),
+            dir,
+            args,
+            child: None,
+        };
+        bridge.start_again();
+        bridge
+    }
+
+    /// Starts it (again), killing the one running.
+    pub fn start_again(&mut self) {
+        self.kill();
+        self.child = Some(
+            Command::new(&self.bin)
+                .args(&self.args)
+                .env("HOME", &self.dir)
+                .env("SLUICE_STATE_DIR", self.dir.join("state"))
+                .env_remove("SLUICE_URL")
+                .env_remove("SLUICE_LOG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("sluice-hook bridge"),
+        );
+    }
+
+    /// SIGKILL: what it had not acked comes back after the consumer's ack wait.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and its exit status within `within`.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Its log (`bridge.log` in its state directory).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("state/bridge.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for BridgeProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
