@@ -294,24 +294,101 @@ async fn two_bridges_on_one_durable_share_the_work_and_one_carries_on() {
         Some(Some(0))
     );
     // The survivor's last stats: it delivered some, not all; the other had its share.
-    let delivered = delivered_at_exit(&second.log());
+    let delivered = at_exit(&second.log(), "delivered");
     assert!(
         delivered > 0 && delivered < total,
         "the survivor delivered {delivered} of {total}"
     );
 }
 
-/// `delivered` in the stats a bridge logs as it exits.
-fn delivered_at_exit(log: &str) -> usize {
+/// The counter `name` in the stats a bridge logs as it exits.
+fn at_exit(log: &str, name: &str) -> usize {
     let line = log
         .lines()
         .find(|line| line.contains("bridge exiting"))
         .unwrap_or_else(|| panic!("no exit line in:\n{log}"));
-    let after = line.split("\"delivered\":").nth(1).expect("delivered");
+    let after = line
+        .split(&format!("\"{name}\":"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {name} in {line}"));
     after
         .chars()
         .take_while(char::is_ascii_digit)
         .collect::<String>()
         .parse()
         .expect("a number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_is_no_event_is_terminated_and_counted() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let machines = machines("unreadable", 1, &url);
+    let log = Log::default();
+    let dashboard =
+        Dashboard::start_with("127.0.0.1:0".parse().unwrap(), log.clone(), Acks::Immediate)
+            .await
+            .unwrap();
+    let mut bridge = BridgeProcess::start(BIN, "unreadable", &url, &dashboard.url(), "unreadable");
+    let client = async_nats::connect(url.as_str()).await.expect("a client");
+    let js = jetstream::new(client);
+    for payload in ["not json", r#"{"data":{"no":"event_id"}}"#] {
+        js.publish("sluice.hooks.x.y.z", payload.into())
+            .await
+            .expect("published")
+            .await
+            .expect("stored");
+    }
+    machines[0].hook(0);
+    assert_eq!(log.wait_for(1, Duration::from_secs(20)).await, 1);
+    let consumer: jetstream::consumer::PullConsumer = js
+        .get_stream("SLUICE_HOOKS")
+        .await
+        .expect("the stream")
+        .get_consumer("unreadable")
+        .await
+        .expect("the durable");
+    // The event's ack follows the dashboard's: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let left = loop {
+        let info = consumer.get_info().await.expect("info");
+        let left = (info.num_pending, info.num_ack_pending);
+        if left == (0, 0) || Instant::now() > deadline {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(left, (0, 0), "nothing left to deliver or to ack");
+    assert_eq!(
+        bridge.terminate(Duration::from_secs(5)).map(|s| s.code()),
+        Some(Some(0))
+    );
+    assert_eq!(at_exit(&bridge.log(), "terminated"), 2);
+    assert_eq!(at_exit(&bridge.log(), "delivered"), 1);
+}
+
+#[test]
+fn the_bridge_reads_nats_and_writes_to_a_dashboard() {
+    for (from, to, said) in [
+        (
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:2",
+            "expected a NATS server",
+        ),
+        (
+            "nats://127.0.0.1:1",
+            "nats://127.0.0.1:2",
+            "expected a dashboard",
+        ),
+    ] {
+        let output = std::process::Command::new(BIN)
+            .args(["bridge", "--from", from, "--to", to])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(said),
+            "{output:?}"
+        );
+    }
 }

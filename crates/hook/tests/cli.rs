@@ -550,7 +550,7 @@ fn the_relay_binary_has_a_command_line_too() {
         .filter(|line| !line.starts_with("   "))
         .filter_map(|line| line.split_whitespace().next().map(str::to_string))
         .collect();
-    assert_eq!(commands, ["relay", "direct", "nats", "help"]);
+    assert_eq!(commands, ["relay", "direct", "nats", "bridge", "help"]);
     // The production relay ships no Socket.IO server (the dashboard's is socketioxide).
     let binary = std::fs::read(&relay).unwrap();
     assert!(
