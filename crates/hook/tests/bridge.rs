@@ -180,11 +180,14 @@ async fn through_faults(
         before_kill > 0 && during_outage < total,
         "the faults came during the stream: {before_kill} then {during_outage} of {total}"
     );
-    let arrived = log.wait_for(total, Duration::from_secs(60)).await;
-    if arrived < total {
-        eprintln!("{}", bridge.log());
+    log.wait_for(total, Duration::from_secs(60)).await;
+    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_all_once_in_order(&log, total, lanes);
+    }));
+    if let Err(failed) = checked {
+        eprintln!("the bridge's log:\n{}", bridge.log());
+        std::panic::resume_unwind(failed);
     }
-    assert_all_once_in_order(&log, total, lanes);
     eprintln!(
         "{total} events, {} repeats dropped at the dashboard",
         log.duplicates_seen()

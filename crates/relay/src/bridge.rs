@@ -35,15 +35,24 @@ use crate::socketio::SocketIo;
 pub const MAX_ACK_PENDING: usize = 256;
 
 /// How long a message may stay unacked before the server redelivers it: what a dead bridge
-/// costs in recovery time. Longer than the dashboard sink's ack timeout, so that a message
-/// in flight is not redelivered under a live bridge.
+/// costs in recovery time. Longer than the dashboard's ack timeout ([`DASHBOARD_ACK_TIMEOUT`])
+/// and a batch's wait, so that a message in flight is not redelivered under a live bridge.
 pub const ACK_WAIT: Duration = Duration::from_secs(3);
+
+/// How long a batch waits for the dashboard's ack before it fails (and is nak'd).
+pub const DASHBOARD_ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The durable's name unless `--durable` says otherwise.
 pub const DEFAULT_DURABLE: &str = "sluice-bridge";
 
 /// How long a round's pull waits for messages when the stream is idle.
 const ROUND_EXPIRES: Duration = Duration::from_millis(500);
+
+/// How long a bridge that finds messages unacked, or pulls open, waits before its first
+/// pull: a dead bridge's last pull expires, then what it left unacked comes back.
+const STARTUP_WAIT: Duration = ROUND_EXPIRES
+    .saturating_add(ACK_WAIT)
+    .saturating_add(Duration::from_millis(500));
 
 /// How long a nak'd message waits when the dashboard did not say.
 const NAK_DELAY: Duration = Duration::from_millis(500);
@@ -118,7 +127,12 @@ async fn serve(mut config: Config, bridge: Bridge) -> i32 {
         return 1;
     };
     config.url = bridge.to.clone();
-    let destination = match SocketIo::build(&config, MAX_ACK_PENDING, 1 << 20) {
+    let destination = match SocketIo::build_with_ack_timeout(
+        &config,
+        MAX_ACK_PENDING,
+        crate::deliver::ROUND_BYTES,
+        Some(DASHBOARD_ACK_TIMEOUT),
+    ) {
         Ok(destination) => Arc::new(destination),
         Err(error) => {
             eprintln!(
@@ -202,15 +216,19 @@ async fn consume(
             }
         }
     };
-    // Messages a dead bridge left unacked come back after ACK_WAIT: wait for them, so
-    // that they reach the dashboard before newer ones.
-    if consumer.cached_info().num_ack_pending > 0 {
+    // Messages a dead bridge left unacked come back after ACK_WAIT, and its last pull may
+    // still take some for ROUND_EXPIRES: wait for them, so that they reach the dashboard
+    // before newer ones.
+    let info = consumer.cached_info();
+    if info.num_ack_pending > 0 || info.num_waiting > 0 {
         tracing::info!(
-            pending = consumer.cached_info().num_ack_pending,
-            "waiting {ACK_WAIT:?} for unacked messages to come back"
+            unacked = info.num_ack_pending,
+            pulls = info.num_waiting,
+            "waiting {:?} for what another bridge left unacked to come back",
+            STARTUP_WAIT
         );
         tokio::select! {
-            _ = tokio::time::sleep(ACK_WAIT + Duration::from_millis(500)) => {}
+            _ = tokio::time::sleep(STARTUP_WAIT) => {}
             _ = stop.changed() => return 0,
         }
     }

@@ -28,7 +28,23 @@ impl SocketIo {
         max_items: usize,
         max_bytes: usize,
     ) -> Result<Self, sluice_socketio_sink::BoxError> {
-        let sink = SocketIoSink::builder(config.url.clone())
+        Self::build_with_ack_timeout(config, max_items, max_bytes, None)
+    }
+
+    /// As [`build`](Self::build), with how long a batch waits for the dashboard's ack when
+    /// the sink's default (5 s) will not do: the bridge's must end before its consumer's
+    /// `ack_wait`.
+    pub(crate) fn build_with_ack_timeout(
+        config: &Config,
+        max_items: usize,
+        max_bytes: usize,
+        ack_timeout: Option<Duration>,
+    ) -> Result<Self, sluice_socketio_sink::BoxError> {
+        let mut builder = SocketIoSink::builder(config.url.clone());
+        if let Some(timeout) = ack_timeout {
+            builder = builder.ack_timeout(timeout);
+        }
+        let sink = builder
             .delivery(config.delivery.into())
             .open_backoff(OpenDuration::Backoff {
                 initial: Duration::from_millis(250),
