@@ -52,7 +52,7 @@ fn main() {
     };
     hook(0);
     runtime
-        .block_on(tokio::time::timeout(Duration::from_secs(30), feed.recv()))
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), feed.recv()).await })
         .expect("the first event through within 30 s")
         .unwrap();
     let samples: Vec<Duration> = (1..=300)
@@ -60,7 +60,9 @@ fn main() {
             let start = Instant::now();
             hook(n);
             runtime
-                .block_on(tokio::time::timeout(Duration::from_secs(10), feed.recv()))
+                .block_on(async {
+                    tokio::time::timeout(Duration::from_secs(10), feed.recv()).await
+                })
                 .expect("an event within 10 s")
                 .unwrap();
             start.elapsed()
