@@ -254,6 +254,9 @@ async fn two_bridges_on_one_durable_share_the_work_and_one_carries_on() {
             .unwrap();
     let mut first = BridgeProcess::start(BIN, "shared-1", &url, &dashboard.url(), "shared");
     let mut second = BridgeProcess::start(BIN, "shared-2", &url, &dashboard.url(), "shared");
+    // A bridge that finds another's pull open first waits out what a dead one would have
+    // left (about 4 s): the events go once both pull.
+    both_pulling(&url, "shared").await;
 
     // Both running: each event delivered once in total.
     for sender in send(&machines, each, Duration::from_millis(5)) {
@@ -265,6 +268,7 @@ async fn two_bridges_on_one_durable_share_the_work_and_one_carries_on() {
     assert_eq!(log.duplicates_seen(), 0, "delivered twice while both ran");
 
     // One dies; the other carries on, with the rest and what the dead one had not acked.
+    let first_log = first.log();
     first.kill();
     let rest: Arc<Vec<Machine>> = Arc::clone(&machines);
     let more = (0..lanes)
@@ -300,8 +304,31 @@ async fn two_bridges_on_one_durable_share_the_work_and_one_carries_on() {
     let delivered = at_exit(&second.log(), "delivered");
     assert!(
         delivered > 0 && delivered < total,
-        "the survivor delivered {delivered} of {total}"
+        "the survivor delivered {delivered} of {total}; the other's log:\n{first_log}\nthe survivor's:\n{}",
+        second.log()
     );
+}
+
+/// Waits until two pulls are open on `durable`.
+async fn both_pulling(url: &str, durable: &str) {
+    let client = async_nats::connect(url).await.expect("a client");
+    let js = jetstream::new(client);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let consumer = js
+            .get_stream("SLUICE_HOOKS")
+            .await
+            .expect("the stream")
+            .get_consumer::<jetstream::consumer::pull::Config>(durable)
+            .await;
+        if let Ok(mut consumer) = consumer {
+            if consumer.info().await.is_ok_and(|info| info.num_waiting >= 2) {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "two bridges pulling within 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The counter `name` in the stats a bridge logs as it exits.
