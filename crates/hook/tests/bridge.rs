@@ -322,7 +322,11 @@ async fn both_pulling(url: &str, durable: &str) {
             .get_consumer::<jetstream::consumer::pull::Config>(durable)
             .await;
         if let Ok(mut consumer) = consumer {
-            if consumer.info().await.is_ok_and(|info| info.num_waiting >= 2) {
+            if consumer
+                .info()
+                .await
+                .is_ok_and(|info| info.num_waiting >= 2)
+            {
                 return;
             }
         }
@@ -395,6 +399,49 @@ async fn a_message_that_is_no_event_is_terminated_and_counted() {
     );
     assert_eq!(at_exit(&bridge.log(), "terminated"), 2);
     assert_eq!(at_exit(&bridge.log(), "delivered"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_stays_unacked_until_the_dashboard_acknowledged_even_with_written_delivery() {
+    // `SLUICE_DELIVERY=written` is the relay's choice for a dashboard that never acks; the
+    // bridge's promise is the dashboard's ack, whatever the environment says.
+    let server = NatsServer::start();
+    let url = server.url();
+    let machines = machines("never", 1, &url);
+    let log = Log::default();
+    let dashboard = Dashboard::start_with("127.0.0.1:0".parse().unwrap(), log.clone(), Acks::Never)
+        .await
+        .unwrap();
+    let mut bridge = BridgeProcess::start_with(
+        BIN,
+        "never",
+        &url,
+        &dashboard.url(),
+        "never",
+        &[("SLUICE_DELIVERY", "written")],
+    );
+    machines[0].hook(0);
+    assert_eq!(log.wait_for(1, Duration::from_secs(20)).await, 1);
+    let client = async_nats::connect(url.as_str()).await.expect("a client");
+    let js = jetstream::new(client);
+    let mut consumer: jetstream::consumer::PullConsumer = js
+        .get_stream("SLUICE_HOOKS")
+        .await
+        .expect("the stream")
+        .get_consumer("never")
+        .await
+        .expect("the durable");
+    // Written to the dashboard, never acknowledged by it: the message is not acked. (Faked
+    // confirmation acks it within a few milliseconds of the write.)
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let info = consumer.info().await.expect("info");
+    assert_eq!(
+        info.ack_floor.stream_sequence,
+        0,
+        "acked without the dashboard's ack: {info:?}\n{}",
+        bridge.log()
+    );
+    let _ = bridge.terminate(Duration::from_secs(6));
 }
 
 #[test]

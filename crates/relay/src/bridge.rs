@@ -127,11 +127,11 @@ async fn serve(mut config: Config, bridge: Bridge) -> i32 {
         return 1;
     };
     config.url = bridge.to.clone();
-    let destination = match SocketIo::build_with_ack_timeout(
+    let destination = match SocketIo::build_for_bridge(
         &config,
         MAX_ACK_PENDING,
         crate::deliver::ROUND_BYTES,
-        Some(DASHBOARD_ACK_TIMEOUT),
+        DASHBOARD_ACK_TIMEOUT,
     ) {
         Ok(destination) => Arc::new(destination),
         Err(error) => {

@@ -6,9 +6,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice_socketio_sink::{Encoded, OpenDuration, SinkError, SocketIoSink};
+use sluice_socketio_sink::{Encoded, OpenDuration, SinkBuilder, SinkError, SocketIoSink};
 
-use crate::config::{Config, TOKEN_HEADER};
+use crate::config::{Config, Delivery, TOKEN_HEADER};
 use crate::destination::{Destination, Failure, FailureKind, Outgoing, Pending};
 
 /// The longest wait before retrying after a failure: delivery resumes this soon after the
@@ -28,24 +28,40 @@ impl SocketIo {
         max_items: usize,
         max_bytes: usize,
     ) -> Result<Self, sluice_socketio_sink::BoxError> {
-        Self::build_with_ack_timeout(config, max_items, max_bytes, None)
+        let builder = SocketIoSink::builder(config.url.clone());
+        Self::configure(builder, config, config.delivery, max_items, max_bytes)
     }
 
-    /// As [`build`](Self::build), with how long a batch waits for the dashboard's ack when
-    /// the sink's default (5 s) will not do: the bridge's must end before its consumer's
-    /// `ack_wait`.
-    pub(crate) fn build_with_ack_timeout(
+    /// The sink the bridge uses: as [`build`](Self::build), always waiting for the
+    /// dashboard's ack, at most `ack_timeout` (its consumer's `ack_wait` must be longer), on
+    /// one connection, so that the dashboard sees events in the order they were sent.
+    pub(crate) fn build_for_bridge(
         config: &Config,
         max_items: usize,
         max_bytes: usize,
-        ack_timeout: Option<Duration>,
+        ack_timeout: Duration,
     ) -> Result<Self, sluice_socketio_sink::BoxError> {
-        let mut builder = SocketIoSink::builder(config.url.clone());
-        if let Some(timeout) = ack_timeout {
-            builder = builder.ack_timeout(timeout);
-        }
+        let builder = SocketIoSink::builder(config.url.clone())
+            .ack_timeout(ack_timeout)
+            .max_connections(1);
+        Self::configure(
+            builder,
+            config,
+            Delivery::Acknowledged,
+            max_items,
+            max_bytes,
+        )
+    }
+
+    fn configure(
+        builder: SinkBuilder,
+        config: &Config,
+        delivery: Delivery,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Result<Self, sluice_socketio_sink::BoxError> {
         let sink = builder
-            .delivery(config.delivery.into())
+            .delivery(delivery.into())
             .open_backoff(OpenDuration::Backoff {
                 initial: Duration::from_millis(250),
                 max: MAX_RETRY_WAIT,

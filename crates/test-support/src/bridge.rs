@@ -11,6 +11,7 @@ pub struct BridgeProcess {
     bin: PathBuf,
     dir: PathBuf,
     args: Vec<String>,
+    vars: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -18,6 +19,18 @@ impl BridgeProcess {
     /// Starts `bin bridge --from FROM --to TO --durable DURABLE` (`bin` is `sluice-hook`),
     /// in a state directory of its own named after `name`.
     pub fn start(bin: &str, name: &str, from: &str, to: &str, durable: &str) -> Self {
+        Self::start_with(bin, name, from, to, durable, &[])
+    }
+
+    /// As [`start`](Self::start), with these environment variables set as well.
+    pub fn start_with(
+        bin: &str,
+        name: &str,
+        from: &str,
+        to: &str,
+        durable: &str,
+        vars: &[(&str, &str)],
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("sluice-bridge-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -28,6 +41,10 @@ impl BridgeProcess {
             bin: PathBuf::from(bin),
             dir,
             args,
+            vars: vars
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
             child: None,
         };
         bridge.start_again();
@@ -44,6 +61,7 @@ impl BridgeProcess {
                 .env("SLUICE_STATE_DIR", self.dir.join("state"))
                 .env_remove("SLUICE_URL")
                 .env_remove("SLUICE_LOG")
+                .envs(self.vars.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
