@@ -128,14 +128,14 @@ fn machines(prefix: &str, lanes: usize, url: &str) -> Arc<Vec<Machine>> {
 
 /// `lanes` machines send `each` numbered events through `url` and a bridge to the embedded
 /// dashboard. During the stream: SIGKILL the bridge and restart it; stop the dashboard for
-/// 5 s, and meanwhile kill the stream's leader node (in a cluster) and bring it back; SIGKILL
-/// the bridge again and restart it. Then: nothing lost, each lane's first arrivals in
+/// 5 s; in a cluster, once events flow again, SIGKILL the stream's leader node and bring it
+/// back 2 s later; SIGKILL the bridge again and restart it. Then: nothing lost, each lane's first arrivals in
 /// order, repeats only of one `event_id`, and SIGTERM ends the bridge with 0.
 async fn through_faults(
     url: &str,
     name: &str,
     (lanes, each, pace): (usize, usize, Duration),
-    mut cluster: Option<&mut NatsCluster>,
+    cluster: Option<&mut NatsCluster>,
 ) {
     let total = lanes * each;
     let machines = machines(name, lanes, url);
@@ -155,22 +155,26 @@ async fn through_faults(
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let log = dashboard.stop().await;
     let during_outage = log.len();
-    let leader = match cluster.as_deref_mut() {
-        Some(cluster) => {
-            let leader = stream_leader(url).await;
-            cluster.node(&leader).kill();
-            Some(leader)
-        }
-        None => None,
-    };
     tokio::time::sleep(Duration::from_secs(5)).await;
     let dashboard = Dashboard::start_with(addr, log.clone(), Acks::Immediate)
         .await
         .unwrap();
-    if let (Some(cluster), Some(leader)) = (cluster, &leader) {
-        cluster.node(leader).start_again();
-    }
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The stream's leader is lost while the bridge delivers (not while it only naks).
+    if let Some(cluster) = cluster {
+        let delivering = log.len();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let leader = stream_leader(url).await;
+        let at_loss = log.len();
+        assert!(
+            at_loss > delivering && at_loss < total,
+            "the leader is lost while events arrive: {delivering}, then {at_loss} of {total}"
+        );
+        cluster.node(&leader).kill();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        cluster.node(&leader).start_again();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
     bridge.kill();
     bridge.start_again();
     for sender in senders {
@@ -235,7 +239,7 @@ async fn three_nodes_r3_losing_the_leader_lose_nothing_and_keep_order() {
     through_faults(
         &url,
         "cluster",
-        (3, 1000, Duration::from_millis(3)),
+        (3, 1000, Duration::from_millis(10)),
         Some(&mut cluster),
     )
     .await;
@@ -440,6 +444,50 @@ async fn a_message_stays_unacked_until_the_dashboard_acknowledged_even_with_writ
         0,
         "acked without the dashboard's ack: {info:?}\n{}",
         bridge.log()
+    );
+    let _ = bridge.terminate(Duration::from_secs(6));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_made_by_hand_is_given_the_bridges_settings() {
+    // The order promise rests on the consumer's ack_wait (3 s, waited out by a bridge that
+    // starts after a dead one): a durable made with `nats consumer add` has 30 s.
+    let server = NatsServer::start();
+    let url = server.url();
+    let machines = machines("byhand", 1, &url);
+    let client = async_nats::connect(url.as_str()).await.expect("a client");
+    let js = jetstream::new(client);
+    let stream = js.get_stream("SLUICE_HOOKS").await.expect("the stream");
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("byhand".to_string()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("a durable made by hand");
+    let log = Log::default();
+    let dashboard =
+        Dashboard::start_with("127.0.0.1:0".parse().unwrap(), log.clone(), Acks::Immediate)
+            .await
+            .unwrap();
+    let mut bridge = BridgeProcess::start(BIN, "byhand", &url, &dashboard.url(), "byhand");
+    machines[0].hook(0);
+    assert_eq!(
+        log.wait_for(1, Duration::from_secs(20)).await,
+        1,
+        "{}",
+        bridge.log()
+    );
+    let mut consumer: jetstream::consumer::PullConsumer =
+        stream.get_consumer("byhand").await.expect("the durable");
+    let config = consumer.info().await.expect("info").config.clone();
+    assert_eq!(
+        (config.ack_wait, config.max_ack_pending),
+        (Duration::from_secs(3), 256),
+        "the bridge's settings"
     );
     let _ = bridge.terminate(Duration::from_secs(6));
 }

@@ -22,7 +22,10 @@ use std::time::Duration;
 use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use sluice_nats_sink::async_nats::jetstream::{self, consumer, AckKind};
+use sluice_nats_sink::async_nats::{
+    self,
+    jetstream::{self, consumer, AckKind},
+};
 use sluice_nats_sink::DEFAULT_STREAM;
 
 use crate::config::{without_credentials, Config};
@@ -204,110 +207,184 @@ async fn consume(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> i32 {
     let from = without_credentials(&bridge.from).into_owned();
-    let consumer = loop {
-        match open_consumer(&config, &bridge).await {
-            Ok(consumer) => break consumer,
+    // Set after trouble, once its wait is over: the consumer is opened again without a
+    // second wait.
+    let mut waited = false;
+    while !*stop.borrow() {
+        let (client, consumer) = match open_consumer(&config, &bridge).await {
+            Ok(opened) => opened,
             Err(error) => {
                 tracing::warn!(%from, "bridge: {error}; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => return 0,
-                }
-            }
-        }
-    };
-    // Messages a dead bridge left unacked come back after ACK_WAIT, and its last pull may
-    // still take some for ROUND_EXPIRES: wait for them, so that they reach the dashboard
-    // before newer ones.
-    let info = consumer.cached_info();
-    if info.num_ack_pending > 0 || info.num_waiting > 0 {
-        tracing::info!(
-            unacked = info.num_ack_pending,
-            pulls = info.num_waiting,
-            "waiting {:?} for what another bridge left unacked to come back",
-            STARTUP_WAIT
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(STARTUP_WAIT) => {}
-            _ = stop.changed() => return 0,
-        }
-    }
-    while !*stop.borrow() {
-        let batch = consumer
-            .batch()
-            .max_messages(MAX_ACK_PENDING)
-            .expires(ROUND_EXPIRES)
-            .messages()
-            .await;
-        let mut batch = match batch {
-            Ok(batch) => batch,
-            Err(error) => {
-                tracing::debug!("bridge: pull failed: {error}");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                    _ = stop.changed() => {}
+                if pause(Duration::from_secs(1), &mut stop).await {
+                    return 0;
                 }
                 continue;
             }
         };
-        // Each message with its event's outcome, settled in stream order.
-        let mut in_flight = FuturesOrdered::new();
-        // Set once something in this round failed: the rest is nak'd with this delay.
-        let mut failed: Option<Duration> = None;
-        let mut more = true;
-        while more || !in_flight.is_empty() {
-            tokio::select! {
-                biased;
-                Some((message, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
-                    let message: jetstream::Message = message;
-                    match (outcome, failed) {
-                        (Ok(()), None) => {
-                            let _ = message.ack().await;
-                            Counters::add(&counters.delivered);
-                        }
-                        (outcome, earlier) => {
-                            let delay = earlier.unwrap_or_else(|| nak_delay(outcome.err()));
-                            failed = Some(delay);
-                            nak(&message, delay, &counters).await;
-                        }
-                    }
-                }
-                next = batch.next(), if more => match next {
-                    Some(Ok(message)) => {
-                        Counters::add(&counters.received);
-                        if message.info().is_ok_and(|info| info.delivered > 1) {
-                            Counters::add(&counters.redelivered);
-                        }
-                        if let Some(delay) = failed {
-                            nak(&message, delay, &counters).await;
-                            continue;
-                        }
-                        match decode(&message.payload) {
-                            Some(event) => {
-                                let outcome = destination.send(event);
-                                in_flight.push_back(async move { (message, outcome.await) });
-                            }
-                            None => {
-                                tracing::warn!(subject = %message.subject, "bridge: not a claude_event; terminated");
-                                let _ = message.ack_with(AckKind::Term).await;
-                                Counters::add(&counters.terminated);
-                            }
-                        }
-                    }
-                    Some(Err(error)) => tracing::debug!("bridge: {error}"),
-                    None => more = false,
-                },
+        // Messages a dead bridge left unacked come back after ACK_WAIT, and its last pull may
+        // still take some for ROUND_EXPIRES: wait for them, so that they reach the dashboard
+        // before newer ones.
+        let info = consumer.cached_info();
+        if !std::mem::take(&mut waited) && (info.num_ack_pending > 0 || info.num_waiting > 0) {
+            tracing::info!(
+                unacked = info.num_ack_pending,
+                pulls = info.num_waiting,
+                "waiting {:?} for what another bridge left unacked to come back",
+                STARTUP_WAIT
+            );
+            if pause(STARTUP_WAIT, &mut stop).await {
+                return 0;
             }
         }
-        if let Some(delay) = failed {
-            // The nak'd messages come back first only once their delay has passed.
-            tokio::select! {
-                _ = tokio::time::sleep(delay + Duration::from_millis(200)) => {}
-                _ = stop.changed() => {}
+        let connected = Connects::of(&client);
+        while !*stop.borrow() {
+            let ended = round(&consumer, &destination, &counters, &connected).await;
+            let wait = match ended {
+                Round::Done => continue,
+                Round::Failed(delay) => {
+                    // The nak'd messages come back first only once their delay has passed.
+                    delay + Duration::from_millis(200)
+                }
+                Round::Trouble(why) => {
+                    // The server may have handed out messages that never reached this
+                    // bridge: they come back only after ACK_WAIT, and anything pulled before
+                    // would overtake them.
+                    tracing::warn!(%from, "bridge: {why}; waiting {STARTUP_WAIT:?} for what was lost on the way to come back");
+                    waited = true;
+                    STARTUP_WAIT
+                }
+            };
+            if pause(wait, &mut stop).await {
+                return 0;
+            }
+            if waited {
+                break; // open the consumer again: it may have moved, or be gone
             }
         }
     }
     0
+}
+
+/// How a round ended.
+enum Round {
+    /// Each message was acked, or terminated.
+    Done,
+    /// The dashboard did not take one: it and the rest were nak'd with this delay.
+    Failed(Duration),
+    /// The pull failed, or the connection to NATS was made again during the round: the
+    /// messages received since were left unacked, for the server to redeliver in order.
+    Trouble(String),
+}
+
+/// The client's count of connections made, to see whether it reconnected since.
+struct Connects {
+    client: async_nats::Client,
+    at: u64,
+}
+
+impl Connects {
+    fn of(client: &async_nats::Client) -> Self {
+        Self {
+            client: client.clone(),
+            at: client.statistics().connects.load(Ordering::Relaxed),
+        }
+    }
+
+    fn again(&self) -> bool {
+        self.client.statistics().connects.load(Ordering::Relaxed) != self.at
+    }
+}
+
+/// Pulls at most [`MAX_ACK_PENDING`] messages, sends each as it comes and settles them in
+/// stream order.
+async fn round(
+    consumer: &consumer::PullConsumer,
+    destination: &SocketIo,
+    counters: &Counters,
+    connected: &Connects,
+) -> Round {
+    let mut batch = match consumer
+        .batch()
+        .max_messages(MAX_ACK_PENDING)
+        .expires(ROUND_EXPIRES)
+        .messages()
+        .await
+    {
+        Ok(batch) => batch,
+        Err(error) => return Round::Trouble(format!("pull failed: {error}")),
+    };
+    // Each message with its event's outcome, settled in stream order.
+    let mut in_flight = FuturesOrdered::new();
+    // Set once something in this round failed: the rest is nak'd with this delay.
+    let mut failed: Option<Duration> = None;
+    let mut trouble: Option<String> = None;
+    let mut more = true;
+    while more || !in_flight.is_empty() {
+        tokio::select! {
+            biased;
+            Some((message, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                let message: jetstream::Message = message;
+                match (outcome, failed) {
+                    (Ok(()), None) => {
+                        let _ = message.ack().await;
+                        Counters::add(&counters.delivered);
+                    }
+                    (outcome, earlier) => {
+                        let delay = earlier.unwrap_or_else(|| nak_delay(outcome.err()));
+                        failed = Some(delay);
+                        nak(&message, delay, counters).await;
+                    }
+                }
+            }
+            next = batch.next(), if more => match next {
+                Some(Ok(message)) => {
+                    Counters::add(&counters.received);
+                    if message.info().is_ok_and(|info| info.delivered > 1) {
+                        Counters::add(&counters.redelivered);
+                    }
+                    if trouble.is_none() && connected.again() {
+                        trouble = Some("reconnected to NATS during a pull".to_string());
+                    }
+                    if trouble.is_some() {
+                        continue; // left unacked: redelivered after ACK_WAIT, in order
+                    }
+                    if let Some(delay) = failed {
+                        nak(&message, delay, counters).await;
+                        continue;
+                    }
+                    match decode(&message.payload) {
+                        Some(event) => {
+                            let outcome = destination.send(event);
+                            in_flight.push_back(async move { (message, outcome.await) });
+                        }
+                        None => {
+                            tracing::warn!(subject = %message.subject, "bridge: not a claude_event; terminated");
+                            let _ = message.ack_with(AckKind::Term).await;
+                            Counters::add(&counters.terminated);
+                        }
+                    }
+                }
+                Some(Err(error)) => trouble = Some(format!("pull ended: {error}")),
+                None => more = false,
+            },
+        }
+    }
+    if trouble.is_none() && connected.again() {
+        trouble = Some("reconnected to NATS during a pull".to_string());
+    }
+    match (trouble, failed) {
+        (Some(why), _) => Round::Trouble(why),
+        (None, Some(delay)) => Round::Failed(delay),
+        (None, None) => Round::Done,
+    }
+}
+
+/// Sleeps `wait`; true if the bridge is stopping.
+async fn pause(wait: Duration, stop: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
 }
 
 /// How long a message the dashboard did not take waits before it comes back: what an open
@@ -341,28 +418,38 @@ fn decode(payload: &[u8]) -> Option<Outgoing> {
     })
 }
 
-async fn open_consumer(config: &Config, bridge: &Bridge) -> Result<consumer::PullConsumer, String> {
+/// The client and the durable, created, or updated to the bridge's settings: a durable made
+/// by hand or by another build keeps its own `ack_wait` otherwise, and the order promise
+/// rests on this one.
+async fn open_consumer(
+    config: &Config,
+    bridge: &Bridge,
+) -> Result<(async_nats::Client, consumer::PullConsumer), String> {
     let client = sluice_nats_sink::connect(&bridge.from, config.nats_creds.as_deref())
         .await
         .map_err(|e| crate::error_chain(&e))?;
-    let js = jetstream::new(client);
+    let js = jetstream::new(client.clone());
     let stream = js.get_stream(DEFAULT_STREAM).await.map_err(|e| {
         format!("no stream {DEFAULT_STREAM} ({e}): create it with `sluice-hook nats setup`")
     })?;
-    stream
-        .get_or_create_consumer(
-            &bridge.durable,
-            consumer::pull::Config {
-                durable_name: Some(bridge.durable.clone()),
-                description: Some("sluice-hook bridge".to_string()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: ACK_WAIT,
-                max_ack_pending: MAX_ACK_PENDING as i64,
-                ..Default::default()
-            },
-        )
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(bridge.durable.clone()),
+            description: Some("sluice-hook bridge".to_string()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: ACK_WAIT,
+            max_ack_pending: MAX_ACK_PENDING as i64,
+            ..Default::default()
+        })
         .await
-        .map_err(|e| format!("consumer {}: {e}", bridge.durable))
+        .map_err(|e| {
+            format!(
+                "consumer {}: {e} (a durable of that name with other settings: remove it, or \
+                 give the bridge another --durable)",
+                bridge.durable
+            )
+        })?;
+    Ok((client, consumer))
 }
 
 #[cfg(test)]
