@@ -11,7 +11,9 @@
 //! passed, so the server redelivers the nak'd messages, in order, before any newer one. A
 //! bridge that dies leaves its messages unacked: the consumer's bounded `max_ack_pending`
 //! and short `ack_wait` bring them back after [`ACK_WAIT`], and a bridge that finds messages
-//! pending when it starts waits that long first, so that they come before newer ones. With
+//! pending when it starts waits that long first, so that they come before newer ones. A pull
+//! that fails, or a reconnection during a round, may have lost messages on the way in the
+//! same manner: the rest of the round is left unacked and the bridge waits as well. With
 //! one bridge per durable, each session's first arrivals at the dashboard are in stream
 //! order; bridges sharing a durable share the work and promise no order across them.
 
@@ -38,8 +40,10 @@ use crate::socketio::SocketIo;
 pub const MAX_ACK_PENDING: usize = 256;
 
 /// How long a message may stay unacked before the server redelivers it: what a dead bridge
-/// costs in recovery time. Longer than the dashboard's ack timeout ([`DASHBOARD_ACK_TIMEOUT`])
-/// and a batch's wait, so that a message in flight is not redelivered under a live bridge.
+/// costs in recovery time. Longer than the dashboard's ack timeout ([`DASHBOARD_ACK_TIMEOUT`]),
+/// so that a message in flight is seldom redelivered under a live bridge (a batch written
+/// while an ack travels can wait for the next one); when it is, the dashboard sees a repeat
+/// of its `event_id`, never a loss.
 pub const ACK_WAIT: Duration = Duration::from_secs(3);
 
 /// How long a batch waits for the dashboard's ack before it fails (and is nak'd).
