@@ -8,7 +8,8 @@
 //! - the pipeline's throughput: 4 hook processes at a time, 4,000 events, from the first
 //!   hook's start to the last event at the dashboard;
 //! - the bridge's own throughput: 20,000 events waiting in the stream, from the bridge's
-//!   start to the last at the dashboard.
+//!   start to the last at the dashboard (the previous bridge stopped cleanly, so that the new
+//!   one has nothing to wait for).
 
 #![allow(missing_docs, clippy::print_stdout)] // a bench prints
 
@@ -102,14 +103,27 @@ fn main() {
     );
 
     // The bridge's own throughput: a backlog in the stream.
-    bridge.kill();
+    // Stopped cleanly, it leaves nothing unacked, and its last pull expires meanwhile: the
+    // new bridge has nothing to wait for (one that finds either waits 4 s first; README,
+    // "Bridges"), so the time below is the bridge's own.
+    assert!(bridge.terminate(Duration::from_secs(6)).is_some_and(|s| s.success()));
     log.clear();
     let backlog = 20_000;
     runtime.block_on(publish(&url, backlog));
+    std::thread::sleep(Duration::from_secs(1));
     bridge.start_again();
     let start = Instant::now();
-    let arrived = runtime.block_on(log.wait_for(backlog, Duration::from_secs(120)));
-    assert_eq!(arrived, backlog);
+    // Counted by identity: a pipeline event the killed bridge had not acked comes again.
+    let mut want = backlog;
+    loop {
+        runtime.block_on(log.wait_for(want, Duration::from_secs(120)));
+        let arrived = log.events().iter().filter(|e| from_backlog(e)).count();
+        if arrived == backlog {
+            break;
+        }
+        assert!(log.len() >= want, "the backlog within 120 s: {arrived} of {backlog}");
+        want += backlog - arrived;
+    }
     let took = start.elapsed();
     println!(
         "bridge, a backlog of {backlog} events: {:.0} events/s from its start to the dashboard ({took:.2?})",
@@ -119,6 +133,10 @@ fn main() {
     env.stop_relay();
     runtime.block_on(dashboard.stop());
     drop(server);
+}
+
+fn from_backlog(event: &sluice_dashboard::Received) -> bool {
+    event.event_id().is_some_and(|id| id.starts_with("backlog-"))
 }
 
 /// `n` events of about 400 bytes straight into the stream, pipelined.
