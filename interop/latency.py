@@ -20,7 +20,8 @@ with microsecond precision) and this driver its hook's start on the same clock, 
 latency of event n is its arrival minus its start, matched by number. Every event must
 arrive exactly once, in order, or the run fails. Before timing, 20 events warm the relay and
 its connection up (the first hook starts the relay). Prints p50, p90, p99 and the maximum,
-after a floor: `cat` run the same way, the cost of any process here.
+after two floors: `cat` run the same way, back to back and 100 ms apart, the cost of any
+process here.
 
 Needs `cargo build --release -p sluice-hook`; node and npm for `node` (socket.io is
 installed here), python-socketio and aiohttp for `python`. Exit 0 only if every event of
@@ -109,16 +110,21 @@ def run_hook(hook, env, n):
     return start
 
 
-def floor(runs=200):
+def floor(runs=200, gap_s=0.0):
     """Wall time of `cat` run as the hook is (the event on stdin, output read): the cost of a
-    process on this machine, part of every figure above it."""
+    process on this machine, part of every figure above it. With `gap_s`, each run starts
+    that long after the previous one ended, as in the idle run: a process started on an idle
+    machine takes longer (on this VM about twice as long)."""
     times = []
     for n in range(runs):
+        if gap_s:
+            time.sleep(gap_s)
         start = time.time() * 1000
         subprocess.run(["cat"], input=event(n), capture_output=True, check=True)
         times.append(time.time() * 1000 - start)
     times.sort()
-    print(f"| floor | `cat` run as the hook is, start to exit | {runs} | {percentile(times, 50):.2f} ms | "
+    how = f"{gap_s * 1000:.0f} ms apart" if gap_s else "back to back"
+    print(f"| floor | `cat` run as the hook is, start to exit, {how} | {runs} | {percentile(times, 50):.2f} ms | "
           f"{percentile(times, 90):.2f} ms | {percentile(times, 99):.2f} ms | {times[-1]:.2f} ms | |")
 
 
@@ -217,6 +223,7 @@ def main():
     print(f"hook start to arrival at the server ({args.hook}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})")
     print("| server | run | events | p50 | p90 | p99 | max | |\n|---|---|---|---|---|---|---|---|")
     floor()
+    floor(100, IDLE_GAP_S)
     ok = True
     for kind in args.servers.split(","):
         ok &= measure(kind, args.hook, args.events, args.back_to_back, args.idle)
