@@ -106,7 +106,9 @@ fn main() {
     // Stopped cleanly, it leaves nothing unacked, and its last pull expires meanwhile: the
     // new bridge has nothing to wait for (one that finds either waits 4 s first; README,
     // "Bridges"), so the time below is the bridge's own.
-    assert!(bridge.terminate(Duration::from_secs(6)).is_some_and(|s| s.success()));
+    assert!(bridge
+        .terminate(Duration::from_secs(6))
+        .is_some_and(|s| s.success()));
     log.clear();
     let backlog = 20_000;
     runtime.block_on(publish(&url, backlog));
@@ -121,7 +123,10 @@ fn main() {
         if arrived == backlog {
             break;
         }
-        assert!(log.len() >= want, "the backlog within 120 s: {arrived} of {backlog}");
+        assert!(
+            log.len() >= want,
+            "the backlog within 120 s: {arrived} of {backlog}"
+        );
         want += backlog - arrived;
     }
     let took = start.elapsed();
@@ -135,8 +140,11 @@ fn main() {
     drop(server);
 }
 
+/// An event of the backlog run (not a pipeline event that came again).
 fn from_backlog(event: &sluice_dashboard::Received) -> bool {
-    event.event_id().is_some_and(|id| id.starts_with("backlog-"))
+    event
+        .event_id()
+        .is_some_and(|id| id.starts_with("backlog-"))
 }
 
 /// `n` events of about 400 bytes straight into the stream, pipelined.
