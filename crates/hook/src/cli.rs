@@ -87,6 +87,10 @@ pub struct StatsArgs {
     /// The readable form, whatever stdout is
     #[arg(long)]
     pub pretty: bool,
+    /// The stats of the bridges (`sluice-hook bridge`) running as this user instead, one
+    /// each
+    #[arg(long)]
+    pub bridge: bool,
 }
 
 /// `sluice-hook nats ...`: run by `sluice-relay`, which links the NATS client.

@@ -234,6 +234,9 @@ fn relay_stats(config: &Config) -> std::io::Result<String> {
 }
 
 fn show_stats(config: &Config, how: &StatsArgs) -> i32 {
+    if how.bridge {
+        return show_bridge_stats(config, how);
+    }
     let line = match relay_stats(config) {
         Ok(line) => line,
         Err(error) => {
@@ -250,6 +253,30 @@ fn show_stats(config: &Config, how: &StatsArgs) -> i32 {
         Ok(value) if json => say(&format!("{value}\n")),
         Ok(value) => say(&stats::pretty(&value)),
         Err(_) => say(&line),
+    }
+    0
+}
+
+fn show_bridge_stats(config: &Config, how: &StatsArgs) -> i32 {
+    let dir = config.runtime_dir();
+    let all = sluice_relay::bridge::query_all(&dir).unwrap_or_default();
+    if all.is_empty() {
+        eprintln!(
+            "sluice-hook: no bridge running as this user (none answered in {})",
+            dir.display()
+        );
+        return 1;
+    }
+    let json = how.json || (!how.pretty && !std::io::stdout().is_terminal());
+    for stats in all {
+        if json {
+            say(&format!("{stats}\n"));
+        } else {
+            say(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&stats).unwrap_or_default()
+            ));
+        }
     }
     0
 }

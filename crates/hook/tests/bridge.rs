@@ -397,6 +397,21 @@ async fn a_message_that_is_no_event_is_terminated_and_counted() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(left, (0, 0), "nothing left to deliver or to ack");
+    // Asked while it runs, as `sluice-hook stats` asks the relay.
+    let live = bridge.stats();
+    assert_eq!(
+        (
+            &live["bridge"]["terminated"],
+            &live["bridge"]["delivered"],
+            &live["bridge"]["durable"]
+        ),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(1),
+            &serde_json::json!("unreadable")
+        ),
+        "{live}"
+    );
     assert_eq!(
         bridge.terminate(Duration::from_secs(5)).map(|s| s.code()),
         Some(Some(0))
@@ -490,6 +505,24 @@ async fn a_durable_made_by_hand_is_given_the_bridges_settings() {
         "the bridge's settings"
     );
     let _ = bridge.terminate(Duration::from_secs(6));
+}
+
+#[test]
+fn stats_of_bridges_with_none_running_says_so_and_exits_1() {
+    let dir = std::env::temp_dir().join(format!("sluice-nobridge-{}", std::process::id()));
+    let output = std::process::Command::new(BIN)
+        .args(["stats", "--bridge"])
+        .env("HOME", &dir)
+        .env("SLUICE_STATE_DIR", dir.join("state"))
+        .env("SLUICE_RUNTIME_DIR", dir.join("run"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("no bridge running"),
+        "{output:?}"
+    );
 }
 
 #[test]

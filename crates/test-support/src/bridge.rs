@@ -59,6 +59,7 @@ impl BridgeProcess {
                 .args(&self.args)
                 .env("HOME", &self.dir)
                 .env("SLUICE_STATE_DIR", self.dir.join("state"))
+                .env("SLUICE_RUNTIME_DIR", self.dir.join("run"))
                 .env_remove("SLUICE_URL")
                 .env_remove("SLUICE_LOG")
                 .envs(self.vars.iter().map(|(k, v)| (k, v)))
@@ -94,6 +95,25 @@ impl BridgeProcess {
         let _ = child.kill();
         let _ = child.wait();
         None
+    }
+
+    /// What `sluice-hook stats --bridge --json` says of it: its counters and its sink's, as
+    /// the running bridge answers them.
+    ///
+    /// # Panics
+    ///
+    /// If the command fails or prints no JSON.
+    pub fn stats(&self) -> serde_json::Value {
+        let output = Command::new(&self.bin)
+            .args(["stats", "--bridge", "--json"])
+            .env("HOME", &self.dir)
+            .env("SLUICE_STATE_DIR", self.dir.join("state"))
+            .env("SLUICE_RUNTIME_DIR", self.dir.join("run"))
+            .output()
+            .expect("sluice-hook stats --bridge");
+        assert!(output.status.success(), "{output:?}");
+        let text = String::from_utf8_lossy(&output.stdout);
+        serde_json::from_str(text.lines().next().unwrap_or_default()).expect("one line of JSON")
     }
 
     /// Its log (`bridge.log` in its state directory).
