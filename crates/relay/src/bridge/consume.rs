@@ -20,6 +20,7 @@ use crate::config::{without_credentials, Config};
 use crate::destination::{Destination, Failure, FailureKind, Outgoing};
 use crate::socketio::SocketIo;
 
+/// Opens the durable and delivers round after round until `stop`; returns the exit code.
 pub(super) async fn consume(
     config: Config,
     bridge: Bridge,
