@@ -503,10 +503,11 @@ async fn a_relay_passes_its_token_and_reports_its_state() {
     arrived(&dashboard, 1).await;
     let mut browser = Browser::launch("relay-status").await;
     open(&mut browser, &dashboard.page_url()).await;
-    // The relay's state, within a couple of its periods.
+    // The relay's state, within a couple of its periods, once the event has left its store
+    // (a status sent before the dashboard's ack came back says "store 1").
     let relays = browser
         .wait_until(
-            "document.getElementById('relays').textContent",
+            "(t => t.includes('store 0') && t)(document.getElementById('relays').textContent)",
             Duration::from_secs(10),
         )
         .await;
