@@ -20,6 +20,12 @@ use crate::config::{without_credentials, Config};
 use crate::destination::{Destination, Failure, FailureKind, Outgoing};
 use crate::socketio::SocketIo;
 
+/// How long after trouble the consumer is opened again.
+const TROUBLE_PAUSE: Duration = Duration::from_millis(500);
+
+/// How much later than its expiry a pull may end before the server is thought gone.
+const PULL_SLACK: Duration = Duration::from_secs(2);
+
 /// Opens the durable and delivers round after round until `stop`; returns the exit code.
 pub(super) async fn consume(
     config: Config,
@@ -29,9 +35,6 @@ pub(super) async fn consume(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> i32 {
     let from = without_credentials(&bridge.from).into_owned();
-    // Set after trouble, once its wait is over: the consumer is opened again without a
-    // second wait.
-    let mut waited = false;
     while !*stop.borrow() {
         let (client, consumer) = match open_consumer(&config, &bridge).await {
             Ok(opened) => opened,
@@ -43,11 +46,13 @@ pub(super) async fn consume(
                 continue;
             }
         };
-        // Messages a dead bridge left unacked come back after ACK_WAIT, and its last pull may
-        // still take some for ROUND_EXPIRES: wait for them, so that they reach the dashboard
-        // before newer ones.
+        // Messages a dead bridge, or trouble on the way, left unacked come back after
+        // ACK_WAIT, counted from now at the latest (a consumer leader elected since restarts
+        // their clocks no later than its election), and a dead bridge's last pull may still
+        // take some for ROUND_EXPIRES: wait for them, so that they reach the dashboard before
+        // newer ones.
         let info = consumer.cached_info();
-        if !std::mem::take(&mut waited) && (info.num_ack_pending > 0 || info.num_waiting > 0) {
+        if info.num_ack_pending > 0 || info.num_waiting > 0 {
             tracing::info!(
                 unacked = info.num_ack_pending,
                 pulls = info.num_waiting,
@@ -70,17 +75,17 @@ pub(super) async fn consume(
                 Round::Trouble(why) => {
                     // The server may have handed out messages that never reached this
                     // bridge: they come back only after ACK_WAIT, and anything pulled before
-                    // would overtake them.
-                    tracing::warn!(%from, "bridge: {why}; waiting {STARTUP_WAIT:?} for what was lost on the way to come back");
-                    waited = true;
-                    STARTUP_WAIT
+                    // would overtake them. The consumer is opened again (it may have a new
+                    // leader, or be gone), and what it still counts unacked is waited for.
+                    tracing::warn!(%from, "bridge: {why}; opening the consumer again");
+                    if pause(TROUBLE_PAUSE, &mut stop).await {
+                        return 0;
+                    }
+                    break;
                 }
             };
             if pause(wait, &mut stop).await {
                 return 0;
-            }
-            if waited {
-                break; // open the consumer again: it may have moved, or be gone
             }
         }
     }
@@ -125,6 +130,7 @@ async fn round(
     counters: &Counters,
     connected: &Connects,
 ) -> Round {
+    let pulled = tokio::time::Instant::now();
     let mut batch = match consumer
         .batch()
         .max_messages(MAX_ACK_PENDING)
@@ -187,7 +193,15 @@ async fn round(
                     }
                 }
                 Some(Err(error)) => trouble = Some(format!("pull ended: {error}")),
-                None => more = false,
+                None => {
+                    more = false;
+                    // The server ends a pull by ROUND_EXPIRES; the client gives up 5 s later.
+                    // A pull that lasted that long lost its server side: the consumer's leader
+                    // went away with it, maybe with messages on the way.
+                    if trouble.is_none() && pulled.elapsed() > ROUND_EXPIRES + PULL_SLACK {
+                        trouble = Some("the server did not end a pull".to_string());
+                    }
+                }
             },
         }
     }
