@@ -259,7 +259,17 @@ fn show_stats(config: &Config, how: &StatsArgs) -> i32 {
 
 fn show_bridge_stats(config: &Config, how: &StatsArgs) -> i32 {
     let dir = config.runtime_dir();
-    let all = sluice_relay::bridge::query_all(&dir).unwrap_or_default();
+    let all = match sluice_relay::bridge::query_all(&dir) {
+        Ok(all) => all,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(error) => {
+            eprintln!(
+                "sluice-hook: cannot ask the bridges in {}: {error}",
+                dir.display()
+            );
+            return 1;
+        }
+    };
     if all.is_empty() {
         eprintln!(
             "sluice-hook: no bridge running as this user (none answered in {})",

@@ -514,8 +514,24 @@ async fn a_durable_made_by_hand_is_given_the_bridges_settings() {
 }
 
 #[test]
-fn stats_of_bridges_with_none_running_says_so_and_exits_1() {
+fn stats_of_bridges_with_none_running_or_an_unsafe_dir_says_so_and_exits_1() {
     let dir = std::env::temp_dir().join(format!("sluice-nobridge-{}", std::process::id()));
+    let output = std::process::Command::new(BIN)
+        .args(["stats", "--bridge"])
+        .env("HOME", &dir)
+        .env("SLUICE_STATE_DIR", dir.join("state"))
+        .env("SLUICE_RUNTIME_DIR", dir.join("run"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("no bridge running"),
+        "{output:?}"
+    );
+    // A runtime directory others may write to is not asked: a socket there could be anyone's.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir.join("run")).unwrap();
+    std::fs::set_permissions(dir.join("run"), std::fs::Permissions::from_mode(0o777)).unwrap();
     let output = std::process::Command::new(BIN)
         .args(["stats", "--bridge"])
         .env("HOME", &dir)
@@ -526,7 +542,7 @@ fn stats_of_bridges_with_none_running_says_so_and_exits_1() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains("no bridge running"),
+        String::from_utf8_lossy(&output.stderr).contains("not safe to use"),
         "{output:?}"
     );
 }

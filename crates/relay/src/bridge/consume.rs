@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use serde_json::Value;
+use sluice_nats_sink::async_nats::jetstream::stream::ConsumerErrorKind;
 use sluice_nats_sink::async_nats::{
     self,
     jetstream::{self, consumer, AckKind},
@@ -19,6 +20,12 @@ use super::{Bridge, ACK_WAIT, MAX_ACK_PENDING, NAK_DELAY, ROUND_EXPIRES, STARTUP
 use crate::config::{without_credentials, Config};
 use crate::destination::{Destination, Failure, FailureKind, Outgoing};
 use crate::socketio::SocketIo;
+
+/// How long a failed opening of the consumer waits before the next, doubling up to
+/// [`OPEN_RETRY_MAX`]: a cluster that is still electing answers within a second or two, a
+/// durable the server refuses to change is named in the log without filling it.
+const OPEN_RETRY: Duration = Duration::from_secs(1);
+const OPEN_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// How long after trouble the consumer is opened again.
 const TROUBLE_PAUSE: Duration = Duration::from_millis(500);
@@ -35,14 +42,19 @@ pub(super) async fn consume(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> i32 {
     let from = without_credentials(&bridge.from).into_owned();
+    let mut retry = OPEN_RETRY;
     while !*stop.borrow() {
         let (client, consumer) = match open_consumer(&config, &bridge).await {
-            Ok(opened) => opened,
+            Ok(opened) => {
+                retry = OPEN_RETRY;
+                opened
+            }
             Err(error) => {
-                tracing::warn!(%from, "bridge: {error}; retrying");
-                if pause(Duration::from_secs(1), &mut stop).await {
+                tracing::warn!(%from, "bridge: {error}; retrying in {retry:?}");
+                if pause(retry, &mut stop).await {
                     return 0;
                 }
+                retry = (retry * 2).min(OPEN_RETRY_MAX);
                 continue;
             }
         };
@@ -279,11 +291,14 @@ async fn open_consumer(
         })
         .await
         .map_err(|e| {
-            format!(
-                "consumer {}: {e} (a durable of that name with other settings: remove it, or \
-                 give the bridge another --durable)",
-                bridge.durable
-            )
+            // The server refused the settings (it answered): say what to do.
+            let hint = if matches!(e.kind(), ConsumerErrorKind::JetStream(_)) {
+                " (a durable of that name with settings the server will not change: remove \
+                 it, or give the bridge another --durable)"
+            } else {
+                ""
+            };
+            format!("consumer {}: {e}{hint}", bridge.durable)
         })?;
     Ok((client, consumer))
 }

@@ -2,6 +2,7 @@
 //! bridge running as this user, as `sluice-hook stats` asks the relay.
 
 use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,6 +17,9 @@ use crate::{protocol, safety, socket};
 
 /// How long a client of the stats socket may take to ask.
 const ASK_WITHIN: Duration = Duration::from_secs(1);
+
+/// How old a socket nobody listens on must be before `query_all` removes it.
+const STALE_AFTER: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Default)]
 pub(super) struct Counters {
@@ -86,7 +90,16 @@ pub(super) async fn answer(
     stats: impl Fn() -> Value + Send + Sync + 'static,
 ) {
     let stats = std::sync::Arc::new(stats);
-    while let Ok((stream, _)) = listener.accept().await {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of descriptors, say: the socket stays, and answers once it can.
+                tracing::debug!(%error, "stats socket: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         if safety::check_peer(&stream).is_err() {
             continue;
         }
@@ -106,18 +119,25 @@ pub(super) async fn answer(
 }
 
 /// The stats of every bridge running as this user with `runtime_dir`, one JSON value each,
-/// oldest socket first. A socket nobody answers on (its bridge was killed) is removed.
+/// oldest socket first. A socket nobody listens on any more (its bridge was killed) is
+/// removed.
 ///
 /// # Errors
 ///
-/// When `runtime_dir` cannot be read; a bridge that does not answer is left out.
+/// When `runtime_dir` is not a private directory of this user, or cannot be read; a bridge
+/// that does not answer is left out.
 pub fn query_all(runtime_dir: &Path) -> io::Result<Vec<Value>> {
+    // The relay's client trusts its directory only after the same check.
+    safety::check_dir(runtime_dir)?;
     let mut sockets: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(runtime_dir)?
         .filter_map(Result::ok)
         .filter(|entry| {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            name.starts_with("bridge-") && name.ends_with(".sock")
+            // Sockets only: a link or a file of that name is never followed, nor removed.
+            name.starts_with("bridge-")
+                && name.ends_with(".sock")
+                && entry.file_type().is_ok_and(|kind| kind.is_socket())
         })
         .map(|entry| {
             let made = entry
@@ -129,10 +149,15 @@ pub fn query_all(runtime_dir: &Path) -> io::Result<Vec<Value>> {
         .collect();
     sockets.sort();
     let mut all = Vec::new();
-    for (_, path) in sockets {
+    for (made, path) in sockets {
         match ask(&path) {
             Ok(stats) => all.push(stats),
-            Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
+            // Refused: nobody listens. A socket made this instant may be between its bind
+            // and its listen, so only an older one is taken for a dead bridge's.
+            Err(error)
+                if error.kind() == io::ErrorKind::ConnectionRefused
+                    && made.elapsed().is_ok_and(|age| age > STALE_AFTER) =>
+            {
                 let _ = std::fs::remove_file(&path);
             }
             Err(_) => {}
@@ -143,6 +168,7 @@ pub fn query_all(runtime_dir: &Path) -> io::Result<Vec<Value>> {
 
 fn ask(path: &Path) -> io::Result<Value> {
     let mut stream = socket::connect(path, ASK_WITHIN)?;
+    safety::check_peer(&stream)?;
     stream.write_all(&[protocol::STATS, b'\n'])?;
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line)?;
