@@ -6,49 +6,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use sluice_nats_sink::async_nats::{self, jetstream};
-use sluice_test_support::{prompt, prompt_number, unused_addr, HookEnv, NatsServer};
+use sluice_test_support::{prompt_number, Machine, NatsServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-hook");
-
-/// One machine: its own directories, pointed at `url`, named `host`.
-struct Machine {
-    env: HookEnv,
-    vars: Vec<(String, String)>,
-}
-
-impl Machine {
-    fn new(name: &str, url: &str) -> Self {
-        Self {
-            env: HookEnv::new(BIN, name, unused_addr()),
-            vars: vec![
-                ("SLUICE_URL".to_string(), url.to_string()),
-                ("SLUICE_HOST".to_string(), name.to_string()),
-            ],
-        }
-    }
-
-    fn vars(&self) -> Vec<(&str, &str)> {
-        self.vars
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect()
-    }
-
-    fn hook(&self, n: usize) {
-        let output = self.env.hook_with(&self.vars(), &prompt(n));
-        assert!(output.status.success(), "{output:?}");
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        self.env.run(args, &self.vars(), b"")
-    }
-}
-
-impl Drop for Machine {
-    fn drop(&mut self) {
-        let _ = self.run(&["stop"]);
-    }
-}
 
 /// Each prompt number in the stream with the host of its subject, in stream order; and how
 /// many copies each `Nats-Msg-Id` has.
@@ -126,7 +86,7 @@ async fn three_machines_through_two_server_kills_lose_nothing() {
     let mut server = NatsServer::start();
     let url = server.url();
     let machines: Vec<Machine> = (0..3)
-        .map(|k| Machine::new(&format!("machine-{k}"), &url))
+        .map(|k| Machine::new(BIN, &format!("machine-{k}"), &url))
         .collect();
     let setup = machines[0].run(&["nats", "setup"]);
     let said = String::from_utf8_lossy(&setup.stdout);
@@ -173,7 +133,7 @@ async fn three_machines_through_two_server_kills_lose_nothing() {
 async fn a_server_down_30_s_gets_the_stores_within_5_s_of_its_return() {
     let mut server = NatsServer::start();
     let url = server.url();
-    let machine = Machine::new("outage", &url);
+    let machine = Machine::new(BIN, "outage", &url);
     assert!(machine.run(&["nats", "setup"]).status.success());
     for n in 0..10 {
         machine.hook(n);

@@ -24,12 +24,14 @@
 mod bridge;
 mod contract;
 mod hook_env;
+mod machine;
 mod nats;
 mod socketio;
 
 pub use bridge::BridgeProcess;
 pub use contract::ContractProbe;
 pub use hook_env::{feed, prompt, prompt_number, unused_addr, HookEnv};
+pub use machine::Machine;
 pub use nats::{NatsCluster, NatsServer, NATS_SERVER_MISSING};
 pub use socketio::raw_client;
 
