@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice_socketio_sink::{Encoded, OpenDuration, SinkBuilder, SinkError, SocketIoSink};
+use sluice_socketio_sink::{Encoded, OpenDuration, SinkBuilder, SinkError, SocketIoSink, State};
 
 use crate::config::{Config, Delivery, TOKEN_HEADER};
 use crate::destination::{Destination, Failure, FailureKind, Outgoing, Pending};
@@ -78,6 +78,11 @@ impl SocketIo {
             })
             .build()?;
         Ok(Self { sink })
+    }
+
+    /// Whether the sink's breaker is closed, so that an event sent now is not turned away.
+    pub(crate) fn circuit_closed(&self) -> bool {
+        self.sink.circuit_state() == State::Closed
     }
 }
 

@@ -1,8 +1,12 @@
 //! The bridge's work: rounds of pulled messages, each sent to the dashboard and settled
 //! in stream order.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use futures_util::stream::FuturesOrdered;
@@ -18,7 +22,7 @@ use sluice_nats_sink::DEFAULT_STREAM;
 use super::stats::Counters;
 use super::{Bridge, ACK_WAIT, MAX_ACK_PENDING, NAK_DELAY, ROUND_EXPIRES, STARTUP_WAIT};
 use crate::config::{without_credentials, Config};
-use crate::destination::{Destination, Failure, FailureKind, Outgoing};
+use crate::destination::{Destination, Failure, FailureKind, Outgoing, Pending};
 use crate::socketio::SocketIo;
 
 /// How long a failed opening of the consumer waits before the next, doubling up to
@@ -43,8 +47,10 @@ pub(super) async fn consume(
 ) -> i32 {
     let from = without_credentials(&bridge.from).into_owned();
     let mut retry = OPEN_RETRY;
+    // Set after trouble: messages may be on their way to nobody, whatever the consumer says.
+    let mut troubled = false;
     while !*stop.borrow() {
-        let (client, consumer) = match open_consumer(&config, &bridge).await {
+        let (client, consumer, info) = match open_consumer(&config, &bridge).await {
             Ok(opened) => {
                 retry = OPEN_RETRY;
                 opened
@@ -59,22 +65,25 @@ pub(super) async fn consume(
             }
         };
         // Messages a dead bridge, or trouble on the way, left unacked come back after
-        // ACK_WAIT, counted from now at the latest (a consumer leader elected since restarts
-        // their clocks no later than its election), and a dead bridge's last pull may still
-        // take some for ROUND_EXPIRES: wait for them, so that they reach the dashboard before
-        // newer ones.
-        let info = consumer.cached_info();
-        if info.num_ack_pending > 0 || info.num_waiting > 0 {
+        // ACK_WAIT, counted from now at the latest (the consumer's leader answered, and one
+        // elected since restarts their clocks no later than its election), and a dead
+        // bridge's last pull may still take some for ROUND_EXPIRES: wait for them, so that
+        // they reach the dashboard before newer ones. After trouble the bridge waits even if
+        // the consumer counts nothing unacked: a leader elected in the meantime may not have
+        // applied its predecessor's last deliveries yet.
+        if troubled || info.num_ack_pending > 0 || info.num_waiting > 0 {
             tracing::info!(
                 unacked = info.num_ack_pending,
                 pulls = info.num_waiting,
-                "waiting {:?} for what another bridge left unacked to come back",
+                leader = info.cluster.as_ref().and_then(|c| c.leader.as_deref()),
+                "waiting {:?} for what was left unacked to come back",
                 STARTUP_WAIT
             );
             if pause(STARTUP_WAIT, &mut stop).await {
                 return 0;
             }
         }
+        troubled = false;
         let connected = Connects::of(&client);
         while !*stop.borrow() {
             let ended = round(&consumer, &destination, &counters, &connected).await;
@@ -93,6 +102,7 @@ pub(super) async fn consume(
                     if pause(TROUBLE_PAUSE, &mut stop).await {
                         return 0;
                     }
+                    troubled = true;
                     break;
                 }
             };
@@ -153,27 +163,33 @@ async fn round(
         Ok(batch) => batch,
         Err(error) => return Round::Trouble(format!("pull failed: {error}")),
     };
-    // Each message with its event's outcome, settled in stream order.
-    let mut in_flight = FuturesOrdered::new();
-    // Set once something in this round failed: the rest is nak'd with this delay.
-    let mut failed: Option<Duration> = None;
+    let mut sending = Sending {
+        in_flight: FuturesOrdered::new(),
+        held: VecDeque::new(),
+        failed: None,
+    };
     let mut trouble: Option<String> = None;
     let mut more = true;
-    while more || !in_flight.is_empty() {
+    // `release` leaves nothing held while nothing is in flight, so the loop ends with both
+    // empty.
+    while more || !sending.in_flight.is_empty() {
         tokio::select! {
             biased;
-            Some((message, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((message, outcome)) = sending.in_flight.next(), if !sending.in_flight.is_empty() => {
                 let message: jetstream::Message = message;
-                match (outcome, failed) {
+                match (outcome, sending.failed) {
                     (Ok(()), None) => {
                         let _ = message.ack().await;
                         Counters::add(&counters.delivered);
                     }
                     (outcome, earlier) => {
                         let delay = earlier.unwrap_or_else(|| nak_delay(outcome.err()));
-                        failed = Some(delay);
+                        sending.failed = Some(delay);
                         nak(&message, delay, counters).await;
                     }
+                }
+                if trouble.is_none() {
+                    sending.release(destination, counters).await;
                 }
             }
             next = batch.next(), if more => match next {
@@ -188,21 +204,8 @@ async fn round(
                     if trouble.is_some() {
                         continue; // left unacked: redelivered after ACK_WAIT, in order
                     }
-                    if let Some(delay) = failed {
-                        nak(&message, delay, counters).await;
-                        continue;
-                    }
-                    match decode(&message.payload) {
-                        Some(event) => {
-                            let outcome = destination.send(event);
-                            in_flight.push_back(async move { (message, outcome.await) });
-                        }
-                        None => {
-                            tracing::warn!(subject = %message.subject, "bridge: not a claude_event; terminated");
-                            let _ = message.ack_with(AckKind::Term).await;
-                            Counters::add(&counters.terminated);
-                        }
-                    }
+                    sending.held.push_back(message);
+                    sending.release(destination, counters).await;
                 }
                 Some(Err(error)) => trouble = Some(format!("pull ended: {error}")),
                 None => {
@@ -217,13 +220,81 @@ async fn round(
             },
         }
     }
+    // Held messages (after trouble) stay unacked, as the rest of the round.
     if trouble.is_none() && connected.again() {
         trouble = Some("reconnected to NATS during a pull".to_string());
     }
-    match (trouble, failed) {
+    match (trouble, sending.failed) {
         (Some(why), _) => Round::Trouble(why),
         (None, Some(delay)) => Round::Failed(delay),
         (None, None) => Round::Done,
+    }
+}
+
+/// A round's messages on their way to the dashboard.
+struct Sending {
+    /// Each message sent, with its event's outcome, settled in stream order.
+    in_flight: FuturesOrdered<Sent>,
+    /// Received and not sent yet.
+    held: VecDeque<jetstream::Message>,
+    /// Set once something in this round failed: the rest is nak'd with this delay.
+    failed: Option<Duration>,
+}
+
+impl Sending {
+    /// Sends what is held, in order, as far as the order allows. With the breaker closed,
+    /// each event is sent at once (pipelined). Otherwise only while nothing is in flight: an
+    /// event the open breaker turned away, followed by one sent just after the breaker let a
+    /// probe through, would reach the dashboard after it (first arrivals out of order). Once
+    /// something failed, the rest is nak'd.
+    async fn release(&mut self, destination: &SocketIo, counters: &Counters) {
+        while !self.held.is_empty() {
+            if let Some(delay) = self.failed {
+                for message in self.held.drain(..) {
+                    nak(&message, delay, counters).await;
+                }
+                return;
+            }
+            if !self.in_flight.is_empty() && !destination.circuit_closed() {
+                return;
+            }
+            let Some(message) = self.held.pop_front() else {
+                return;
+            };
+            match decode(&message.payload) {
+                Some(event) => {
+                    let outcome = destination.send(event);
+                    self.in_flight.push_back(Sent {
+                        message: Some(message),
+                        outcome,
+                    });
+                }
+                None => {
+                    tracing::warn!(subject = %message.subject, "bridge: not a claude_event; terminated");
+                    let _ = message.ack_with(AckKind::Term).await;
+                    Counters::add(&counters.terminated);
+                }
+            }
+        }
+    }
+}
+
+/// A message sent, and its event's outcome: resolves to both.
+struct Sent {
+    message: Option<jetstream::Message>,
+    outcome: Pending,
+}
+
+impl Future for Sent {
+    type Output = (jetstream::Message, Result<(), Failure>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let outcome = ready!(self.outcome.as_mut().poll(cx));
+        let message = self
+            .message
+            .take()
+            .expect("a Sent is not polled after it resolved");
+        Poll::Ready((message, outcome))
     }
 }
 
@@ -266,13 +337,13 @@ fn decode(payload: &[u8]) -> Option<Outgoing> {
     })
 }
 
-/// The client and the durable, created, or updated to the bridge's settings: a durable made
-/// by hand or by another build keeps its own `ack_wait` otherwise, and the order promise
-/// rests on this one.
+/// The client, the durable, created, or updated to the bridge's settings (a durable made by
+/// hand or by another build keeps its own `ack_wait` otherwise, and the order promise rests
+/// on this one), and the durable's state as its leader tells it.
 async fn open_consumer(
     config: &Config,
     bridge: &Bridge,
-) -> Result<(async_nats::Client, consumer::PullConsumer), String> {
+) -> Result<(async_nats::Client, consumer::PullConsumer, consumer::Info), String> {
     let client = sluice_nats_sink::connect(&bridge.from, config.nats_creds.as_deref())
         .await
         .map_err(|e| crate::error_chain(&e))?;
@@ -280,7 +351,7 @@ async fn open_consumer(
     let stream = js.get_stream(DEFAULT_STREAM).await.map_err(|e| {
         format!("no stream {DEFAULT_STREAM} ({e}): create it with `sluice-hook nats setup`")
     })?;
-    let consumer = stream
+    let mut consumer = stream
         .create_consumer(consumer::pull::Config {
             durable_name: Some(bridge.durable.clone()),
             description: Some("sluice-hook bridge".to_string()),
@@ -300,7 +371,14 @@ async fn open_consumer(
             };
             format!("consumer {}: {e}{hint}", bridge.durable)
         })?;
-    Ok((client, consumer))
+    // Asked again: only the consumer's leader answers this, so the clocks of what it counts
+    // unacked run from no later than now.
+    let info = consumer
+        .info()
+        .await
+        .map_err(|e| format!("consumer {}: no leader answered ({e})", bridge.durable))?
+        .clone();
+    Ok((client, consumer, info))
 }
 
 #[cfg(test)]

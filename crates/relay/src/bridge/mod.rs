@@ -6,16 +6,20 @@
 //! that is not a `claude_event` is terminated and counted.
 //!
 //! Order. The bridge pulls in rounds of at most [`MAX_ACK_PENDING`] messages, sends each as
-//! it comes (pipelined, in stream order) and settles them in that order. After a failure the
-//! rest of the round is nak'd too, and the next round starts only once the nak delay has
-//! passed, so the server redelivers the nak'd messages, in order, before any newer one. A
-//! bridge that dies leaves its messages unacked: the consumer's bounded `max_ack_pending`
-//! and short `ack_wait` bring them back after [`ACK_WAIT`], and a bridge that finds messages
-//! pending when it starts waits that long first, so that they come before newer ones. A pull
-//! that fails, or a reconnection during a round, may have lost messages on the way in the
-//! same manner: the rest of the round is left unacked and the bridge waits as well. With
-//! one bridge per durable, each session's first arrivals at the dashboard are in stream
-//! order; bridges sharing a durable share the work and promise no order across them.
+//! it comes (pipelined, in stream order) and settles them in that order. While the sink's
+//! breaker is not closed, one event at a time is in flight: one turned away is never
+//! overtaken by one sent as the breaker lets a probe through. After a failure the rest of
+//! the round is nak'd too, and the next round starts only once the nak delay has passed, so
+//! the server redelivers the nak'd messages, in order, before any newer one. A bridge that
+//! dies leaves its messages unacked: the consumer's bounded `max_ack_pending` and short
+//! `ack_wait` bring them back after [`ACK_WAIT`], and a bridge that finds messages pending
+//! when it starts waits that long first, so that they come before newer ones. A pull that
+//! fails, a pull the server never ends, or a reconnection during a round may have lost
+//! messages on the way in the same manner: the rest of the round is left unacked, and the
+//! bridge opens the consumer again and waits as well, whatever the consumer then counts
+//! (a leader elected in the meantime may not know its predecessor's last deliveries yet).
+//! With one bridge per durable, each session's first arrivals at the dashboard are in
+//! stream order; bridges sharing a durable share the work and promise no order across them.
 
 use std::sync::Arc;
 use std::time::Duration;
