@@ -79,9 +79,16 @@ impl BridgeProcess {
         }
     }
 
-    /// SIGTERM, and its exit status within `within`.
+    /// SIGTERM once it is up (within `within`), and its exit status within `within`.
     pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
+        let deadline = Instant::now() + within;
+        // A bridge just started may not have its signal handlers yet, and SIGTERM would kill
+        // it outright: wait for its first stats line, logged once they are set.
+        let started = format!("\"pid\":{},", child.id());
+        while Instant::now() < deadline && !self.log().contains(&started) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
