@@ -481,6 +481,65 @@ async fn a_message_stays_unacked_until_the_dashboard_acknowledged_even_with_writ
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_dashboard_never_acks_is_set_aside_and_the_durable_moves_on() {
+    // The dashboard's handler fails on one payload, the last of a burst, so no later ack
+    // covers it: before, the bridge nak'd it and got it back for ever.
+    let server = NatsServer::start();
+    let url = server.url();
+    let machines = machines("poison", 1, &url);
+    let log = Log::default();
+    let dashboard = Dashboard::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        log.clone(),
+        Acks::Refusing("\"prompt 9\""),
+    )
+    .await
+    .unwrap();
+    let mut bridge = BridgeProcess::start(BIN, "poison", &url, &dashboard.url(), "poison");
+    for k in 0..10 {
+        machines[0].hook(k);
+    }
+    let set_aside = || bridge.stats()["bridge"]["set_aside"].as_u64() == Some(1);
+    assert!(
+        sluice_test_support::eventually(Duration::from_secs(40), set_aside).await,
+        "set aside: {}\n{}",
+        bridge.stats(),
+        bridge.log()
+    );
+    for k in 10..20 {
+        machines[0].hook(k);
+    }
+    assert_eq!(log.wait_for(20, Duration::from_secs(20)).await, 20);
+    assert_all_once_in_order(&log, 20, 1);
+    let client = async_nats::connect(url.as_str()).await.expect("a client");
+    let mut consumer: jetstream::consumer::PullConsumer = jetstream::new(client)
+        .get_stream("SLUICE_HOOKS")
+        .await
+        .expect("the stream")
+        .get_consumer("poison")
+        .await
+        .expect("the durable");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = consumer.info().await.expect("info").clone();
+        if info.num_ack_pending == 0 && info.num_pending == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the durable moves on: {info:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stats = bridge.stats();
+    assert_eq!(stats["bridge"]["delivered"], 19, "{stats}");
+    let logged = bridge.log();
+    assert_eq!(
+        logged.matches("set aside").count(),
+        1,
+        "logged once:\n{logged}"
+    );
+    let _ = bridge.terminate(Duration::from_secs(6));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_made_by_hand_is_given_the_bridges_settings() {
     // The order promise rests on the consumer's ack_wait (3 s, waited out by a bridge that
     // starts after a dead one): a durable made with `nats consumer add` has 30 s.

@@ -3,7 +3,8 @@
 //! A durable pull consumer with explicit acks on the stream `SLUICE_HOOKS`, feeding the
 //! relay's Socket.IO destination. A message is acked only once the dashboard acknowledged
 //! its event; one the dashboard did not take is nak'd with a delay (redelivered later); one
-//! that is not a `claude_event` is terminated and counted.
+//! that is not a `claude_event` is terminated and counted; one the dashboard fails alone,
+//! again and again while it acknowledges others, is set aside (see `suspects`).
 //!
 //! Order. The bridge pulls in rounds of at most [`MAX_ACK_PENDING`] messages, sends each as
 //! it comes (pipelined, in stream order) and settles them in that order. While the sink's
@@ -31,7 +32,9 @@ use crate::destination::Destination;
 use crate::socketio::SocketIo;
 
 mod consume;
+mod round;
 mod stats;
+mod suspects;
 
 pub use stats::query_all;
 use stats::Counters;

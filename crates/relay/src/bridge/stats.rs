@@ -28,6 +28,7 @@ pub(super) struct Counters {
     pub(super) nakd: AtomicU64,
     pub(super) terminated: AtomicU64,
     pub(super) redelivered: AtomicU64,
+    pub(super) set_aside: AtomicU64,
 }
 
 impl Counters {
@@ -48,6 +49,7 @@ impl Counters {
                 "nakd": get(&self.nakd),
                 "terminated": get(&self.terminated),
                 "redelivered": get(&self.redelivered),
+                "set_aside": get(&self.set_aside),
             },
             "sink": destination.stats(),
         })
