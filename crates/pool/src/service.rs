@@ -72,10 +72,12 @@ where
         }
     }
 
-    /// Leaves the pool's waiter list, if on it.
-    fn stop_waiting(&mut self) {
+    /// Stops waiting: leaves the pool's line of waiters, if on it. `served` says whether it
+    /// got a connection; if it was woken for one and did not take it, the next in line is
+    /// woken instead.
+    fn stop_waiting(&mut self, served: bool) {
         if let Some(id) = self.waiter.take() {
-            self.shared.stop_waiting(id);
+            self.shared.stop_waiting(id, served);
         }
     }
 }
@@ -113,7 +115,8 @@ where
         }
         let poll = self.reserve(cx);
         if poll.is_ready() {
-            self.stop_waiting();
+            let served = matches!(self.reserved, Some(Reserved::Conn(_)));
+            self.stop_waiting(served);
         }
         poll
     }
@@ -316,7 +319,7 @@ where
     M: Service<Target>,
 {
     fn drop(&mut self) {
-        self.stop_waiting();
+        self.stop_waiting(false);
         if let Some(Reserved::Conn(conn)) = self.reserved.take() {
             self.shared.give_back(conn);
         }

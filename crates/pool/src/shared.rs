@@ -12,6 +12,7 @@
 //! most `max_size` connections are ever alive or connecting. A background task keeps idle
 //! connections fresh (`worker.rs`).
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,9 +34,10 @@ pub(crate) struct Inner {
     /// Connections alive: idle in a shard, or handed out.
     pub(crate) live: usize,
     pub(crate) connecting: usize,
-    /// Requests waiting for a connection, each by the id of its `Pool`: one entry per
-    /// waiting service, removed when it stops waiting or is dropped.
-    pub(crate) waiters: Vec<(u64, Waker)>,
+    /// Requests waiting for a connection, in line, each by the id of its `Pool`: one entry
+    /// per waiting service, taken off when it is woken for a connection, stops waiting or is
+    /// dropped.
+    pub(crate) waiters: VecDeque<(u64, Waker)>,
     /// The id of the next `Pool` to wait.
     pub(crate) next_waiter: u64,
     /// The id of the last connection made.
@@ -133,7 +135,7 @@ where
             inner: Mutex::new(Inner {
                 live: 0,
                 connecting: 0,
-                waiters: Vec::new(),
+                waiters: VecDeque::new(),
                 next_waiter: 0,
                 next_conn: 0,
                 last_error: None,

@@ -34,24 +34,41 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
         }
     }
 
-    /// Tells the waiters a connection is ready: counted first, then waiters checked; `plan`
-    /// does the reverse, so either this sees a waiter that just registered, or that waiter
-    /// sees this count.
-    pub(crate) fn came_ready(&self, shard: &Shard<C>) {
-        shard.returns.fetch_add(1, Ordering::SeqCst);
-        if self.has_waiters.load(Ordering::SeqCst) {
-            Self::wake_waiters(&mut self.inner.lock(), &self.has_waiters);
-        }
-    }
-
-    /// Takes the `Pool` with this id off the waiter list, if it is on it.
-    pub(crate) fn stop_waiting(&self, id: u64) {
-        let mut inner = self.inner.lock();
-        if let Some(place) = inner.waiters.iter().position(|(waiter, _)| *waiter == id) {
-            inner.waiters.swap_remove(place);
+    /// Wakes the first in line, taking it off the line.
+    fn wake_next(&self, inner: &mut Inner) {
+        if let Some((_, waker)) = inner.waiters.pop_front() {
             if inner.waiters.is_empty() {
                 self.has_waiters.store(false, Ordering::SeqCst);
             }
+            waker.wake();
+        }
+    }
+
+    /// Tells the first waiter in line that a connection is ready: counted first, then
+    /// waiters checked; `plan` does the reverse, so either this sees a waiter that just
+    /// registered, or that waiter sees this count. One connection, one waiter woken: it
+    /// takes the connection, or passes the wake on if it stops waiting without one.
+    pub(crate) fn came_ready(&self, shard: &Shard<C>) {
+        shard.returns.fetch_add(1, Ordering::SeqCst);
+        if self.has_waiters.load(Ordering::SeqCst) {
+            self.wake_next(&mut self.inner.lock());
+        }
+    }
+
+    /// Takes the `Pool` with this id off the line, if it is on it. Off it already, it was
+    /// woken for a connection: if it did not take one (`served`), the next in line is woken
+    /// in its place.
+    pub(crate) fn stop_waiting(&self, id: u64, served: bool) {
+        let mut inner = self.inner.lock();
+        match inner.waiters.iter().position(|(waiter, _)| *waiter == id) {
+            Some(place) => {
+                inner.waiters.remove(place);
+                if inner.waiters.is_empty() {
+                    self.has_waiters.store(false, Ordering::SeqCst);
+                }
+            }
+            None if !served => self.wake_next(&mut inner),
+            None => {}
         }
     }
 }
@@ -96,17 +113,18 @@ where
                 return Plan::Fail(Arc::clone(error));
             }
         }
-        // Listed, or listed again: the list may have been woken and emptied meanwhile.
+        // Listed, or listed again: woken meanwhile, it is back first in line, where it was.
         let inner = &mut *inner;
         match waiter.and_then(|id| inner.waiters.iter_mut().find(|(w, _)| *w == id)) {
             Some((_, waker)) => waker.clone_from(cx.waker()),
-            None => {
-                let id = *waiter.get_or_insert_with(|| {
+            None => match waiter {
+                Some(id) => inner.waiters.push_front((*id, cx.waker().clone())),
+                None => {
                     inner.next_waiter += 1;
-                    inner.next_waiter
-                });
-                inner.waiters.push((id, cx.waker().clone()));
-            }
+                    let id = *waiter.insert(inner.next_waiter);
+                    inner.waiters.push_back((id, cx.waker().clone()));
+                }
+            },
         }
         self.has_waiters.store(true, Ordering::SeqCst);
         if self.returns() != seen {

@@ -165,10 +165,34 @@ async fn a_cancelled_last_poller_does_not_strand_the_others() {
     cancel.send(()).unwrap();
     given_up.await.unwrap();
     scene.release().await;
-    // Woken with the others, the one that gave up is no longer counted as waiting.
+    // Woken in its turn (the first's request put the connection back), the one that gave up
+    // is no longer counted as waiting.
     assert_eq!(handle.stats().waiting, 0, "{:?}", handle.stats());
     finish.send(()).unwrap();
     last.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_woken_for_a_connection_and_dropped_passes_the_wake_on() {
+    let release = Arc::new(Notify::new());
+    let mut pool = one_connection(&release);
+    let handle = pool.handle();
+    let busy = occupy(&mut pool).await;
+    // First in line, polled by hand: it is dropped after being woken, before it looks.
+    let mut first = tokio_test::task::spawn(pool.clone().ready_oneshot());
+    assert!(first.poll().is_pending());
+    let second = waiter(pool.clone(), 2);
+    until(&handle, "two waiting", |s| s.waiting == 2).await;
+    release.notify_one();
+    assert_eq!(busy.await.unwrap(), 0);
+    assert!(
+        first.is_woken(),
+        "the first in line is woken for the connection"
+    );
+    drop(first);
+    // The connection is woken for once: the second must have its turn now.
+    assert_eq!(served(second).await, 2);
+    assert_eq!(handle.stats().waiting, 0, "{:?}", handle.stats());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
