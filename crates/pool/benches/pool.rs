@@ -9,10 +9,12 @@
 //! `held/8_tasks` (and `held/8_tasks_1_thread`, on a current-thread runtime): 8 tasks on a
 //! 2-worker runtime share 5 connections, each holding its
 //! connection across a `tokio::task::yield_now().await`, so that tasks wait for one another:
-//! sluice's connection takes one request at a time (tower's `ConcurrencyLimit` of 1 over a
-//! `service_fn` that yields, busy until its response is out), deadpool's and bb8's guards are
-//! held across the yield, and a tokio `Semaphore` of 5 permits (acquire, yield, release) is
-//! the floor: waiting and nothing else.
+//! sluice's connection takes one request at a time, as a plain socket does (`poll_ready` is
+//! `Pending` until its boxed response, which yields once, is done), deadpool's and bb8's
+//! guards are held across the yield, and a tokio `Semaphore` of 5 permits (acquire, yield,
+//! release) is the floor: waiting and nothing else. `sluice_limit` is sluice with the same
+//! connection made of tower's `ConcurrencyLimit` of 1 over a `service_fn`, whose own
+//! semaphore costs about as much as the pool.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
@@ -20,10 +22,13 @@ use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
 use std::hint::black_box;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use futures_util::task::AtomicWaker;
 use sluice_pool::PoolLayer;
 use tokio::sync::Semaphore;
 use tower::limit::ConcurrencyLimit;
@@ -213,12 +218,69 @@ fn eight_tasks(c: &mut Criterion) {
     group.finish();
 }
 
-type HeldConn = ConcurrencyLimit<ServiceFn<fn(u64) -> Yielding>>;
 type Yielding = Pin<Box<dyn Future<Output = Result<u64, Infallible>> + Send>>;
-type HeldConnector = ServiceFn<fn(()) -> Ready<Result<HeldConn, Infallible>>>;
 
-/// A connection held until its response is out: the response yields once.
+/// A connection that carries one request at a time, as a plain socket does (hyper's HTTP/1
+/// `SendRequest` is one): `poll_ready` is `Pending` while a response is out, and the
+/// response frees it once answered (or dropped), waking whoever asked. The response is a
+/// boxed future that yields once, so the connection is held across the yield.
+struct HeldConn {
+    state: Arc<HeldState>,
+}
+
+#[derive(Default)]
+struct HeldState {
+    busy: AtomicBool,
+    waker: AtomicWaker,
+}
+
+/// Frees the connection when the response is done with.
+struct Free(Arc<HeldState>);
+
+impl Drop for Free {
+    fn drop(&mut self) {
+        self.0.busy.store(false, Ordering::Release);
+        self.0.waker.wake();
+    }
+}
+
+impl Service<u64> for HeldConn {
+    type Response = u64;
+    type Error = Infallible;
+    type Future = Yielding;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        if self.state.busy.load(Ordering::Acquire) {
+            self.state.waker.register(cx.waker());
+            if self.state.busy.load(Ordering::Acquire) {
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: u64) -> Yielding {
+        self.state.busy.store(true, Ordering::Release);
+        let free = Free(Arc::clone(&self.state));
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            drop(free);
+            Ok(request)
+        })
+    }
+}
+
 fn held_conn() -> HeldConn {
+    HeldConn {
+        state: Arc::default(),
+    }
+}
+
+/// The same one-at-a-time connection made with tower's `ConcurrencyLimit` of 1 over a
+/// `service_fn`: its semaphore and reusable boxed acquire cost more than the pool does.
+type LimitConn = ConcurrencyLimit<ServiceFn<fn(u64) -> Yielding>>;
+
+fn limit_conn() -> LimitConn {
     fn answer(request: u64) -> Yielding {
         Box::pin(async move {
             tokio::task::yield_now().await;
@@ -228,19 +290,40 @@ fn held_conn() -> HeldConn {
     ConcurrencyLimit::new(service_fn(answer as fn(u64) -> Yielding), 1)
 }
 
+/// A pool of at most 5 connections made by `conn`.
+fn held_pool<C>(conn: fn() -> C) -> impl HeldPool
+where
+    C: Service<u64, Response = u64, Error = Infallible, Future: Send> + Send + 'static,
+{
+    let connector = service_fn(move |()| ready(Ok::<_, Infallible>(conn())));
+    PoolLayer::builder(())
+        .max_size(5)
+        .build()
+        .unwrap()
+        .layer(connector)
+}
+
 /// One operation of each contender, the connection held across a yield.
 #[derive(Clone)]
-enum Held {
-    Sluice(sluice_pool::Pool<HeldConnector, ()>),
+enum Held<S, T> {
+    Sluice(S),
+    SluiceLimit(T),
     Deadpool(deadpool::managed::Pool<DeadpoolManager>),
     Bb8(bb8::Pool<Bb8Manager>),
     Semaphore(Arc<Semaphore>),
 }
 
-impl Held {
+impl<S, T> Held<S, T>
+where
+    S: Service<u64, Response = u64, Error = BoxError>,
+    T: Service<u64, Response = u64, Error = BoxError>,
+{
     async fn op(&mut self, i: u64) {
         match self {
             Self::Sluice(pool) => {
+                black_box(pool.ready().await.unwrap().call(i).await.unwrap());
+            }
+            Self::SluiceLimit(pool) => {
                 black_box(pool.ready().await.unwrap().call(i).await.unwrap());
             }
             Self::Deadpool(pool) => {
@@ -262,17 +345,22 @@ impl Held {
     }
 }
 
-async fn held_contenders() -> Vec<(&'static str, Held)> {
-    let connector: HeldConnector =
-        service_fn((|()| ready(Ok(held_conn()))) as fn(()) -> Ready<Result<HeldConn, Infallible>>);
-    let sluice = PoolLayer::builder(())
-        .max_size(5)
-        .build()
-        .unwrap()
-        .layer(connector);
+/// What the `held` bench needs of a pool.
+trait HeldPool:
+    Service<u64, Response = u64, Error = BoxError, Future: Send> + Clone + Send + 'static
+{
+}
+
+impl<S> HeldPool for S where
+    S: Service<u64, Response = u64, Error = BoxError, Future: Send> + Clone + Send + 'static
+{
+}
+
+async fn held_contenders() -> Vec<(&'static str, Held<impl HeldPool, impl HeldPool>)> {
     let (deadpool, bb8) = peers().await;
     vec![
-        ("sluice", Held::Sluice(sluice)),
+        ("sluice", Held::Sluice(held_pool(held_conn))),
+        ("sluice_limit", Held::SluiceLimit(held_pool(limit_conn))),
         ("deadpool", Held::Deadpool(deadpool)),
         ("bb8", Held::Bb8(bb8)),
         ("semaphore", Held::Semaphore(Arc::new(Semaphore::new(5)))),

@@ -103,7 +103,7 @@ where
                 let park = ParkWaker::park(self, inner.next_conn);
                 let now = Instant::now();
                 let (_, shard) = self.local_shard();
-                shard.idle.lock().push_front(Conn {
+                shard.conns.lock().idle.push_front(Conn {
                     conn,
                     created: now,
                     last_used: self.config.idle_timeout.map(|_| now),

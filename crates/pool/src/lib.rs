@@ -45,10 +45,18 @@
 //! its own capacity through `poll_ready`: one that can carry several requests at once stays
 //! ready, one that carries one at a time answers `Pending` while busy. A connection is asked
 //! again right after each call: a busy one is set aside, polled by nobody, until its own
-//! waker says it can take a request, and only then are waiting requests woken. When no connection is
-//! ready and fewer than `max_size` are alive or connecting, the pool makes one, in a task of
-//! its own, under `connect_timeout`. Never more than `max_size` connections are alive or
-//! connecting.
+//! waker says it can take a request, and only then is a waiting request woken. When no
+//! connection is ready and fewer than `max_size` are alive or connecting, the pool makes one,
+//! in a task of its own, under `connect_timeout`. Never more than `max_size` connections are
+//! alive or connecting.
+//!
+//! Requests that find no ready connection wait in line, as on tokio's `Semaphore`: each
+//! connection that comes free wakes the first in line, which takes it, or passes the wake on
+//! to the next if it stops waiting without it (its wait timed out, or its `Pool` was
+//! dropped). A `Pool` whose `ready()` was cancelled but which is kept, unpolled, keeps its
+//! place: woken first, it holds up the next in line until it is polled or dropped, another
+//! connection comes free, or that request's `wait_timeout` ends (it then finds the
+//! connection).
 //!
 //! A connection whose `poll_ready` fails is evicted and replaced; so is one whose call error
 //! a [`Builder::fatal_error`] classifier flags. Optional `max_lifetime`, `idle_timeout` and a

@@ -18,7 +18,7 @@ use crate::lifecycle::Lifecycle;
 use crate::shard::Conn;
 use crate::shared::Shared;
 use crate::stats::Eviction;
-use crate::wait::Plan;
+use crate::wait::{Plan, Waiter};
 
 /// Sends each request over one of up to `max_size` connections made by a connector `M`.
 ///
@@ -49,8 +49,10 @@ where
     /// Bounds the wait. Kept between waits and reset for the next: a later deadline only
     /// moves the registered one, where a new timer would allocate and register.
     timer: Option<Pin<Box<Sleep>>>,
-    /// This service's id on the pool's waiter list while it waits.
-    waiter: Option<u64>,
+    /// This service's place in the pool's line of waiters, made on its first wait.
+    waiter: Option<Arc<Waiter>>,
+    /// Whether it is waiting (in line, or woken and not yet served).
+    waiting: bool,
 }
 
 enum Reserved<C> {
@@ -69,13 +71,18 @@ where
             wait: None,
             timer: None,
             waiter: None,
+            waiting: false,
         }
     }
 
-    /// Leaves the pool's waiter list, if on it.
-    fn stop_waiting(&mut self) {
-        if let Some(id) = self.waiter.take() {
-            self.shared.stop_waiting(id);
+    /// Stops waiting: leaves the pool's line of waiters, if on it. `served` says whether it
+    /// got a connection; if it was woken for one and did not take it, the next in line is
+    /// woken instead.
+    fn stop_waiting(&mut self, served: bool) {
+        if std::mem::take(&mut self.waiting) {
+            if let Some(waiter) = &self.waiter {
+                self.shared.stop_waiting(waiter, served);
+            }
         }
     }
 }
@@ -113,7 +120,8 @@ where
         }
         let poll = self.reserve(cx);
         if poll.is_ready() {
-            self.stop_waiting();
+            let served = matches!(self.reserved, Some(Reserved::Conn(_)));
+            self.stop_waiting(served);
         }
         poll
     }
@@ -165,7 +173,10 @@ where
                 self.reserved = Some(Reserved::Conn(conn));
                 return Poll::Ready(Ok(()));
             }
-            match self.shared.plan(cx, seen, &mut self.waiter) {
+            match self
+                .shared
+                .plan(cx, seen, &mut self.waiter, &mut self.waiting)
+            {
                 Plan::Retry if looks < 4 => continue,
                 Plan::Retry => {
                     cx.waker().wake_by_ref();
@@ -223,7 +234,7 @@ where
         C: Service<Req>,
         C::Error: Into<BoxError>,
     {
-        let wakes = conn.park.wakes.load(Ordering::SeqCst);
+        let wakes = conn.park.state.wakes.load(Ordering::SeqCst);
         match conn
             .conn
             .poll_ready(&mut Context::from_waker(&conn.park.waker))
@@ -272,7 +283,7 @@ where
             // Polled with its own waker, not the caller's: it keeps only the last poller's,
             // and this caller may stop polling. Its wakes are counted first, so that only a
             // wake after this poll began counts when it is parked.
-            let wakes = conn.park.wakes.load(Ordering::SeqCst);
+            let wakes = conn.park.state.wakes.load(Ordering::SeqCst);
             match conn
                 .conn
                 .poll_ready(&mut Context::from_waker(&conn.park.waker))
@@ -294,8 +305,10 @@ where
                 }
             }
         };
-        for conn in woken {
-            self.shared.checkin(conn, false);
+        if !woken.is_empty() {
+            for conn in woken {
+                self.shared.checkin(conn, false);
+            }
         }
         (ready, seen.unwrap_or_default())
     }
@@ -316,7 +329,7 @@ where
     M: Service<Target>,
 {
     fn drop(&mut self) {
-        self.stop_waiting();
+        self.stop_waiting(false);
         if let Some(Reserved::Conn(conn)) = self.reserved.take() {
             self.shared.give_back(conn);
         }

@@ -1,12 +1,13 @@
 //! Idle connections: the pooled connection's record, and the per-thread shards that hold
 //! the connections not handed out.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use tokio::time::Instant;
 
@@ -30,12 +31,20 @@ pub(crate) struct Conn<C> {
 }
 
 /// A connection's own waker, made once with the connection: it brings the connection back
-/// from the parked ones when it can take a request. `id` names the connection among them;
-/// `wakes` counts the waker's wakes, so that parking can tell one came after the poll.
+/// from the parked ones when it can take a request. `id` names the connection among them.
 pub(crate) struct Park {
     pub(crate) id: u64,
     pub(crate) waker: Waker,
-    pub(crate) wakes: Arc<AtomicU64>,
+    pub(crate) state: Arc<ParkState>,
+}
+
+/// What a connection's waker shares with the pool.
+#[derive(Default)]
+pub(crate) struct ParkState {
+    /// Counts the waker's wakes, so that parking can tell one came after the poll.
+    pub(crate) wakes: AtomicU64,
+    /// The shard the connection was last parked in, where the waker looks for it.
+    pub(crate) shard: AtomicUsize,
 }
 
 impl<C> Conn<C> {
@@ -66,17 +75,30 @@ impl<C> Conn<C> {
 /// a cache line.
 #[repr(align(128))]
 pub(crate) struct Shard<C> {
-    /// Most recently used first, so that the others can idle out.
-    pub(crate) idle: Mutex<VecDeque<Conn<C>>>,
+    pub(crate) conns: Mutex<Conns<C>>,
     /// Counts connections put back here ready for use, so that a caller who found none can
     /// tell whether one came back while it looked.
     pub(crate) returns: AtomicU64,
 }
 
+/// The connections of one shard.
+pub(crate) struct Conns<C> {
+    /// Ready to take a request, most recently used first, so that the others can idle out.
+    pub(crate) idle: VecDeque<Conn<C>>,
+    /// Busy: they answered `Pending` to their own waker, and wait here, polled by nobody,
+    /// until it fires (see [`ParkWaker`](crate::wait::ParkWaker)). A busy connection is
+    /// polled once per busy spell, not by every waiter that looks; kept in the shard of the
+    /// thread that called it, it comes back under the same lock it goes in with.
+    pub(crate) parked: Vec<Conn<C>>,
+}
+
 impl<C> Shard<C> {
     pub(crate) fn new() -> Self {
         Self {
-            idle: Mutex::new(VecDeque::new()),
+            conns: Mutex::new(Conns {
+                idle: VecDeque::new(),
+                parked: Vec::new(),
+            }),
             returns: AtomicU64::new(0),
         }
     }
@@ -86,9 +108,18 @@ impl<C> Shard<C> {
 fn thread_number() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static NUMBER: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        // Numbered on first use; a `const` initializer spares the lazy-init check on every
+        // later read.
+        static NUMBER: Cell<usize> = const { Cell::new(usize::MAX) };
     }
-    NUMBER.with(|number| *number)
+    NUMBER.with(|number| match number.get() {
+        usize::MAX => {
+            let next = NEXT.fetch_add(1, Ordering::Relaxed);
+            number.set(next);
+            next
+        }
+        known => known,
+    })
 }
 
 impl<M, Target, C, L> Shared<M, Target, C, L> {
@@ -99,7 +130,7 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
 
     /// Takes the most recently used idle connection of this thread's shard out.
     pub(crate) fn checkout_local(&self) -> Option<Conn<C>> {
-        self.local_shard().1.idle.lock().pop_front()
+        self.local_shard().1.conns.lock().idle.pop_front()
     }
 
     /// Takes an idle connection out of any shard, this thread's first.
@@ -108,8 +139,9 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
         let count = self.shards.len();
         (0..count).find_map(|offset| {
             self.shards[(start + offset) % count]
-                .idle
+                .conns
                 .lock()
+                .idle
                 .pop_front()
         })
     }
@@ -123,13 +155,18 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
             .sum()
     }
 
-    /// Takes every idle connection out of every shard; the caller holds `inner`.
-    pub(crate) fn drain_idle(&self) -> Vec<Conn<C>> {
-        let mut idle = Vec::new();
+    /// Takes every idle connection out of every shard, and the parked ones too if `parked`;
+    /// the caller holds `inner`.
+    pub(crate) fn drain(&self, parked: bool) -> Vec<Conn<C>> {
+        let mut taken = Vec::new();
         for shard in &self.shards[..] {
-            idle.extend(shard.idle.lock().drain(..));
+            let mut conns = shard.conns.lock();
+            taken.extend(conns.idle.drain(..));
+            if parked {
+                taken.append(&mut conns.parked);
+            }
         }
-        idle
+        taken
     }
 
     /// Puts a taken-out connection that can serve now back, first in line, and tells the
@@ -137,19 +174,27 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
     /// was closed meanwhile.
     fn put_back(&self, conn: Conn<C>) -> Option<C> {
         let (_, shard) = self.local_shard();
-        {
-            let mut idle = shard.idle.lock();
-            // Read under the shard's lock: `close` sets it before draining the shards, so
-            // a connection put back here after the drain sees it.
-            if self.is_closed() {
-                drop(idle);
-                let mut inner = self.inner.lock();
-                inner.live -= 1;
-                inner.counts.evicted.count(Eviction::Closed);
-                return Some(conn.conn);
-            }
-            idle.push_front(conn);
+        self.put_back_into(shard, shard.conns.lock(), conn)
+    }
+
+    /// [`put_back`](Self::put_back) into `shard`, whose lock the caller holds.
+    fn put_back_into(
+        &self,
+        shard: &Shard<C>,
+        mut conns: MutexGuard<'_, Conns<C>>,
+        conn: Conn<C>,
+    ) -> Option<C> {
+        // Read under the shard's lock: `close` sets it before draining the shards, so a
+        // connection put back here after the drain sees it.
+        if self.is_closed() {
+            drop(conns);
+            let mut inner = self.inner.lock();
+            inner.live -= 1;
+            inner.counts.evicted.count(Eviction::Closed);
+            return Some(conn.conn);
         }
+        conns.idle.push_front(conn);
+        drop(conns);
         self.came_ready(shard);
         None
     }
@@ -184,20 +229,23 @@ where
         }
     }
 
-    /// Sets aside a connection that answered `Pending` to its own waker, until that waker
-    /// fires: nobody polls it meanwhile. `wakes` is its count of wakes from before the poll.
-    /// Returns it instead if the waker fired since (it may be ready: the caller puts it back
-    /// once done looking).
+    /// Sets aside a connection that answered `Pending` to its own waker, in this thread's
+    /// shard, until that waker fires: nobody polls it meanwhile. `wakes` is its count of
+    /// wakes from before the poll. Returns it instead if the waker fired since (it may be
+    /// ready: the caller puts it back once done looking).
     pub(crate) fn park(&self, conn: Conn<C>, wakes: u64) -> Option<Conn<C>> {
-        let mut parked = self.parked.lock();
-        // The waker counts a wake before it looks here, under this lock: either it finds the
-        // connection parked, or this sees the count moved.
-        if conn.park.wakes.load(Ordering::SeqCst) != wakes {
+        let (index, shard) = self.local_shard();
+        let mut conns = shard.conns.lock();
+        // The waker counts a wake, then reads where to look, then looks there under the
+        // shard's lock. The shard is written here before the count is read: either the
+        // waker looks in this shard (and waits for this lock), or this sees the count moved.
+        conn.park.state.shard.store(index, Ordering::SeqCst);
+        if conn.park.state.wakes.load(Ordering::SeqCst) != wakes {
             return Some(conn);
         }
-        // Read under this lock: `close` sets it before it drains the parked connections.
+        // Read under the shard's lock: `close` sets it before it drains the shards.
         if self.is_closed() {
-            drop(parked);
+            drop(conns);
             let mut inner = self.inner.lock();
             inner.live -= 1;
             inner.counts.evicted.count(Eviction::Closed);
@@ -205,28 +253,33 @@ where
             self.close_conn(conn.conn);
             return None;
         }
-        parked.push(conn);
+        conns.parked.push(conn);
         None
     }
 
     /// Puts every parked connection back with the idle ones, to be polled again.
     pub(crate) fn unpark_all(&self) {
-        let parked = std::mem::take(&mut *self.parked.lock());
-        for conn in parked {
-            self.checkin(conn, false);
+        for shard in &self.shards[..] {
+            let parked = std::mem::take(&mut shard.conns.lock().parked);
+            for conn in parked {
+                self.checkin(conn, false);
+            }
         }
     }
 
-    /// The waker of parked connection `id` fired: back with the idle ones, first in line,
-    /// waking the waiters.
-    pub(crate) fn unpark(&self, id: u64) {
-        let conn = {
-            let mut parked = self.parked.lock();
-            let place = parked.iter().position(|conn| conn.park.id == id);
-            place.map(|place| parked.swap_remove(place))
+    /// The waker of connection `id`, parked in shard `index`, fired: back with the idle ones
+    /// of that shard, first in line, under the same lock, waking a waiter.
+    pub(crate) fn unpark(&self, id: u64, index: usize) {
+        let Some(shard) = self.shards.get(index) else {
+            return;
         };
-        if let Some(conn) = conn {
-            self.checkin(conn, false);
+        let mut conns = shard.conns.lock();
+        let Some(place) = conns.parked.iter().position(|conn| conn.park.id == id) else {
+            return; // not parked: in use, or idle already
+        };
+        let conn = conns.parked.swap_remove(place);
+        if let Some(closed) = self.put_back_into(shard, conns, conn) {
+            self.close_conn(closed);
         }
     }
 }

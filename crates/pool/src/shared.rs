@@ -12,6 +12,7 @@
 //! most `max_size` connections are ever alive or connecting. A background task keeps idle
 //! connections fresh (`worker.rs`).
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,17 +28,17 @@ use crate::error::BoxError;
 use crate::lifecycle::Lifecycle;
 use crate::shard::{Conn, Shard};
 use crate::stats::{Counts, Eviction, Stats};
+use crate::wait::Waiter;
 
 /// The bookkeeping behind `Shared::inner`'s lock.
 pub(crate) struct Inner {
     /// Connections alive: idle in a shard, or handed out.
     pub(crate) live: usize,
     pub(crate) connecting: usize,
-    /// Requests waiting for a connection, each by the id of its `Pool`: one entry per
-    /// waiting service, removed when it stops waiting or is dropped.
-    pub(crate) waiters: Vec<(u64, Waker)>,
-    /// The id of the next `Pool` to wait.
-    pub(crate) next_waiter: u64,
+    /// Requests waiting for a connection, in line, each by its `Pool`'s place: one entry
+    /// per waiting service, taken off when it is woken for a connection, stops waiting or is
+    /// dropped.
+    pub(crate) waiters: VecDeque<(Arc<Waiter>, Waker)>,
     /// The id of the last connection made.
     pub(crate) next_conn: u64,
     pub(crate) last_error: Option<Arc<BoxError>>,
@@ -64,10 +65,6 @@ pub(crate) struct Shared<M, Target, C, L> {
     pub(crate) stopped: AtomicBool,
     /// Whether the maintenance task was started.
     pub(crate) maintained: AtomicBool,
-    /// Connections that answered `Pending` to their own waker, set aside until it fires
-    /// (see [`ParkWaker`](crate::wait::ParkWaker)): a busy connection is polled once per
-    /// busy spell, not by every waiter that looks.
-    pub(crate) parked: Mutex<Vec<Conn<C>>>,
 }
 
 impl<M, Target, C, L> fmt::Debug for Shared<M, Target, C, L> {
@@ -88,7 +85,7 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
         let idle = self
             .shards
             .iter()
-            .map(|shard| shard.idle.lock().len())
+            .map(|shard| shard.conns.lock().idle.len())
             .sum::<usize>();
         Stats {
             max: self.config.max_size,
@@ -133,8 +130,7 @@ where
             inner: Mutex::new(Inner {
                 live: 0,
                 connecting: 0,
-                waiters: Vec::new(),
-                next_waiter: 0,
+                waiters: VecDeque::new(),
                 next_conn: 0,
                 last_error: None,
                 failures: 0,
@@ -145,7 +141,6 @@ where
             has_waiters: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             maintained: AtomicBool::new(false),
-            parked: Mutex::new(Vec::new()),
         })
     }
 
@@ -172,6 +167,7 @@ where
     }
 
     /// Checks whether a taken-out connection may be used now, by its age and flags.
+    #[inline]
     pub(crate) fn expiry(&self, conn: &Conn<C>) -> Option<Eviction> {
         if self.config.max_lifetime.is_none()
             && self.config.idle_timeout.is_none()
@@ -187,10 +183,9 @@ where
         let idle = {
             let mut inner = self.inner.lock();
             self.closed.store(true, Ordering::SeqCst);
-            let mut idle = self.drain_idle();
             // Parked connections are busy; they are closed with the idle ones, as they were
             // when they waited among them.
-            idle.append(&mut self.parked.lock());
+            let idle = self.drain(true);
             inner.live -= idle.len();
             for _ in 0..idle.len() {
                 inner.counts.evicted.count(Eviction::Closed);

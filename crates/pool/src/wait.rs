@@ -2,7 +2,7 @@
 //! of waiters, and the connections' own wakers, which bring a busy connection back when it
 //! becomes ready and tell the waiters.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Wake, Waker};
 
@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use crate::connect::Connector;
 use crate::error::BoxError;
 use crate::lifecycle::Lifecycle;
-use crate::shard::{Park, Shard};
+use crate::shard::{Park, ParkState, Shard};
 use crate::shared::{Inner, Shared};
 
 /// What a request without a ready connection should do.
@@ -26,32 +26,67 @@ pub(crate) enum Plan {
     Closed,
 }
 
+/// A `Pool`'s place in the line of waiters, made on its first wait and kept for the next.
+#[derive(Debug, Default)]
+pub(crate) struct Waiter {
+    /// Whether it is in line. Written under `inner`'s lock; read without it by its own
+    /// `Pool`, the only one that puts it in line, so that a request woken for a connection
+    /// and served leaves without the lock.
+    queued: AtomicBool,
+}
+
 impl<M, Target, C, L> Shared<M, Target, C, L> {
     pub(crate) fn wake_waiters(inner: &mut Inner, has_waiters: &AtomicBool) {
         has_waiters.store(false, Ordering::Release);
-        for (_, waker) in inner.waiters.drain(..) {
+        for (waiter, waker) in inner.waiters.drain(..) {
+            waiter.queued.store(false, Ordering::Release);
             waker.wake();
         }
     }
 
-    /// Tells the waiters a connection is ready: counted first, then waiters checked; `plan`
-    /// does the reverse, so either this sees a waiter that just registered, or that waiter
-    /// sees this count.
-    pub(crate) fn came_ready(&self, shard: &Shard<C>) {
-        shard.returns.fetch_add(1, Ordering::SeqCst);
-        if self.has_waiters.load(Ordering::SeqCst) {
-            Self::wake_waiters(&mut self.inner.lock(), &self.has_waiters);
-        }
-    }
-
-    /// Takes the `Pool` with this id off the waiter list, if it is on it.
-    pub(crate) fn stop_waiting(&self, id: u64) {
-        let mut inner = self.inner.lock();
-        if let Some(place) = inner.waiters.iter().position(|(waiter, _)| *waiter == id) {
-            inner.waiters.swap_remove(place);
+    /// Wakes the first in line, taking it off the line.
+    fn wake_next(&self, inner: &mut Inner) {
+        if let Some((waiter, waker)) = inner.waiters.pop_front() {
+            waiter.queued.store(false, Ordering::Release);
             if inner.waiters.is_empty() {
                 self.has_waiters.store(false, Ordering::SeqCst);
             }
+            waker.wake();
+        }
+    }
+
+    /// Tells the first waiter in line that a connection is ready: counted first, then
+    /// waiters checked; `plan` does the reverse, so either this sees a waiter that just
+    /// registered, or that waiter sees this count. One connection, one waiter woken: it
+    /// takes the connection, or passes the wake on if it stops waiting without one.
+    pub(crate) fn came_ready(&self, shard: &Shard<C>) {
+        shard.returns.fetch_add(1, Ordering::SeqCst);
+        if self.has_waiters.load(Ordering::SeqCst) {
+            self.wake_next(&mut self.inner.lock());
+        }
+    }
+
+    /// Takes `waiter` off the line, if it is on it. Off it already, it was woken for a
+    /// connection: if it did not take one (`served`), the next in line is woken in its place.
+    pub(crate) fn stop_waiting(&self, waiter: &Arc<Waiter>, served: bool) {
+        if served && !waiter.queued.load(Ordering::Acquire) {
+            return; // woken, and took the connection
+        }
+        let mut inner = self.inner.lock();
+        if waiter.queued.load(Ordering::Acquire) {
+            if let Some(place) = inner
+                .waiters
+                .iter()
+                .position(|(w, _)| Arc::ptr_eq(w, waiter))
+            {
+                inner.waiters.remove(place);
+            }
+            waiter.queued.store(false, Ordering::Release);
+            if inner.waiters.is_empty() {
+                self.has_waiters.store(false, Ordering::SeqCst);
+            }
+        } else if !served {
+            self.wake_next(&mut inner);
         }
     }
 }
@@ -65,12 +100,14 @@ where
     /// Decides what a request that found no ready connection does; starts a connect if
     /// there is room, and registers the caller to be woken.
     /// `seen` is the count of returns from before the caller looked (see `checkout`);
-    /// `waiter` is the caller's id on the waiter list, given on its first wait.
+    /// `waiter` is the caller's place in line, made on its first wait, and `waiting` says
+    /// whether it was waiting already (set once it is in line).
     pub(crate) fn plan(
         self: &Arc<Self>,
         cx: &mut Context<'_>,
         seen: u64,
-        waiter: &mut Option<u64>,
+        waiter: &mut Option<Arc<Waiter>>,
+        waiting: &mut bool,
     ) -> Plan {
         let mut inner = self.inner.lock();
         if self.is_closed() {
@@ -78,7 +115,9 @@ where
         }
         // One connect per waiting request at most: a caller polled again while its connect
         // is under way must not start another.
-        let listed = waiter.is_some_and(|id| inner.waiters.iter().any(|(w, _)| *w == id));
+        let listed = waiter
+            .as_ref()
+            .is_some_and(|w| w.queued.load(Ordering::Acquire));
         let demand = inner.waiters.len() + usize::from(!listed);
         if inner.live + inner.connecting < self.config.max_size
             && inner.connecting < demand
@@ -96,18 +135,26 @@ where
                 return Plan::Fail(Arc::clone(error));
             }
         }
-        // Listed, or listed again: the list may have been woken and emptied meanwhile.
-        let inner = &mut *inner;
-        match waiter.and_then(|id| inner.waiters.iter_mut().find(|(w, _)| *w == id)) {
-            Some((_, waker)) => waker.clone_from(cx.waker()),
-            None => {
-                let id = *waiter.get_or_insert_with(|| {
-                    inner.next_waiter += 1;
-                    inner.next_waiter
-                });
-                inner.waiters.push((id, cx.waker().clone()));
+        // Listed, or listed again: woken meanwhile, it is back first in line, where it was.
+        let place = waiter.get_or_insert_with(Arc::default);
+        if listed {
+            if let Some((_, waker)) = inner
+                .waiters
+                .iter_mut()
+                .find(|(w, _)| Arc::ptr_eq(w, place))
+            {
+                waker.clone_from(cx.waker());
+            }
+        } else {
+            place.queued.store(true, Ordering::Release);
+            let entry = (Arc::clone(place), cx.waker().clone());
+            if *waiting {
+                inner.waiters.push_front(entry);
+            } else {
+                inner.waiters.push_back(entry);
             }
         }
+        *waiting = true;
         self.has_waiters.store(true, Ordering::SeqCst);
         if self.returns() != seen {
             // A connection came back after this caller looked, maybe before the waker was
@@ -127,7 +174,7 @@ where
 pub(crate) struct ParkWaker<M, Target, C, L> {
     shared: Weak<Shared<M, Target, C, L>>,
     id: u64,
-    wakes: Arc<AtomicU64>,
+    state: Arc<ParkState>,
 }
 
 impl<M, Target, C, L> ParkWaker<M, Target, C, L>
@@ -138,13 +185,13 @@ where
 {
     /// The waker of connection `id` of `shared`.
     pub(crate) fn park(shared: &Arc<Shared<M, Target, C, L>>, id: u64) -> Park {
-        let wakes = Arc::new(AtomicU64::new(0));
+        let state = Arc::new(ParkState::default());
         let waker = Waker::from(Arc::new(Self {
             shared: Arc::downgrade(shared),
             id,
-            wakes: Arc::clone(&wakes),
+            state: Arc::clone(&state),
         }));
-        Park { id, waker, wakes }
+        Park { id, waker, state }
     }
 }
 
@@ -159,9 +206,11 @@ where
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.wakes.fetch_add(1, Ordering::SeqCst);
+        // Counted before the shard is read (see `Shared::park`).
+        self.state.wakes.fetch_add(1, Ordering::SeqCst);
+        let index = self.state.shard.load(Ordering::SeqCst);
         if let Some(shared) = self.shared.upgrade() {
-            shared.unpark(self.id);
+            shared.unpark(self.id, index);
         }
     }
 }

@@ -59,7 +59,7 @@ where
             let mut expired = Vec::new();
             let mut kept = VecDeque::new();
             let keep_warm = self.config.min_idle;
-            for conn in self.drain_idle() {
+            for conn in self.drain(false) {
                 match conn.expiry(&self.config, now) {
                     // Idle connections beyond `min_idle` may idle out; the rest stay warm.
                     Some(Eviction::Idle) if inner.live - expired.len() <= keep_warm => {
@@ -79,9 +79,9 @@ where
             } else {
                 // Back, in the same order, into this thread's shard.
                 let (_, shard) = self.local_shard();
-                let mut idle = shard.idle.lock();
-                kept.append(&mut idle);
-                *idle = kept;
+                let mut conns = shard.conns.lock();
+                kept.append(&mut conns.idle);
+                conns.idle = kept;
                 VecDeque::new()
             };
             if !expired.is_empty() {

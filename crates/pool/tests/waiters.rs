@@ -1,6 +1,8 @@
 //! Requests waiting for a busy connection, on a multi-thread runtime: a waiter that is dropped
 //! or cancelled must neither strand the others nor stay counted (in `Stats::waiting`, and in
-//! the demand that decides how many connects to start).
+//! the demand that decides how many connects to start). One exception, documented: a kept
+//! `Pool` whose `ready()` was cancelled holds its place in line, and woken first it holds up
+//! the next until that one's `wait_timeout` (on a paused clock, below).
 //!
 //! Real time: a stranded waiter sleeps until its `wait_timeout` (20 s; its last look then
 //! finds the connection free, so it is late rather than failed). The tests give it 5 s, far
@@ -165,10 +167,34 @@ async fn a_cancelled_last_poller_does_not_strand_the_others() {
     cancel.send(()).unwrap();
     given_up.await.unwrap();
     scene.release().await;
-    // Woken with the others, the one that gave up is no longer counted as waiting.
+    // Woken in its turn (the first's request put the connection back), the one that gave up
+    // is no longer counted as waiting.
     assert_eq!(handle.stats().waiting, 0, "{:?}", handle.stats());
     finish.send(()).unwrap();
     last.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_woken_for_a_connection_and_dropped_passes_the_wake_on() {
+    let release = Arc::new(Notify::new());
+    let mut pool = one_connection(&release);
+    let handle = pool.handle();
+    let busy = occupy(&mut pool).await;
+    // First in line, polled by hand: it is dropped after being woken, before it looks.
+    let mut first = tokio_test::task::spawn(pool.clone().ready_oneshot());
+    assert!(first.poll().is_pending());
+    let second = waiter(pool.clone(), 2);
+    until(&handle, "two waiting", |s| s.waiting == 2).await;
+    release.notify_one();
+    assert_eq!(busy.await.unwrap(), 0);
+    assert!(
+        first.is_woken(),
+        "the first in line is woken for the connection"
+    );
+    drop(first);
+    // The connection is woken for once: the second must have its turn now.
+    assert_eq!(served(second).await, 2);
+    assert_eq!(handle.stats().waiting, 0, "{:?}", handle.stats());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,6 +246,31 @@ async fn dropped_waiters_leave_the_waiting_count_and_the_connect_demand() {
     let stats = handle.stats();
     assert_eq!((stats.created, stats.waiting), (1, 0), "{stats:?}");
     assert_eq!(connects.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kept_pool_whose_wait_was_cancelled_holds_up_the_next_until_its_wait_timeout() {
+    let release = Arc::new(Notify::new());
+    let mut pool = one_connection(&release);
+    let handle = pool.handle();
+    let busy = occupy(&mut pool).await;
+    // First in line, then cancelled: its `ready()` is dropped, its pool kept, never polled.
+    let mut kept = pool.clone();
+    {
+        let mut ready = tokio_test::task::spawn(kept.ready());
+        assert!(ready.poll().is_pending());
+    }
+    let next = waiter(pool.clone(), 2);
+    until(&handle, "two waiting", |s| s.waiting == 2).await;
+    let started = tokio::time::Instant::now();
+    release.notify_one();
+    assert_eq!(busy.await.unwrap(), 0);
+    // The connection came free and woke the kept pool, which never looks: the next request
+    // finds it on its last look, at its `wait_timeout`, late but served.
+    assert_eq!(next.await.unwrap().unwrap(), 2);
+    assert_eq!(started.elapsed(), WAIT_TIMEOUT);
+    assert_eq!(handle.stats().waiting, 0, "{:?}", handle.stats());
+    drop(kept);
 }
 
 /// A connection that is never ready and wakes its waker at once on every poll, as a tokio
