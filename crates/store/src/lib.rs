@@ -471,7 +471,8 @@ impl Store {
     pub fn data_version(&self) -> Result<i64> {
         Ok(self
             .conn
-            .query_row("PRAGMA data_version", [], |row| row.get(0))?)
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |row| row.get(0))?)
     }
 
     /// Adds to the `damaged` counter.

@@ -128,10 +128,11 @@ fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
 }
 
+/// One counter. Cached, as every statement run per event or per look is: parsing one anew
+/// costs more than running it.
 pub(super) fn counter(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |row| {
-        row.get(0)
-    })
+    conn.prepare_cached("SELECT value FROM meta WHERE name = ?1")?
+        .query_row([name], |row| row.get(0))
 }
 
 pub(super) fn add(conn: &Connection, name: &str, n: i64) -> rusqlite::Result<()> {
