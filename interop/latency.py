@@ -2,7 +2,7 @@
 """Hook start to arrival at a plain Socket.IO server, as users run sluice.
 
     python3 interop/latency.py [--servers node,python] [--hook PATH] [--events N]
-                               [--back-to-back N] [--idle N]
+                               [--back-to-back N] [--idle N] [--against PATH]
 
 For each server (interop/server.js: Node socket.io 4; interop/server.py: python-socketio),
 started with `noecho` so that it acks each event and writes nothing else back, the built
@@ -14,6 +14,9 @@ waited for. Three runs per server:
 - back to back: each hook starts as soon as the previous one exited, `--back-to-back` of
   them (default 200);
 - idle: `--idle` events (default 100), each started 100 ms after the previous one arrived.
+  With `--against PATH` (another build's `sluice-hook`, say the previous one kept aside),
+  that build runs too, with a relay and a server of its own, and the two take turns event
+  by event; a last row gives the median of the differences between turns.
 
 Each event carries its number; the server stamps its arrival (CLOCK_REALTIME, milliseconds
 with microsecond precision) and this driver its hook's start on the same clock, so the
@@ -149,67 +152,104 @@ def report(kind, mode, starts, arrivals):
     return True
 
 
-def measure(kind, hook, events, back_to_back, idle):
-    work = tempfile.mkdtemp(prefix="sluice-latency-")
-    port = free_port()
-    env = dict(os.environ, SLUICE_RUNTIME_DIR=f"{work}/run", SLUICE_STATE_DIR=f"{work}/state",
-               HOME=work, SLUICE_URL=f"http://127.0.0.1:{port}")
-    env.pop("SLUICE_LOG", None)
-    log_path = f"{work}/received.jsonl"
-    log = open(log_path, "wb")
-    server = subprocess.Popen(server_command(kind, port), stdout=log, stderr=subprocess.DEVNULL)
-    ok = True
-    try:
+class Relayed:
+    """One build under test: its own server of `kind`, relay, store and arrival log."""
+
+    def __init__(self, kind, hook):
+        self.kind, self.hook = kind, hook
+        self.work = tempfile.mkdtemp(prefix="sluice-latency-")
+        port = free_port()
+        self.env = dict(os.environ, SLUICE_RUNTIME_DIR=f"{self.work}/run",
+                        SLUICE_STATE_DIR=f"{self.work}/state", HOME=self.work,
+                        SLUICE_URL=f"http://127.0.0.1:{port}")
+        self.env.pop("SLUICE_LOG", None)
+        log_path = f"{self.work}/received.jsonl"
+        self.log = open(log_path, "wb")
+        self.server = subprocess.Popen(server_command(kind, port), stdout=self.log,
+                                       stderr=subprocess.DEVNULL)
+        self.arrivals = Arrivals(log_path)
         deadline = time.monotonic() + 20
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
+                if time.monotonic() > deadline or self.server.poll() is not None:
+                    self.close()
                     raise SystemExit(f"the {kind} server did not start on port {port}")
                 time.sleep(0.05)
-        arrivals = Arrivals(log_path)
+
+    def run(self, n):
+        return run_hook(self.hook, self.env, n)
+
+    def close(self):
+        subprocess.run([self.hook, "stop"], env=self.env, capture_output=True)
+        self.server.kill()
+        self.server.wait()
+        self.log.close()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def measure(kind, hook, events, back_to_back, idle, against=None):
+    builds = []
+    ok = True
+    try:
+        for path in [hook] + ([against] if against else []):
+            builds.append(Relayed(kind, path))
+        this = builds[0]
         n = 0
-        for _ in range(WARM_UP):
-            run_hook(hook, env, n)
-            arrivals.wait_for(n, 10)
-            n += 1
+        for build in builds:
+            for _ in range(WARM_UP):
+                build.run(n)
+                build.arrivals.wait_for(n, 10)
+                n += 1
 
         starts = {}
         for _ in range(events):
-            starts[n] = run_hook(hook, env, n)
+            starts[n] = this.run(n)
             next_start = starts[n] + random.uniform(2, 5)
             n += 1
             pause = (next_start - time.time() * 1000) / 1000
             if pause > 0:
                 time.sleep(pause)
         if starts:
-            arrivals.wait_for(n - 1, 30)
-            ok &= report(kind, "stream, one every 2-5 ms", starts, arrivals)
+            this.arrivals.wait_for(n - 1, 30)
+            ok &= report(kind, "stream, one every 2-5 ms", starts, this.arrivals)
 
         starts = {}
         for _ in range(back_to_back):
-            starts[n] = run_hook(hook, env, n)
+            starts[n] = this.run(n)
             n += 1
         if starts:
-            arrivals.wait_for(n - 1, 30)
-            ok &= report(kind, "back to back", starts, arrivals)
+            this.arrivals.wait_for(n - 1, 30)
+            ok &= report(kind, "back to back", starts, this.arrivals)
 
-        starts = {}
+        # With --against, the builds take turns event by event (in a random order each
+        # round), so that both meet the same load: this machine's speed drifts by a third
+        # within minutes.
+        idle_starts = [{} for _ in builds]
         for _ in range(idle):
-            time.sleep(IDLE_GAP_S)
-            starts[n] = run_hook(hook, env, n)
-            arrivals.wait_for(n, 10)
-            n += 1
-        if starts:
-            ok &= report(kind, f"idle, {IDLE_GAP_S * 1000:.0f} ms apart", starts, arrivals)
+            for i in random.sample(range(len(builds)), len(builds)):
+                time.sleep(IDLE_GAP_S)
+                idle_starts[i][n] = builds[i].run(n)
+                builds[i].arrivals.wait_for(n, 10)
+                n += 1
+        mode = f"idle, {IDLE_GAP_S * 1000:.0f} ms apart"
+        for build, starts in zip(builds, idle_starts):
+            if starts:
+                label = f"{mode} ({build.hook})" if against else mode
+                ok &= report(kind, label, starts, build.arrivals)
+        if against and idle and ok:
+            def latencies(build, starts):
+                times = build.arrivals.read()
+                return [times[k][0] - starts[k] for k in sorted(starts)]
+            ours, theirs = (latencies(b, s) for b, s in zip(builds, idle_starts))
+            change = statistics.median(a - b for a, b in zip(ours, theirs))
+            print(f"| {kind} | {mode}: this build minus the other, paired by turn | {idle} | "
+                  f"{change:+.3f} ms (median) | | | | |")
     finally:
-        subprocess.run([hook, "stop"], env=env, capture_output=True)
-        server.kill()
-        server.wait()
-        log.close()
-        shutil.rmtree(work, ignore_errors=True)
+        for build in builds:
+            build.close()
     return ok
 
 
@@ -220,16 +260,19 @@ def main():
     parser.add_argument("--events", type=int, default=500)
     parser.add_argument("--back-to-back", type=int, default=200)
     parser.add_argument("--idle", type=int, default=100)
+    parser.add_argument("--against", metavar="PATH",
+                        help="another build's sluice-hook, timed in turn with this one in the idle run")
     args = parser.parse_args()
-    if not os.access(args.hook, os.X_OK):
-        sys.exit(f"{args.hook}: build it first: cargo build --release -p sluice-hook")
+    for hook in filter(None, [args.hook, args.against]):
+        if not os.access(hook, os.X_OK):
+            sys.exit(f"{hook}: build it first: cargo build --release -p sluice-hook")
     print(f"hook start to arrival at the server ({args.hook}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})")
     print("| server | run | events | p50 | p90 | p99 | max | |\n|---|---|---|---|---|---|---|---|")
     floor()
     floor(100, IDLE_GAP_S)
     ok = True
     for kind in args.servers.split(","):
-        ok &= measure(kind, args.hook, args.events, args.back_to_back, args.idle)
+        ok &= measure(kind, args.hook, args.events, args.back_to_back, args.idle, args.against)
     sys.exit(0 if ok else 1)
 
 
