@@ -84,7 +84,7 @@ fn machines(prefix: &str, lanes: usize, url: &str) -> Arc<Vec<Machine>> {
 /// `lanes` machines send `each` numbered events through `url` and a bridge to the embedded
 /// dashboard. During the stream: SIGKILL the bridge and restart it; stop the dashboard for
 /// 5 s and meanwhile, in a cluster, SIGKILL the stream's leader node and bring it back; in a
-/// cluster, SIGKILL the leader again as soon as the bridge delivers, and bring it back;
+/// cluster, SIGKILL the durable's leader as soon as the bridge delivers, and bring it back;
 /// SIGKILL the bridge again and restart it. Then: nothing lost, each lane's first arrivals in
 /// order, repeats only of one `event_id`, and SIGTERM ends the bridge with 0.
 async fn through_faults(
@@ -113,23 +113,22 @@ async fn through_faults(
     let back_at = tokio::time::Instant::now() + Duration::from_secs(5);
     let during_outage = log.len();
     let mut cluster = cluster;
-    // In a cluster: the leader lost during the outage, and the one elected instead.
-    let mut leaders = None;
+    // In a cluster: the stream's leader, lost during the outage.
+    let mut lost = None;
     if let Some(cluster) = cluster.as_deref_mut() {
-        let first = stream_leader(url).await;
-        cluster.node(&first).kill();
-        let second = stream_leader(url).await;
-        leaders = Some((first, second));
+        let leader = stream_leader(url).await;
+        cluster.node(&leader).kill();
+        lost = Some(leader);
     }
     tokio::time::sleep_until(back_at).await;
     let dashboard = Dashboard::start_with(addr, log.clone(), Acks::Immediate)
         .await
         .unwrap();
-    if let (Some(cluster), Some((first, second))) = (cluster, leaders) {
+    if let (Some(cluster), Some(first)) = (cluster, lost) {
         cluster.node(&first).start_again();
-        // The leader again, now as soon as the bridge delivers: messages on their way to
-        // it are lost with the node, and come back only after `ack_wait` (a bridge that
-        // pulled on at once broke the order in about 1 run of 5).
+        // Then the durable's leader, as soon as the bridge delivers: messages on their way
+        // from it are lost with the node, and come back only after `ack_wait` (a bridge that
+        // pulled on at once broke the order in about 1 run of 4).
         assert!(
             sluice_test_support::eventually(Duration::from_secs(15), || log.len() > during_outage)
                 .await,
@@ -141,9 +140,10 @@ async fn through_faults(
             at_loss < total,
             "the leader is lost while events arrive: {at_loss} of {total}"
         );
-        cluster.node(&second).kill();
+        let leader = consumer_leader(url, name).await;
+        cluster.node(&leader).kill();
         tokio::time::sleep(Duration::from_secs(2)).await;
-        cluster.node(&second).start_again();
+        cluster.node(&leader).start_again();
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     bridge.kill();
@@ -208,6 +208,38 @@ async fn stream_order(url: &str, lanes: usize) -> String {
         }
     }
     out
+}
+
+/// The name of the node leading the durable `durable`, once it has one.
+async fn consumer_leader(url: &str, durable: &str) -> String {
+    let servers: Vec<async_nats::ServerAddr> = url
+        .split(',')
+        .map(|server| server.parse().expect("a server URL"))
+        .collect();
+    let client = async_nats::connect(servers).await.expect("a client");
+    let js = jetstream::new(client);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let leader = match js.get_stream("SLUICE_HOOKS").await {
+            Ok(stream) => match stream
+                .get_consumer::<jetstream::consumer::pull::Config>(durable)
+                .await
+            {
+                Ok(mut consumer) => consumer
+                    .info()
+                    .await
+                    .map_err(|e| e.to_string())
+                    .map(|info| info.cluster.as_ref().and_then(|c| c.leader.clone())),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match leader {
+            Ok(Some(leader)) => return leader,
+            other => assert!(Instant::now() < deadline, "no durable leader: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The name of the node leading the stream, once it has one (a node that just came back may
@@ -482,8 +514,9 @@ async fn a_message_stays_unacked_until_the_dashboard_acknowledged_even_with_writ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_the_dashboard_never_acks_is_set_aside_and_the_durable_moves_on() {
-    // The dashboard's handler fails on one payload, the last of a burst, so no later ack
-    // covers it: before, the bridge nak'd it and got it back for ever.
+    // The dashboard's handler fails on the first event a fresh bridge sends, and acks the
+    // rest. Acks are cumulative, so the poison is alone: nothing behind it yet. Before, the
+    // bridge nak'd it and everything behind it, round after round, for ever.
     let server = NatsServer::start();
     let url = server.url();
     let machines = machines("poison", 1, &url);
@@ -491,26 +524,42 @@ async fn an_event_the_dashboard_never_acks_is_set_aside_and_the_durable_moves_on
     let dashboard = Dashboard::start_with(
         "127.0.0.1:0".parse().unwrap(),
         log.clone(),
-        Acks::Refusing("\"prompt 9\""),
+        Acks::Refusing("\"prompt 0\""),
     )
     .await
     .unwrap();
-    let mut bridge = BridgeProcess::start(BIN, "poison", &url, &dashboard.url(), "poison");
-    for k in 0..10 {
-        machines[0].hook(k);
-    }
-    let set_aside = || bridge.stats()["bridge"]["set_aside"].as_u64() == Some(1);
+    let bridge = BridgeProcess::start(BIN, "poison", &url, &dashboard.url(), "poison");
+    machines[0].hook(0);
+    // Its ack timed out (then it is tried alone, or nak'd).
+    let failed = || {
+        let log = bridge.log();
+        log.contains("failed alone") || log.contains("nak'd")
+    };
     assert!(
-        sluice_test_support::eventually(Duration::from_secs(40), set_aside).await,
-        "set aside: {}\n{}",
-        bridge.stats(),
+        sluice_test_support::eventually(Duration::from_secs(20), failed).await,
+        "the poison failed:\n{}",
         bridge.log()
     );
-    for k in 10..20 {
-        machines[0].hook(k);
-    }
-    assert_eq!(log.wait_for(20, Duration::from_secs(20)).await, 20);
-    assert_all_once_in_order(&log, 20, 1);
+    // Events behind it, paced, so that the dashboard's acks come between its tries alone.
+    let total = 31;
+    let sender = {
+        let machines = Arc::clone(&machines);
+        tokio::task::spawn_blocking(move || {
+            for k in 1..total {
+                machines[0].hook(k);
+                std::thread::sleep(Duration::from_millis(400));
+            }
+        })
+    };
+    let set_aside = || bridge.log().contains("set aside");
+    assert!(
+        sluice_test_support::eventually(Duration::from_secs(40), set_aside).await,
+        "set aside:\n{}",
+        bridge.log()
+    );
+    sender.await.unwrap();
+    assert_eq!(log.wait_for(total, Duration::from_secs(20)).await, total);
+    assert_all_once_in_order(&log, total, 1);
     let client = async_nats::connect(url.as_str()).await.expect("a client");
     let mut consumer: jetstream::consumer::PullConsumer = jetstream::new(client)
         .get_stream("SLUICE_HOOKS")
@@ -529,13 +578,20 @@ async fn an_event_the_dashboard_never_acks_is_set_aside_and_the_durable_moves_on
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let stats = bridge.stats();
-    assert_eq!(stats["bridge"]["delivered"], 19, "{stats}");
+    assert_eq!(stats["bridge"]["set_aside"], 1, "{stats}");
+    // Each of the others at least once (one held behind the poison's tries past the
+    // consumer's ack_wait comes back, and is delivered again).
+    assert!(
+        stats["bridge"]["delivered"].as_u64() >= Some(total as u64 - 1),
+        "{stats}"
+    );
     let logged = bridge.log();
     assert_eq!(
         logged.matches("set aside").count(),
         1,
         "logged once:\n{logged}"
     );
+    let mut bridge = bridge;
     let _ = bridge.terminate(Duration::from_secs(6));
 }
 

@@ -15,6 +15,9 @@ use crate::destination::{Destination, Failure, FailureKind, Outgoing, Pending};
 /// dashboard is back, however long it was away.
 pub(crate) const MAX_RETRY_WAIT: Duration = Duration::from_secs(1);
 
+/// How long one of the bridge's batches waits for its connection.
+const BRIDGE_WAIT: Duration = Duration::from_secs(30);
+
 /// The dashboard, through one sink.
 #[derive(Debug)]
 pub(crate) struct SocketIo {
@@ -41,9 +44,13 @@ impl SocketIo {
         max_bytes: usize,
         ack_timeout: Duration,
     ) -> Result<Self, sluice_socketio_sink::BoxError> {
+        // Batches wait for the one connection in line, as long as those ahead may take: one
+        // that gave up waiting would fail unsent while a later one got the connection and
+        // reached the dashboard before it.
         let builder = SocketIoSink::builder(config.url.clone())
             .ack_timeout(ack_timeout)
-            .max_connections(1);
+            .max_connections(1)
+            .wait_timeout(BRIDGE_WAIT);
         Self::configure(
             builder,
             config,

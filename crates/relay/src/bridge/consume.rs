@@ -11,7 +11,7 @@ use sluice_nats_sink::async_nats::{
 };
 use sluice_nats_sink::DEFAULT_STREAM;
 
-use super::round::{round, Connects, Ctx, Round};
+use super::round::{round, Connects, Round, Shared};
 use super::stats::Counters;
 use super::suspects::Suspects;
 use super::{Bridge, ACK_WAIT, MAX_ACK_PENDING, STARTUP_WAIT};
@@ -78,13 +78,13 @@ pub(super) async fn consume(
         let connected = Connects::of(&client);
         let mut isolate = false;
         while !*stop.borrow() {
-            let ctx = Ctx {
+            let shared = Shared {
                 destination: &destination,
                 counters: &counters,
                 connected: &connected,
                 suspects: &mut suspects,
             };
-            let ended = round(&consumer, ctx, std::mem::take(&mut isolate)).await;
+            let ended = round(&consumer, shared, std::mem::take(&mut isolate)).await;
             let wait = match ended {
                 Round::Done => continue,
                 Round::Failed {

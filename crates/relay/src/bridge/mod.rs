@@ -177,7 +177,8 @@ async fn serve(mut config: Config, bridge: Bridge) -> i32 {
         None => {
             tracing::info!("SIGTERM: finishing the messages in flight");
             let _ = stop_tx.send(true);
-            match tokio::time::timeout(Duration::from_secs(4), &mut work).await {
+            // 3 s for the round, then 0.5 s for the sink and 1 s for its goodbye: within 5 s.
+            match tokio::time::timeout(Duration::from_secs(3), &mut work).await {
                 Ok(done) => done.unwrap_or(1),
                 Err(_) => {
                     work.abort();

@@ -57,8 +57,8 @@ impl Connects {
     }
 }
 
-/// What a round works with.
-pub(super) struct Ctx<'a> {
+/// What every round works with.
+pub(super) struct Shared<'a> {
     pub(super) destination: &'a SocketIo,
     pub(super) counters: &'a Counters,
     pub(super) connected: &'a Connects,
@@ -67,7 +67,11 @@ pub(super) struct Ctx<'a> {
 
 /// Pulls at most [`MAX_ACK_PENDING`] messages, sends each as it comes (one at a time with
 /// `isolate`) and settles them in stream order.
-pub(super) async fn round(consumer: &consumer::PullConsumer, ctx: Ctx<'_>, isolate: bool) -> Round {
+pub(super) async fn round(
+    consumer: &consumer::PullConsumer,
+    shared: Shared<'_>,
+    isolate: bool,
+) -> Round {
     let pulled = tokio::time::Instant::now();
     let mut batch = match consumer
         .batch()
@@ -79,20 +83,24 @@ pub(super) async fn round(consumer: &consumer::PullConsumer, ctx: Ctx<'_>, isola
         Ok(batch) => batch,
         Err(error) => return Round::Trouble(format!("pull failed: {error}")),
     };
-    let Ctx {
+    let Shared {
         destination,
         counters,
         connected,
         suspects,
-    } = ctx;
+    } = shared;
     let mut sending = Sending {
         in_flight: FuturesOrdered::new(),
         alone_in_flight: false,
         held: VecDeque::new(),
         failed: None,
+        suspect_nakd: false,
         isolate,
         isolate_next: false,
     };
+    // The server ends a pull by ROUND_EXPIRES. A pull still open well after that lost its
+    // server side (the consumer's leader went away with it, maybe with messages on the way).
+    let give_up = pulled + ROUND_EXPIRES + PULL_SLACK;
     let mut trouble: Option<String> = None;
     let mut more = true;
     // `release` leaves nothing held while nothing is in flight, so the loop ends with both
@@ -106,8 +114,12 @@ pub(super) async fn round(consumer: &consumer::PullConsumer, ctx: Ctx<'_>, isola
                     sending.release(destination, suspects, counters).await;
                 }
             }
-            next = batch.next(), if more => match next {
-                Some(Ok(message)) => {
+            next = tokio::time::timeout_at(give_up, batch.next()), if more => match next {
+                Err(_) => {
+                    more = false;
+                    trouble.get_or_insert_with(|| "the server did not end a pull".to_string());
+                }
+                Ok(Some(Ok(message))) => {
                     Counters::add(&counters.received);
                     if message.info().is_ok_and(|info| info.delivered > 1) {
                         Counters::add(&counters.redelivered);
@@ -121,16 +133,8 @@ pub(super) async fn round(consumer: &consumer::PullConsumer, ctx: Ctx<'_>, isola
                     sending.held.push_back(message);
                     sending.release(destination, suspects, counters).await;
                 }
-                Some(Err(error)) => trouble = Some(format!("pull ended: {error}")),
-                None => {
-                    more = false;
-                    // The server ends a pull by ROUND_EXPIRES; the client gives up 5 s later.
-                    // A pull that lasted that long lost its server side: the consumer's leader
-                    // went away with it, maybe with messages on the way.
-                    if trouble.is_none() && pulled.elapsed() > ROUND_EXPIRES + PULL_SLACK {
-                        trouble = Some("the server did not end a pull".to_string());
-                    }
-                }
+                Ok(Some(Err(error))) => trouble = Some(format!("pull ended: {error}")),
+                Ok(None) => more = false,
             },
         }
     }
@@ -158,6 +162,8 @@ struct Sending {
     held: VecDeque<jetstream::Message>,
     /// Set once something in this round failed: the rest is nak'd with this delay.
     failed: Option<Duration>,
+    /// A suspect was nak'd with SUSPECT_RETRY: nothing behind it may come back sooner.
+    suspect_nakd: bool,
     /// Every event goes alone in this round.
     isolate: bool,
     /// The failure that ended the round could be its event's own: isolate the next.
@@ -181,7 +187,7 @@ impl Sending {
             }
             let alone = self.isolate
                 || !destination.circuit_closed()
-                || (suspects.any() && suspects.is_suspect(sequence(message)));
+                || suspects.is_suspect(sequence(message));
             if !self.in_flight.is_empty() && (alone || self.alone_in_flight) {
                 return;
             }
@@ -208,19 +214,20 @@ impl Sending {
     }
 
     /// Acks, naks or sets aside a message whose event's outcome came.
-    async fn settle(
-        &mut self,
-        (message, outcome, alone): (jetstream::Message, Result<(), Failure>, bool),
-        suspects: &mut Suspects,
-        counters: &Counters,
-    ) {
+    async fn settle(&mut self, settled: Settled, suspects: &mut Suspects, counters: &Counters) {
+        let Settled {
+            message,
+            outcome,
+            alone,
+        } = settled;
         if self.in_flight.is_empty() {
             self.alone_in_flight = false;
         }
         let failure = match (outcome, self.failed) {
             (Ok(()), None) => {
-                let _ = message.ack().await;
-                Counters::add(&counters.delivered);
+                if message.ack().await.is_ok() {
+                    Counters::add(&counters.delivered);
+                }
                 suspects.acked(sequence(&message));
                 return;
             }
@@ -230,58 +237,67 @@ impl Sending {
             }
             (Err(failure), None) => failure,
         };
-        let FailureKind::Unconfirmed { no_ack } = failure.kind() else {
-            let delay = nak_delay(&failure);
-            self.failed = Some(delay);
-            nak(&message, delay, counters).await;
+        let (FailureKind::Unconfirmed { no_ack }, true, Some(at)) =
+            (failure.kind(), alone, sequence(&message))
+        else {
+            // Turned away, an outage, or unconfirmed among others: the rest waits, and after
+            // the last, the next round isolates.
+            self.isolate_next = matches!(failure.kind(), FailureKind::Unconfirmed { .. });
+            self.fail(nak_delay(&failure));
+            nak(&message, self.failed.unwrap_or(NAK_DELAY), counters).await;
             return;
         };
-        let verdict = match (alone, sequence(&message)) {
-            (true, Some(at)) => suspects.failed_alone(at).with(at),
-            _ => None,
-        };
-        match verdict {
-            Some((at, Verdict::SetAside)) => {
-                let _ = message.ack_with(AckKind::Term).await;
-                Counters::add(&counters.set_aside);
+        let reason = crate::error_chain(&failure);
+        match suspects.failed_alone(at) {
+            Verdict::SetAside => {
+                if message.ack_with(AckKind::Term).await.is_ok() {
+                    Counters::add(&counters.set_aside);
+                }
                 tracing::warn!(
                     stream_sequence = at,
                     subject = %message.subject,
-                    "bridge: {}; failed alone {SET_ASIDE_AFTER} times while the dashboard \
-                     acknowledged others: set aside (terminated; the stream keeps it)",
-                    crate::error_chain(&failure)
+                    "bridge: {reason}; failed alone {SET_ASIDE_AFTER} times while the \
+                     dashboard acknowledged others: set aside (terminated; the stream keeps it)"
                 );
+                return;
             }
-            Some((at, Verdict::Suspect(failures))) => {
-                tracing::info!(
-                    stream_sequence = at,
-                    "bridge: {}; failed alone ({failures} of {SET_ASIDE_AFTER}), tried again",
-                    crate::error_chain(&failure)
-                );
-                nak(&message, SUSPECT_RETRY, counters).await;
-                if !no_ack {
-                    // Maybe never written: what follows must not overtake it.
-                    self.failed = Some(SUSPECT_RETRY);
-                }
-            }
-            _ => {
-                let delay = nak_delay(&failure);
-                self.failed = Some(delay);
-                self.isolate_next = true;
-                nak(&message, delay, counters).await;
-            }
+            Verdict::Suspect(failures) => tracing::info!(
+                stream_sequence = at,
+                "bridge: {reason}; failed alone ({failures} of {SET_ASIDE_AFTER}), tried again"
+            ),
+            Verdict::NotBlamed => tracing::info!(
+                stream_sequence = at,
+                "bridge: {reason}; failed alone, tried again"
+            ),
+        }
+        nak(&message, SUSPECT_RETRY, counters).await;
+        self.suspect_nakd = true;
+        if !no_ack {
+            // Maybe never written: what follows must not overtake it.
+            self.fail(SUSPECT_RETRY);
         }
     }
-}
 
-impl Verdict {
-    /// `Some((at, self))` unless not blamed.
-    fn with(self, at: u64) -> Option<(u64, Verdict)> {
-        (self != Verdict::NotBlamed).then_some((at, self))
+    /// Something failed: the rest of the round is nak'd with `delay`, and never comes back
+    /// before a suspect nak'd earlier.
+    fn fail(&mut self, delay: Duration) {
+        let delay = if self.suspect_nakd {
+            delay.max(SUSPECT_RETRY)
+        } else {
+            delay
+        };
+        self.failed = Some(delay);
     }
 }
 
-/// A message sent, and its event's outcome: resolves to both, with whether it went alone.
+/// A message whose event's outcome came, and whether it went alone.
+struct Settled {
+    message: jetstream::Message,
+    outcome: Result<(), Failure>,
+    alone: bool,
+}
+
+/// A message sent, and its event's outcome: resolves to both.
 struct Sent {
     message: Option<jetstream::Message>,
     outcome: Pending,
@@ -289,15 +305,19 @@ struct Sent {
 }
 
 impl Future for Sent {
-    type Output = (jetstream::Message, Result<(), Failure>, bool);
+    type Output = Settled;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Settled> {
         let outcome = ready!(self.outcome.as_mut().poll(cx));
         let message = self
             .message
             .take()
             .expect("a Sent is not polled after it resolved");
-        Poll::Ready((message, outcome, self.alone))
+        Poll::Ready(Settled {
+            message,
+            outcome,
+            alone: self.alone,
+        })
     }
 }
 
