@@ -215,20 +215,36 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
         }
     };
     let new_events = Arc::new(Notify::new());
-    let store =
-        match StoreWorker::spawn(store, path, config.spool_max_bytes, Arc::clone(&new_events)) {
-            Ok(store) => store,
-            Err(error) => {
-                tracing::error!(%error, "cannot start the store's thread");
-                return 1;
-            }
-        };
+    let store = match StoreWorker::spawn(
+        store,
+        path,
+        config.spool_max_bytes,
+        Arc::clone(&new_events),
+    )
+    .await
+    {
+        Ok(store) => store,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the store's thread");
+            return 1;
+        }
+    };
+    // The destination's tasks (batching, connections) run on the store's thread, beside
+    // delivery: an event goes from the hook to the store to the dashboard without waking
+    // another thread.
     let destination: Result<Box<dyn Destination>, String> = if config::is_nats(&config.url) {
-        Nats::build(&config, ROUND_EVENTS)
+        let config = config.clone();
+        store
+            .serve_beside(async move {
+                Nats::build(&config, ROUND_EVENTS)
+                    .await
+                    .map(|sink| Box::new(sink) as Box<dyn Destination>)
+                    .map_err(|error| error_chain(&error))
+            })
             .await
-            .map(|sink| Box::new(sink) as Box<dyn Destination>)
-            .map_err(|error| error_chain(&error))
+            .unwrap_or_else(|error| Err(error.to_string()))
     } else {
+        let _store_thread = store.runtime().enter();
         SocketIo::build(&config, ROUND_EVENTS, ROUND_BYTES)
             .map(|sink| Box::new(sink) as Box<dyn Destination>)
             .map_err(|error| error_chain(&*error))
@@ -281,7 +297,10 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
     if notify_ready {
         say_ready();
     }
-    let sender = tokio::spawn(deliver::run(Arc::clone(&relay), ownership, stopped.clone()));
+    let sender =
+        relay
+            .store
+            .serve_beside(deliver::run(Arc::clone(&relay), ownership, stopped.clone()));
     let watchdog = tokio::spawn(watch_idle(Arc::clone(&relay)));
     // The status event is the Socket.IO dashboard's.
     if !relay.config.status_every.is_zero() && !config::is_nats(&relay.config.url) {
@@ -300,11 +319,10 @@ async fn serve(config: Config, notify_ready: bool) -> i32 {
             }
         });
     }
-    let listening = ingest::listen(Arc::clone(&relay), listener);
-    if let Err(error) = relay.store.serve_beside(listening) {
-        tracing::error!(%error, "cannot serve the hooks");
-        let _ = relay.stop.send(true);
-    }
+    // Should the store's thread be gone, the task is dropped, which stops the relay.
+    relay
+        .store
+        .serve_beside(ingest::listen(Arc::clone(&relay), listener));
     let mut stopped = stopped;
     let _ = stopped.wait_for(|stop| *stop).await;
     relay.close_ingest().await;
