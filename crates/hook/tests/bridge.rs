@@ -130,7 +130,7 @@ async fn through_faults(
         // from it are lost with the node, and come back only after `ack_wait` (a bridge that
         // pulled on at once broke the order in about 1 run of 4).
         assert!(
-            sluice_test_support::eventually(Duration::from_secs(15), || log.len() > during_outage)
+            sluice_test_support::eventually(Duration::from_secs(30), || log.len() > during_outage)
                 .await,
             "delivery resumed after the dashboard's return:\n{}",
             bridge.log()

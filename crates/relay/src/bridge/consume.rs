@@ -24,6 +24,9 @@ use crate::socketio::SocketIo;
 const OPEN_RETRY: Duration = Duration::from_secs(1);
 const OPEN_RETRY_MAX: Duration = Duration::from_secs(30);
 
+/// How long each request of the opening may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How long after trouble the consumer is opened again.
 const TROUBLE_PAUSE: Duration = Duration::from_millis(500);
 
@@ -134,7 +137,10 @@ async fn open_consumer(
     let client = sluice_nats_sink::connect(&bridge.from, config.nats_creds.as_deref())
         .await
         .map_err(|e| crate::error_chain(&e))?;
-    let js = jetstream::new(client.clone());
+    let mut js = jetstream::new(client.clone());
+    // A cluster that is recovering may not answer: try again soon rather than wait out the
+    // client's 10 s.
+    js.set_timeout(OPEN_TIMEOUT);
     let stream = js.get_stream(DEFAULT_STREAM).await.map_err(|e| {
         format!("no stream {DEFAULT_STREAM} ({e}): create it with `sluice-hook nats setup`")
     })?;
