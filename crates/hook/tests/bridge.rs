@@ -362,6 +362,53 @@ async fn two_bridges_on_one_durable_share_the_work_and_one_carries_on() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_on_a_durable_of_its_own_gives_a_second_dashboard_everything() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let (lanes, each) = (2, 100);
+    let machines = machines("own", lanes, &url);
+    let mut bridges = Vec::new();
+    let mut logs = Vec::new();
+    let mut dashboards = Vec::new();
+    for durable in ["own-1", "own-2"] {
+        let log = Log::default();
+        let dashboard =
+            Dashboard::start_with("127.0.0.1:0".parse().unwrap(), log.clone(), Acks::Immediate)
+                .await
+                .unwrap();
+        bridges.push(BridgeProcess::start(
+            BIN,
+            durable,
+            &url,
+            &dashboard.url(),
+            durable,
+        ));
+        logs.push(log);
+        dashboards.push(dashboard);
+    }
+    for sender in send(&machines, each, Duration::from_millis(5)) {
+        sender.await.unwrap();
+    }
+    let total = lanes * each;
+    for (log, bridge) in logs.iter().zip(&bridges) {
+        let arrived = log.wait_for(total, Duration::from_secs(30)).await;
+        assert_eq!(arrived, total, "{}", bridge.log());
+        assert_all_once_in_order(log, total, lanes);
+        assert_eq!(
+            log.duplicates_seen(),
+            0,
+            "a repeat at a dashboard of its own"
+        );
+    }
+    for bridge in &mut bridges {
+        assert_eq!(
+            bridge.terminate(Duration::from_secs(5)).map(|s| s.code()),
+            Some(Some(0))
+        );
+    }
+}
+
 /// Waits until two pulls are open on `durable`.
 async fn both_pulling(url: &str, durable: &str) {
     let client = async_nats::connect(url).await.expect("a client");
