@@ -116,7 +116,7 @@ async fn through_faults(
     // In a cluster: the stream's leader, lost during the outage.
     let mut lost = None;
     if let Some(cluster) = cluster.as_deref_mut() {
-        let leader = stream_leader(url).await;
+        let leader = leader_of(url, None).await;
         cluster.node(&leader).kill();
         lost = Some(leader);
     }
@@ -140,7 +140,7 @@ async fn through_faults(
             at_loss < total,
             "the leader is lost while events arrive: {at_loss} of {total}"
         );
-        let leader = consumer_leader(url, name).await;
+        let leader = leader_of(url, Some(name)).await;
         cluster.node(&leader).kill();
         tokio::time::sleep(Duration::from_secs(2)).await;
         cluster.node(&leader).start_again();
@@ -210,8 +210,9 @@ async fn stream_order(url: &str, lanes: usize) -> String {
     out
 }
 
-/// The name of the node leading the durable `durable`, once it has one.
-async fn consumer_leader(url: &str, durable: &str) -> String {
+/// The name of the node leading the stream, or the durable `durable` on it, once it has
+/// one (a node that just came back may hold an election first).
+async fn leader_of(url: &str, durable: Option<&str>) -> String {
     let servers: Vec<async_nats::ServerAddr> = url
         .split(',')
         .map(|server| server.parse().expect("a server URL"))
@@ -220,50 +221,37 @@ async fn consumer_leader(url: &str, durable: &str) -> String {
     let js = jetstream::new(client);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let leader = match js.get_stream("SLUICE_HOOKS").await {
-            Ok(stream) => match stream
-                .get_consumer::<jetstream::consumer::pull::Config>(durable)
+        let leader = async {
+            let mut stream = js
+                .get_stream("SLUICE_HOOKS")
                 .await
-            {
-                Ok(mut consumer) => consumer
+                .map_err(|e| e.to_string())?;
+            let cluster = match durable {
+                Some(durable) => {
+                    let mut consumer: jetstream::consumer::PullConsumer = stream
+                        .get_consumer(durable)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    consumer
+                        .info()
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .cluster
+                        .clone()
+                }
+                None => stream
                     .info()
                     .await
-                    .map_err(|e| e.to_string())
-                    .map(|info| info.cluster.as_ref().and_then(|c| c.leader.clone())),
-                Err(e) => Err(e.to_string()),
-            },
-            Err(e) => Err(e.to_string()),
-        };
-        match leader {
-            Ok(Some(leader)) => return leader,
-            other => assert!(Instant::now() < deadline, "no durable leader: {other:?}"),
+                    .map_err(|e| e.to_string())?
+                    .cluster
+                    .clone(),
+            };
+            Ok::<_, String>(cluster.and_then(|c| c.leader))
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The name of the node leading the stream, once it has one (a node that just came back may
-/// hold an election first).
-async fn stream_leader(url: &str) -> String {
-    let servers: Vec<async_nats::ServerAddr> = url
-        .split(',')
-        .map(|server| server.parse().expect("a server URL"))
-        .collect();
-    let client = async_nats::connect(servers).await.expect("a client");
-    let js = jetstream::new(client);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let leader = match js.get_stream("SLUICE_HOOKS").await {
-            Ok(mut stream) => stream
-                .info()
-                .await
-                .map_err(|e| e.to_string())
-                .map(|info| info.cluster.as_ref().and_then(|c| c.leader.clone())),
-            Err(e) => Err(e.to_string()),
-        };
+        .await;
         match leader {
             Ok(Some(leader)) => return leader,
-            other => assert!(Instant::now() < deadline, "no stream leader: {other:?}"),
+            other => assert!(Instant::now() < deadline, "no leader: {other:?}"),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
