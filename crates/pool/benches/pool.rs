@@ -10,7 +10,8 @@
 //! 2-worker runtime share 5 connections, each holding its
 //! connection across a `tokio::task::yield_now().await`, so that tasks wait for one another:
 //! sluice's connection takes one request at a time, as a plain socket does (`poll_ready` is
-//! `Pending` until its boxed response, which yields once, is done), deadpool's and bb8's
+//! `Pending` until its response, which yields once, is done; the response is not boxed, as
+//! the peers allocate nothing per get), deadpool's and bb8's
 //! guards are held across the yield, and a tokio `Semaphore` of 5 permits (acquire, yield,
 //! release) is the floor: waiting and nothing else. `sluice_limit` is sluice with the same
 //! connection made of tower's `ConcurrencyLimit` of 1 over a `service_fn`, whose own
@@ -21,7 +22,6 @@
 use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
 use std::hint::black_box;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -218,14 +218,15 @@ fn eight_tasks(c: &mut Criterion) {
     group.finish();
 }
 
-type Yielding = Pin<Box<dyn Future<Output = Result<u64, Infallible>> + Send>>;
-
 /// A connection that carries one request at a time, as a plain socket does (hyper's HTTP/1
 /// `SendRequest` is one): `poll_ready` is `Pending` while a response is out, and the
-/// response frees it once answered (or dropped), waking whoever asked. The response is a
-/// boxed future that yields once, so the connection is held across the yield.
-struct HeldConn {
+/// response frees it once answered (or dropped), waking whoever asked. The response is
+/// `answer`'s future, which yields once, so the connection is held across the yield; it is
+/// not boxed, as the peers' guards are not: an allocation per request would be the
+/// connection's cost, not the pool's.
+struct HeldConn<A> {
     state: Arc<HeldState>,
+    answer: A,
 }
 
 #[derive(Default)]
@@ -244,10 +245,14 @@ impl Drop for Free {
     }
 }
 
-impl Service<u64> for HeldConn {
+impl<A, F> Service<u64> for HeldConn<A>
+where
+    A: Fn(u64, Free) -> F,
+    F: Future<Output = Result<u64, Infallible>>,
+{
     type Response = u64;
     type Error = Infallible;
-    type Future = Yielding;
+    type Future = F;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         if self.state.busy.load(Ordering::Acquire) {
@@ -259,35 +264,34 @@ impl Service<u64> for HeldConn {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: u64) -> Yielding {
+    fn call(&mut self, request: u64) -> F {
         self.state.busy.store(true, Ordering::Release);
-        let free = Free(Arc::clone(&self.state));
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            drop(free);
-            Ok(request)
-        })
+        (self.answer)(request, Free(Arc::clone(&self.state)))
     }
 }
 
-fn held_conn() -> HeldConn {
+/// The held connection's answer: yields once, then frees the connection.
+async fn answer(request: u64, free: Free) -> Result<u64, Infallible> {
+    tokio::task::yield_now().await;
+    drop(free);
+    Ok(request)
+}
+
+fn held_conn() -> impl Service<u64, Response = u64, Error = Infallible, Future: Send> + Send {
     HeldConn {
         state: Arc::default(),
+        answer,
     }
 }
 
 /// The same one-at-a-time connection made with tower's `ConcurrencyLimit` of 1 over a
 /// `service_fn`: its semaphore and reusable boxed acquire cost more than the pool does.
-type LimitConn = ConcurrencyLimit<ServiceFn<fn(u64) -> Yielding>>;
-
-fn limit_conn() -> LimitConn {
-    fn answer(request: u64) -> Yielding {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            Ok(request)
-        })
+fn limit_conn() -> impl Service<u64, Response = u64, Error = Infallible, Future: Send> + Send {
+    async fn answer(request: u64) -> Result<u64, Infallible> {
+        tokio::task::yield_now().await;
+        Ok(request)
     }
-    ConcurrencyLimit::new(service_fn(answer as fn(u64) -> Yielding), 1)
+    ConcurrencyLimit::new(service_fn(answer), 1)
 }
 
 /// A pool of at most 5 connections made by `conn`.
