@@ -10,7 +10,7 @@ use tower_service::Service;
 
 use crate::error::{BoxError, ConnectTimedOut};
 use crate::lifecycle::Lifecycle;
-use crate::shard::Conn;
+use crate::shard::Pooled;
 use crate::shared::Shared;
 use crate::wait::ParkWaker;
 
@@ -103,13 +103,13 @@ where
                 let park = ParkWaker::park(self, inner.next_conn);
                 let now = Instant::now();
                 let (_, shard) = self.local_shard();
-                shard.conns.lock().idle.push_front(Conn {
+                shard.conns.lock().idle.push_front(Box::new(Pooled {
                     conn,
                     created: now,
                     last_used: self.config.idle_timeout.map(|_| now),
                     broken: self.config.fatal.as_ref().map(|_| Arc::default()),
                     park,
-                });
+                }));
                 // Counted for `plan`; every waiter is woken below.
                 shard.returns.fetch_add(1, Ordering::SeqCst);
             }

@@ -46,8 +46,8 @@ where
     reserved: Option<Reserved<M::Response>>,
     /// When the wait for a connection began, while waiting.
     wait: Option<Instant>,
-    /// Bounds the wait. Kept between waits and reset for the next: a later deadline only
-    /// moves the registered one, where a new timer would allocate and register.
+    /// Bounds the wait. Kept between waits: it is set to an earlier wait's deadline, or to
+    /// this one's, and moved on when it fires early.
     timer: Option<Pin<Box<Sleep>>>,
     /// This service's place in the pool's line of waiters, made on its first wait.
     waiter: Option<Arc<Waiter>>,
@@ -194,20 +194,22 @@ where
             }
         }
         self.shared.ensure_maintenance();
-        let started = match self.wait {
-            Some(started) => started,
-            None => {
-                let now = Instant::now();
-                let deadline = now + self.shared.config.wait_timeout;
-                match &mut self.timer {
-                    Some(timer) => timer.as_mut().reset(deadline),
-                    None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-                }
-                *self.wait.insert(now)
-            }
+        let started = *self.wait.get_or_insert_with(Instant::now);
+        let deadline = started + self.shared.config.wait_timeout;
+        let timer = match &mut self.timer {
+            Some(timer) => timer,
+            None => self
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
         };
-        let timer = self.timer.as_mut().expect("set when the wait began");
-        if timer.as_mut().poll(cx).is_ready() {
+        // A timer left from an earlier wait fires before this wait's deadline, never after:
+        // it is moved only once it fires early, not at every wait (moving it takes the
+        // timer driver's lock), so it is moved at most once per `wait_timeout`.
+        while timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() < deadline {
+                timer.as_mut().reset(deadline);
+                continue;
+            }
             self.wait = None;
             // A connection that answered `Pending` and never woke its waker (against the
             // `Service` contract) would stay parked for ever: before giving up, look at the
@@ -270,7 +272,7 @@ where
                 None => {
                     // This thread's shard is empty: note the returns before looking in all.
                     seen.get_or_insert_with(|| self.shared.returns());
-                    self.shared.checkout_any()
+                    self.shared.checkout_other()
                 }
             };
             let Some(mut conn) = conn else {

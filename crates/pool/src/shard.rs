@@ -17,8 +17,12 @@ use crate::lifecycle::Lifecycle;
 use crate::shared::Shared;
 use crate::stats::Eviction;
 
+/// A pooled connection, boxed: it moves between the shards, the services and their calls
+/// several times per request, and a pointer moves for less than the whole record.
+pub(crate) type Conn<C> = Box<Pooled<C>>;
+
 /// A pooled connection and what the pool knows about it.
-pub(crate) struct Conn<C> {
+pub(crate) struct Pooled<C> {
     pub(crate) conn: C,
     /// When it was made; read only if `max_lifetime` is set.
     pub(crate) created: Instant,
@@ -47,7 +51,7 @@ pub(crate) struct ParkState {
     pub(crate) shard: AtomicUsize,
 }
 
-impl<C> Conn<C> {
+impl<C> Pooled<C> {
     pub(crate) fn expiry(&self, config: &Config, now: Instant) -> Option<Eviction> {
         if self
             .broken
@@ -133,11 +137,12 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
         self.local_shard().1.conns.lock().idle.pop_front()
     }
 
-    /// Takes an idle connection out of any shard, this thread's first.
-    pub(crate) fn checkout_any(&self) -> Option<Conn<C>> {
+    /// Takes an idle connection out of another thread's shard (this thread's was empty: one
+    /// put back there since is seen through [`returns`](Self::returns)).
+    pub(crate) fn checkout_other(&self) -> Option<Conn<C>> {
         let (start, _) = self.local_shard();
         let count = self.shards.len();
-        (0..count).find_map(|offset| {
+        (1..count).find_map(|offset| {
             self.shards[(start + offset) % count]
                 .conns
                 .lock()

@@ -145,6 +145,7 @@ where
     }
 
     /// Drops a checked-out connection from the pool and closes it.
+    #[allow(clippy::boxed_local)] // callers hold connections boxed
     pub(crate) fn evict(&self, conn: Conn<C>, reason: Eviction) {
         {
             let mut inner = self.inner.lock();

@@ -155,7 +155,11 @@ where
             }
         }
         *waiting = true;
-        self.has_waiters.store(true, Ordering::SeqCst);
+        // Stored only if unset (a store here costs as much as a lock): with the line not
+        // empty it was set under this lock, and is cleared only under it.
+        if !self.has_waiters.load(Ordering::SeqCst) {
+            self.has_waiters.store(true, Ordering::SeqCst);
+        }
         if self.returns() != seen {
             // A connection came back after this caller looked, maybe before the waker was
             // in place: look again rather than wait. (The caller leaves the list when it

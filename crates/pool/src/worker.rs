@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::connect::Connector;
 use crate::lifecycle::Lifecycle;
-use crate::shard::Conn;
+use crate::shard::Pooled;
 use crate::shared::Shared;
 use crate::stats::Eviction;
 
@@ -93,22 +93,22 @@ where
             self.lifecycle.close(conn.conn).await;
         }
         for conn in to_check {
-            let Conn {
+            let Pooled {
                 conn,
                 created,
                 last_used,
                 broken,
                 park,
-            } = conn;
+            } = *conn;
             match self.lifecycle.check(conn).await {
                 Ok(conn) => self.checkin(
-                    Conn {
+                    Box::new(Pooled {
                         conn,
                         created,
                         last_used,
                         broken,
                         park,
-                    },
+                    }),
                     false,
                 ),
                 Err(error) => {

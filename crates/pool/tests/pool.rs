@@ -126,6 +126,43 @@ async fn a_busy_connection_leads_to_a_second_and_never_more_than_max() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn each_wait_gets_its_whole_wait_timeout() {
+    // One connection; `a` keeps it busy while `c` waits twice. The timer `c` keeps from its
+    // first wait (due at 1 s) fires during its second (due at 1.8 s): it must not end it.
+    let layer = layer().max_size(1).build().unwrap();
+    let (connector, mut connector_handle) = mock::pair::<&'static str, Conn>();
+    let pool = layer.layer(connector);
+    let mut a = mock::Spawn::new(pool.clone());
+    let mut c = mock::Spawn::new(pool);
+
+    assert_pending!(a.poll_ready());
+    let mut conn = accept(&mut connector_handle).await;
+    conn.allow(1);
+    assert_ready_ok!(a.poll_ready());
+    let _first = a.call(1);
+    assert_pending!(c.poll_ready());
+
+    time::advance(Duration::from_millis(600)).await;
+    conn.allow(1);
+    assert!(c.is_woken());
+    assert_ready_ok!(c.poll_ready());
+    let _second = c.call(2);
+
+    time::advance(Duration::from_millis(200)).await;
+    assert_pending!(c.poll_ready()); // the second wait begins, at 0.8 s
+    time::advance(Duration::from_millis(300)).await;
+    assert_pending!(c.poll_ready()); // 1.1 s: the first wait's deadline passed
+    time::advance(Duration::from_millis(699)).await;
+    assert_pending!(c.poll_ready());
+    time::advance(Duration::from_millis(1)).await;
+    assert!(c.is_woken());
+    assert_ready_ok!(c.poll_ready());
+    let error = c.call(3).await.unwrap_err();
+    let timeout = error.downcast_ref::<PoolTimeout>().expect("PoolTimeout");
+    assert_eq!(timeout.waited(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_broken_connection_is_evicted_and_replaced() {
     let (mut pool, mut connector) = pool(layer().build().unwrap());
     let handle = pool.get_ref().handle();
