@@ -103,13 +103,14 @@ where
                 let park = ParkWaker::park(self, inner.next_conn);
                 let now = Instant::now();
                 let (_, shard) = self.local_shard();
-                shard.conns.lock().idle.push_front(Box::new(Pooled {
+                let conn = Box::new(Pooled {
                     conn,
                     created: now,
                     last_used: self.config.idle_timeout.map(|_| now),
                     broken: self.config.fatal.as_ref().map(|_| Arc::default()),
                     park,
-                }));
+                });
+                shard.push_idle(&mut shard.conns.lock(), conn);
                 // Counted for `plan`; every waiter is woken below.
                 shard.returns.fetch_add(1, Ordering::SeqCst);
             }

@@ -3,9 +3,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
@@ -49,6 +48,8 @@ where
     /// Bounds the wait. Kept between waits: it is set to an earlier wait's deadline, or to
     /// this one's, and moved on when it fires early.
     timer: Option<Pin<Box<Sleep>>>,
+    /// The waker `timer` was last polled with.
+    timer_waker: Option<Waker>,
     /// This service's place in the pool's line of waiters, made on its first wait.
     waiter: Option<Arc<Waiter>>,
     /// Whether it is waiting (in line, or woken and not yet served).
@@ -70,6 +71,7 @@ where
             reserved: None,
             wait: None,
             timer: None,
+            timer_waker: None,
             waiter: None,
             waiting: false,
         }
@@ -202,6 +204,16 @@ where
                 .timer
                 .insert(Box::pin(tokio::time::sleep_until(deadline))),
         };
+        // Registered with this task's waker already and not fired: it will wake this task.
+        // (Polling it again would register the same waker again.)
+        if self
+            .timer_waker
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+            && !timer.is_elapsed()
+        {
+            return Poll::Pending;
+        }
         // A timer left from an earlier wait fires before this wait's deadline, never after:
         // it is moved only once it fires early, not at every wait (moving it takes the
         // timer driver's lock), so it is moved at most once per `wait_timeout`.
@@ -224,6 +236,10 @@ where
             self.reserved = Some(Reserved::Failed(Box::new(error)));
             return Poll::Ready(Ok(()));
         }
+        match &mut self.timer_waker {
+            Some(waker) => waker.clone_from(cx.waker()),
+            None => self.timer_waker = Some(cx.waker().clone()),
+        }
         Poll::Pending
     }
 
@@ -236,7 +252,8 @@ where
         C: Service<Req>,
         C::Error: Into<BoxError>,
     {
-        let wakes = conn.park.state.wakes.load(Ordering::SeqCst);
+        let (index, _) = self.shared.local_shard();
+        conn.park.state.before_poll(index);
         match conn
             .conn
             .poll_ready(&mut Context::from_waker(&conn.park.waker))
@@ -249,7 +266,7 @@ where
             }
             Poll::Pending => {
                 self.shared.touch(&mut conn);
-                if let Some(conn) = self.shared.park(conn, wakes) {
+                if let Some(conn) = self.shared.park(conn, index) {
                     self.shared.checkin(conn, false);
                 }
             }
@@ -283,9 +300,10 @@ where
                 continue;
             }
             // Polled with its own waker, not the caller's: it keeps only the last poller's,
-            // and this caller may stop polling. Its wakes are counted first, so that only a
-            // wake after this poll began counts when it is parked.
-            let wakes = conn.park.state.wakes.load(Ordering::SeqCst);
+            // and this caller may stop polling. Marked first, so that a wake after this poll
+            // began is seen when it is parked.
+            let (index, _) = self.shared.local_shard();
+            conn.park.state.before_poll(index);
             match conn
                 .conn
                 .poll_ready(&mut Context::from_waker(&conn.park.waker))
@@ -303,7 +321,7 @@ where
                     seen.get_or_insert_with(|| self.shared.returns());
                     // Woken already (out of coop budget, say): back once done looking, so
                     // that this look polls it once.
-                    woken.extend(self.shared.park(conn, wakes));
+                    woken.extend(self.shared.park(conn, index));
                 }
             }
         };

@@ -45,10 +45,25 @@ pub(crate) struct Park {
 /// What a connection's waker shares with the pool.
 #[derive(Default)]
 pub(crate) struct ParkState {
-    /// Counts the waker's wakes, so that parking can tell one came after the poll.
-    pub(crate) wakes: AtomicU64,
-    /// The shard the connection was last parked in, where the waker looks for it.
+    /// The shard it is parked in, if its poll says `Pending`: where the waker looks for it.
     pub(crate) shard: AtomicUsize,
+    /// Set by a wake that found it not yet parked; written and read under that shard's lock.
+    woken: AtomicBool,
+}
+
+impl ParkState {
+    /// Before the connection is polled by this thread, which parks it in its shard `index`
+    /// if it is busy.
+    ///
+    /// Written before the poll, the shard is seen by any wake of the waker the poll hands
+    /// over (that hand-over orders them). The waker looks there under the shard's lock, and
+    /// marks it woken if it is not parked yet; parking checks the mark under the same lock.
+    /// So no fence is needed: either the waker finds it parked, or parking sees the mark. (A
+    /// wake of an earlier poll may mark it too: it is polled once more.)
+    pub(crate) fn before_poll(&self, index: usize) {
+        self.shard.store(index, Ordering::Relaxed);
+        self.woken.store(false, Ordering::Relaxed);
+    }
 }
 
 impl<C> Pooled<C> {
@@ -83,6 +98,10 @@ pub(crate) struct Shard<C> {
     /// Counts connections put back here ready for use, so that a caller who found none can
     /// tell whether one came back while it looked.
     pub(crate) returns: AtomicU64,
+    /// Whether `idle` may hold a connection: written under the lock, read without it, so
+    /// that a caller looking in every shard skips the empty ones without locking them. One
+    /// put back after the caller read `returns` is seen through the count instead.
+    has_idle: AtomicBool,
 }
 
 /// The connections of one shard.
@@ -104,11 +123,44 @@ impl<C> Shard<C> {
                 parked: Vec::new(),
             }),
             returns: AtomicU64::new(0),
+            has_idle: AtomicBool::new(false),
         }
+    }
+
+    /// Puts `conn` first among the idle ones of this shard, whose lock the caller holds.
+    pub(crate) fn push_idle(&self, conns: &mut Conns<C>, conn: Conn<C>) {
+        conns.idle.push_front(conn);
+        self.has_idle.store(true, Ordering::Relaxed);
+    }
+
+    /// Puts `idle` first among the idle ones of this shard, in order, and counts each as put
+    /// back (a caller may have looked while they were out).
+    pub(crate) fn return_idle(&self, mut idle: VecDeque<Conn<C>>) {
+        if idle.is_empty() {
+            return;
+        }
+        let returned = idle.len() as u64;
+        let mut conns = self.conns.lock();
+        idle.append(&mut conns.idle);
+        conns.idle = idle;
+        self.has_idle.store(true, Ordering::Relaxed);
+        drop(conns);
+        self.returns.fetch_add(returned, Ordering::SeqCst);
+    }
+
+    /// Takes the most recently used idle connection out.
+    fn pop_idle(&self) -> Option<Conn<C>> {
+        let mut conns = self.conns.lock();
+        let conn = conns.idle.pop_front();
+        if conns.idle.is_empty() {
+            self.has_idle.store(false, Ordering::Relaxed);
+        }
+        conn
     }
 }
 
 /// This thread's number, for picking its shard.
+#[inline]
 fn thread_number() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
@@ -134,7 +186,7 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
 
     /// Takes the most recently used idle connection of this thread's shard out.
     pub(crate) fn checkout_local(&self) -> Option<Conn<C>> {
-        self.local_shard().1.conns.lock().idle.pop_front()
+        self.local_shard().1.pop_idle()
     }
 
     /// Takes an idle connection out of another thread's shard (this thread's was empty: one
@@ -143,11 +195,12 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
         let (start, _) = self.local_shard();
         let count = self.shards.len();
         (1..count).find_map(|offset| {
-            self.shards[(start + offset) % count]
-                .conns
-                .lock()
-                .idle
-                .pop_front()
+            let shard = &self.shards[(start + offset) % count];
+            if shard.has_idle.load(Ordering::Relaxed) {
+                shard.pop_idle()
+            } else {
+                None
+            }
         })
     }
 
@@ -167,6 +220,7 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
         for shard in &self.shards[..] {
             let mut conns = shard.conns.lock();
             taken.extend(conns.idle.drain(..));
+            shard.has_idle.store(false, Ordering::Relaxed);
             if parked {
                 taken.append(&mut conns.parked);
             }
@@ -198,7 +252,7 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
             inner.counts.evicted.count(Eviction::Closed);
             return Some(conn.conn);
         }
-        conns.idle.push_front(conn);
+        shard.push_idle(&mut conns, conn);
         drop(conns);
         self.came_ready(shard);
         None
@@ -234,18 +288,14 @@ where
         }
     }
 
-    /// Sets aside a connection that answered `Pending` to its own waker, in this thread's
-    /// shard, until that waker fires: nobody polls it meanwhile. `wakes` is its count of
-    /// wakes from before the poll. Returns it instead if the waker fired since (it may be
-    /// ready: the caller puts it back once done looking).
-    pub(crate) fn park(&self, conn: Conn<C>, wakes: u64) -> Option<Conn<C>> {
-        let (index, shard) = self.local_shard();
+    /// Sets aside a connection that answered `Pending` to its own waker, in shard `index`
+    /// (this thread's, given to [`ParkState::before_poll`]), until that waker fires: nobody
+    /// polls it meanwhile. Returns it instead if the waker fired since (it may be ready: the
+    /// caller puts it back once done looking).
+    pub(crate) fn park(&self, conn: Conn<C>, index: usize) -> Option<Conn<C>> {
+        let shard = &self.shards[index];
         let mut conns = shard.conns.lock();
-        // The waker counts a wake, then reads where to look, then looks there under the
-        // shard's lock. The shard is written here before the count is read: either the
-        // waker looks in this shard (and waits for this lock), or this sees the count moved.
-        conn.park.state.shard.store(index, Ordering::SeqCst);
-        if conn.park.state.wakes.load(Ordering::SeqCst) != wakes {
+        if conn.park.state.woken.load(Ordering::Relaxed) {
             return Some(conn);
         }
         // Read under the shard's lock: `close` sets it before it drains the shards.
@@ -274,13 +324,15 @@ where
 
     /// The waker of connection `id`, parked in shard `index`, fired: back with the idle ones
     /// of that shard, first in line, under the same lock, waking a waiter.
-    pub(crate) fn unpark(&self, id: u64, index: usize) {
-        let Some(shard) = self.shards.get(index) else {
+    pub(crate) fn unpark(&self, id: u64, state: &ParkState) {
+        let Some(shard) = self.shards.get(state.shard.load(Ordering::Relaxed)) else {
             return;
         };
         let mut conns = shard.conns.lock();
         let Some(place) = conns.parked.iter().position(|conn| conn.park.id == id) else {
-            return; // not parked: in use, or idle already
+            // Not parked: in use, idle already, or about to be parked (see `before_poll`).
+            state.woken.store(true, Ordering::Relaxed);
+            return;
         };
         let conn = conns.parked.swap_remove(place);
         if let Some(closed) = self.put_back_into(shard, conns, conn) {

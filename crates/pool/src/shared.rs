@@ -48,13 +48,28 @@ pub(crate) struct Inner {
     pub(crate) counts: Counts,
 }
 
+/// A value alone on its cache lines (128 bytes: two lines, as adjacent lines are fetched in
+/// pairs).
+#[repr(align(128))]
+pub(crate) struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// What every clone of a pool shares.
 pub(crate) struct Shared<M, Target, C, L> {
     pub(crate) config: Config,
     pub(crate) target: Target,
     pub(crate) connector: Mutex<M>,
     pub(crate) lifecycle: Arc<L>,
-    pub(crate) inner: Mutex<Inner>,
+    /// On cache lines of its own: written at every wait and wake, it would otherwise make
+    /// other threads reread what they only read (the settings, the flags below).
+    pub(crate) inner: Padded<Mutex<Inner>>,
     pub(crate) shards: Box<[Shard<C>]>,
     /// Set by `close`, under `inner`'s lock; also read under a shard's lock when a connection
     /// goes back.
@@ -127,7 +142,7 @@ where
             target,
             connector: Mutex::new(connector),
             lifecycle,
-            inner: Mutex::new(Inner {
+            inner: Padded(Mutex::new(Inner {
                 live: 0,
                 connecting: 0,
                 waiters: VecDeque::new(),
@@ -136,7 +151,7 @@ where
                 failures: 0,
                 retry_at: None,
                 counts: Counts::default(),
-            }),
+            })),
             closed: AtomicBool::new(false),
             has_waiters: AtomicBool::new(false),
             stopped: AtomicBool::new(false),

@@ -210,11 +210,8 @@ where
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        // Counted before the shard is read (see `Shared::park`).
-        self.state.wakes.fetch_add(1, Ordering::SeqCst);
-        let index = self.state.shard.load(Ordering::SeqCst);
         if let Some(shared) = self.shared.upgrade() {
-            shared.unpark(self.id, index);
+            shared.unpark(self.id, &self.state);
         }
     }
 }

@@ -78,10 +78,7 @@ where
                 kept
             } else {
                 // Back, in the same order, into this thread's shard.
-                let (_, shard) = self.local_shard();
-                let mut conns = shard.conns.lock();
-                kept.append(&mut conns.idle);
-                conns.idle = kept;
+                self.local_shard().1.return_idle(kept);
                 VecDeque::new()
             };
             if !expired.is_empty() {
