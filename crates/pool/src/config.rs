@@ -41,6 +41,13 @@ impl fmt::Debug for Config {
     }
 }
 
+/// `at + by`, or about thirty years after `at` when that overflows: a setting of
+/// `Duration::MAX` means "no limit", not a panic.
+pub(crate) fn after(at: tokio::time::Instant, by: Duration) -> tokio::time::Instant {
+    const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+    at.checked_add(by).unwrap_or(at + FAR)
+}
+
 impl Config {
     /// The wait before connect attempt `failures + 1`, after `failures` failures in a row:
     /// exponential from `backoff_initial`, capped at `backoff_max`, with full jitter over its

@@ -74,7 +74,7 @@ where
                 let shared = Arc::clone(self);
                 let timeout = self.config.connect_timeout;
                 // From now, not from when the task first runs.
-                let deadline = Instant::now() + timeout;
+                let deadline = crate::config::after(Instant::now(), timeout);
                 runtime.spawn(async move {
                     let result = match tokio::time::timeout_at(deadline, future).await {
                         Ok(result) => result.map_err(Into::into),
@@ -100,9 +100,9 @@ where
                 inner.retry_at = None;
                 inner.last_error = None;
                 inner.next_conn += 1;
-                let park = ParkWaker::park(self, inner.next_conn);
+                let (home, shard) = self.local_shard();
+                let park = ParkWaker::park(self, inner.next_conn, home);
                 let now = Instant::now();
-                let (_, shard) = self.local_shard();
                 let conn = Box::new(Pooled {
                     conn,
                     created: now,
@@ -123,7 +123,10 @@ where
                 tracing::debug!(target: "sluice_pool", %error, "connect failed");
                 inner.failures = inner.failures.saturating_add(1);
                 inner.counts.connect_failures += 1;
-                inner.retry_at = Some(Instant::now() + self.config.backoff(inner.failures));
+                inner.retry_at = Some(crate::config::after(
+                    Instant::now(),
+                    self.config.backoff(inner.failures),
+                ));
                 inner.last_error = Some(Arc::new(error));
             }
         }

@@ -197,7 +197,7 @@ where
         }
         self.shared.ensure_maintenance();
         let started = *self.wait.get_or_insert_with(Instant::now);
-        let deadline = started + self.shared.config.wait_timeout;
+        let deadline = crate::config::after(started, self.shared.config.wait_timeout);
         let timer = match &mut self.timer {
             Some(timer) => timer,
             None => self
@@ -217,7 +217,12 @@ where
         // A timer left from an earlier wait fires before this wait's deadline, never after:
         // it is moved only once it fires early, not at every wait (moving it takes the
         // timer driver's lock), so it is moved at most once per `wait_timeout`.
-        while timer.as_mut().poll(cx).is_ready() {
+        // Polled outside tokio's budget: out of budget, `Sleep` would answer `Pending`
+        // without registering, and the check above would then skip it for good.
+        while Pin::new(&mut tokio::task::unconstrained(timer.as_mut()))
+            .poll(cx)
+            .is_ready()
+        {
             if Instant::now() < deadline {
                 timer.as_mut().reset(deadline);
                 continue;
@@ -252,8 +257,7 @@ where
         C: Service<Req>,
         C::Error: Into<BoxError>,
     {
-        let (index, _) = self.shared.local_shard();
-        conn.park.state.before_poll(index);
+        let wakes = conn.park.state.before_poll();
         match conn
             .conn
             .poll_ready(&mut Context::from_waker(&conn.park.waker))
@@ -266,7 +270,7 @@ where
             }
             Poll::Pending => {
                 self.shared.touch(&mut conn);
-                if let Some(conn) = self.shared.park(conn, index) {
+                if let Some(conn) = self.shared.park(conn, wakes) {
                     self.shared.checkin(conn, false);
                 }
             }
@@ -289,7 +293,7 @@ where
                 None => {
                     // This thread's shard is empty: note the returns before looking in all.
                     seen.get_or_insert_with(|| self.shared.returns());
-                    self.shared.checkout_other()
+                    self.shared.checkout_any()
                 }
             };
             let Some(mut conn) = conn else {
@@ -300,10 +304,9 @@ where
                 continue;
             }
             // Polled with its own waker, not the caller's: it keeps only the last poller's,
-            // and this caller may stop polling. Marked first, so that a wake after this poll
-            // began is seen when it is parked.
-            let (index, _) = self.shared.local_shard();
-            conn.park.state.before_poll(index);
+            // and this caller may stop polling. Its wakes are counted first, so that only a
+            // wake after this poll began counts when it is parked.
+            let wakes = conn.park.state.before_poll();
             match conn
                 .conn
                 .poll_ready(&mut Context::from_waker(&conn.park.waker))
@@ -321,7 +324,7 @@ where
                     seen.get_or_insert_with(|| self.shared.returns());
                     // Woken already (out of coop budget, say): back once done looking, so
                     // that this look polls it once.
-                    woken.extend(self.shared.park(conn, index));
+                    woken.extend(self.shared.park(conn, wakes));
                 }
             }
         };

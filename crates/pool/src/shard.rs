@@ -43,26 +43,32 @@ pub(crate) struct Park {
 }
 
 /// What a connection's waker shares with the pool.
-#[derive(Default)]
 pub(crate) struct ParkState {
-    /// The shard it is parked in, if its poll says `Pending`: where the waker looks for it.
-    pub(crate) shard: AtomicUsize,
-    /// Set by a wake that found it not yet parked; written and read under that shard's lock.
-    woken: AtomicBool,
+    /// The shard it parks in when busy, for life: the shard of the thread that made it. Its
+    /// waker looks there, and never reads where a poll on another thread put it.
+    pub(crate) home: usize,
+    /// Counts the wakes that did not find it parked; written under its home shard's lock.
+    wakes: AtomicU64,
 }
 
 impl ParkState {
-    /// Before the connection is polled by this thread, which parks it in its shard `index`
-    /// if it is busy.
+    pub(crate) fn new(home: usize) -> Self {
+        Self {
+            home,
+            wakes: AtomicU64::new(0),
+        }
+    }
+
+    /// Before the connection is polled: its count of wakes, for [`Shared::park`].
     ///
-    /// Written before the poll, the shard is seen by any wake of the waker the poll hands
-    /// over (that hand-over orders them). The waker looks there under the shard's lock, and
-    /// marks it woken if it is not parked yet; parking checks the mark under the same lock.
-    /// So no fence is needed: either the waker finds it parked, or parking sees the mark. (A
-    /// wake of an earlier poll may mark it too: it is polled once more.)
-    pub(crate) fn before_poll(&self, index: usize) {
-        self.shard.store(index, Ordering::Relaxed);
-        self.woken.store(false, Ordering::Relaxed);
+    /// The waker counts a wake it could not deliver under the home shard's lock, and
+    /// parking compares the count under the same lock: either the waker finds the
+    /// connection parked, or parking sees the count moved. A wake counted before this read
+    /// and seen by it also makes visible what the connection wrote before waking, so the
+    /// poll that follows finds it ready. Nothing here depends on how the connection keeps
+    /// its waker (it may keep an earlier clone and register nothing).
+    pub(crate) fn before_poll(&self) -> u64 {
+        self.wakes.load(Ordering::Acquire)
     }
 }
 
@@ -189,12 +195,12 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
         self.local_shard().1.pop_idle()
     }
 
-    /// Takes an idle connection out of another thread's shard (this thread's was empty: one
-    /// put back there since is seen through [`returns`](Self::returns)).
-    pub(crate) fn checkout_other(&self) -> Option<Conn<C>> {
+    /// Takes an idle connection out of any shard, this thread's first, skipping those
+    /// without one.
+    pub(crate) fn checkout_any(&self) -> Option<Conn<C>> {
         let (start, _) = self.local_shard();
         let count = self.shards.len();
-        (1..count).find_map(|offset| {
+        (0..count).find_map(|offset| {
             let shard = &self.shards[(start + offset) % count];
             if shard.has_idle.load(Ordering::Relaxed) {
                 shard.pop_idle()
@@ -288,14 +294,14 @@ where
         }
     }
 
-    /// Sets aside a connection that answered `Pending` to its own waker, in shard `index`
-    /// (this thread's, given to [`ParkState::before_poll`]), until that waker fires: nobody
-    /// polls it meanwhile. Returns it instead if the waker fired since (it may be ready: the
-    /// caller puts it back once done looking).
-    pub(crate) fn park(&self, conn: Conn<C>, index: usize) -> Option<Conn<C>> {
-        let shard = &self.shards[index];
+    /// Sets aside a connection that answered `Pending` to its own waker, in its home shard,
+    /// until that waker fires: nobody polls it meanwhile. `wakes` is what
+    /// [`ParkState::before_poll`] returned. Returns it instead if the waker fired since (it
+    /// may be ready: the caller puts it back once done looking).
+    pub(crate) fn park(&self, conn: Conn<C>, wakes: u64) -> Option<Conn<C>> {
+        let shard = &self.shards[conn.park.state.home];
         let mut conns = shard.conns.lock();
-        if conn.park.state.woken.load(Ordering::Relaxed) {
+        if conn.park.state.wakes.load(Ordering::Relaxed) != wakes {
             return Some(conn);
         }
         // Read under the shard's lock: `close` sets it before it drains the shards.
@@ -322,16 +328,18 @@ where
         }
     }
 
-    /// The waker of connection `id`, parked in shard `index`, fired: back with the idle ones
-    /// of that shard, first in line, under the same lock, waking a waiter.
+    /// The waker of connection `id` fired: back with the idle ones of its home shard, first
+    /// in line, under the same lock, waking a waiter.
     pub(crate) fn unpark(&self, id: u64, state: &ParkState) {
-        let Some(shard) = self.shards.get(state.shard.load(Ordering::Relaxed)) else {
+        let Some(shard) = self.shards.get(state.home) else {
             return;
         };
         let mut conns = shard.conns.lock();
         let Some(place) = conns.parked.iter().position(|conn| conn.park.id == id) else {
-            // Not parked: in use, idle already, or about to be parked (see `before_poll`).
-            state.woken.store(true, Ordering::Relaxed);
+            // Not parked: in use, idle already, or about to be (see `before_poll`). Only
+            // written under this lock, so no read-modify-write is needed.
+            let wakes = state.wakes.load(Ordering::Relaxed);
+            state.wakes.store(wakes.wrapping_add(1), Ordering::Release);
             return;
         };
         let conn = conns.parked.swap_remove(place);

@@ -68,7 +68,7 @@ pub(crate) struct Shared<M, Target, C, L> {
     pub(crate) connector: Mutex<M>,
     pub(crate) lifecycle: Arc<L>,
     /// On cache lines of its own: written at every wait and wake, it would otherwise make
-    /// other threads reread what they only read (the settings, the flags below).
+    /// other threads reread the settings beside it, which they read at every request.
     pub(crate) inner: Padded<Mutex<Inner>>,
     pub(crate) shards: Box<[Shard<C>]>,
     /// Set by `close`, under `inner`'s lock; also read under a shard's lock when a connection

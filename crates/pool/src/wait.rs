@@ -173,7 +173,7 @@ where
 /// A connection's own waker: a connection keeps only the waker of the last task that polled
 /// it, and that task may be gone, or no longer polling the pool, when the connection becomes
 /// ready. The pool polls it with this one instead, which brings the parked connection back
-/// to the idle ones and tells every waiter. It holds the pool weakly: the connection holds
+/// to the idle ones and wakes the first waiter. It holds the pool weakly: the connection holds
 /// it, and the pool holds the connection.
 pub(crate) struct ParkWaker<M, Target, C, L> {
     shared: Weak<Shared<M, Target, C, L>>,
@@ -188,8 +188,8 @@ where
     L: Lifecycle<C>,
 {
     /// The waker of connection `id` of `shared`.
-    pub(crate) fn park(shared: &Arc<Shared<M, Target, C, L>>, id: u64) -> Park {
-        let state = Arc::new(ParkState::default());
+    pub(crate) fn park(shared: &Arc<Shared<M, Target, C, L>>, id: u64, home: usize) -> Park {
+        let state = Arc::new(ParkState::new(home));
         let waker = Waker::from(Arc::new(Self {
             shared: Arc::downgrade(shared),
             id,

@@ -2,6 +2,7 @@
 //!
 //! Connects run in spawned tasks: `settle()` yields so they run (no wall-clock sleeps).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,6 +161,60 @@ async fn each_wait_gets_its_whole_wait_timeout() {
     let error = c.call(3).await.unwrap_err();
     let timeout = error.downcast_ref::<PoolTimeout>().expect("PoolTimeout");
     assert_eq!(timeout.waited(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_begun_out_of_coop_budget_still_times_out() {
+    // The connect never answers (and has a minute): only the wait timeout ends this wait.
+    let layer = layer()
+        .connect_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let (connector, _connector_handle) = mock::pair::<&'static str, Conn>();
+    let mut pool = layer.layer(connector);
+    let mut spent = false;
+    let ready = time::timeout(
+        Duration::from_secs(10),
+        std::future::poll_fn(|cx| {
+            if !std::mem::replace(&mut spent, true) {
+                // Spend this task's budget first, as a busy task may have: a timer polled
+                // now answers `Pending` without registering.
+                loop {
+                    let spend = std::pin::pin!(tokio::task::consume_budget());
+                    if spend.poll(cx).is_pending() {
+                        break;
+                    }
+                }
+            }
+            tower::Service::poll_ready(&mut pool, cx)
+        }),
+    )
+    .await;
+    assert!(ready.expect("the wait timed out by itself").is_ok());
+    let error = tower::Service::call(&mut pool, 1).await.unwrap_err();
+    let timeout = error.downcast_ref::<PoolTimeout>().expect("PoolTimeout");
+    assert_eq!(timeout.waited(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn duration_max_settings_mean_no_limit_not_a_panic() {
+    let layer = layer()
+        .wait_timeout(Duration::MAX)
+        .connect_timeout(Duration::MAX)
+        .backoff(Duration::MAX, Duration::MAX)
+        .build()
+        .unwrap();
+    let (mut pool, mut connector) = pool(layer);
+    assert_pending!(pool.poll_ready());
+    let (_, respond) = connector.next_request().await.unwrap();
+    respond.send_error("connection refused");
+    settle().await;
+    assert_ready_ok!(pool.poll_ready());
+    let error = pool.call(1).await.unwrap_err();
+    assert!(error.is::<ConnectFailed>());
+    // Within the (endless) backoff: fails fast, no second connect.
+    assert_ready_ok!(pool.poll_ready());
+    assert!(pool.call(2).await.unwrap_err().is::<ConnectFailed>());
 }
 
 #[tokio::test(start_paused = true)]
