@@ -116,8 +116,8 @@ pub(crate) struct Conns<C> {
     pub(crate) idle: VecDeque<Conn<C>>,
     /// Busy: they answered `Pending` to their own waker, and wait here, polled by nobody,
     /// until it fires (see [`ParkWaker`](crate::wait::ParkWaker)). A busy connection is
-    /// polled once per busy spell, not by every waiter that looks; kept in the shard of the
-    /// thread that called it, it comes back under the same lock it goes in with.
+    /// polled once per busy spell, not by every waiter that looks; kept in its home shard
+    /// (see [`ParkState::home`]), it comes back under the same lock it goes in with.
     pub(crate) parked: Vec<Conn<C>>,
 }
 

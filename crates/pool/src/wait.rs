@@ -44,15 +44,15 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
         }
     }
 
-    /// Wakes the first in line, taking it off the line.
-    fn wake_next(&self, inner: &mut Inner) {
-        if let Some((waiter, waker)) = inner.waiters.pop_front() {
-            waiter.queued.store(false, Ordering::Release);
-            if inner.waiters.is_empty() {
-                self.has_waiters.store(false, Ordering::SeqCst);
-            }
-            waker.wake();
+    /// Takes the first in line off the line; the caller wakes it once it let go of `inner`
+    /// (a wake may have to rouse another thread, which should not wait for the lock).
+    fn next_in_line(&self, inner: &mut Inner) -> Option<Waker> {
+        let (waiter, waker) = inner.waiters.pop_front()?;
+        waiter.queued.store(false, Ordering::Release);
+        if inner.waiters.is_empty() {
+            self.has_waiters.store(false, Ordering::SeqCst);
         }
+        Some(waker)
     }
 
     /// Tells the first waiter in line that a connection is ready: counted first, then
@@ -62,7 +62,10 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
     pub(crate) fn came_ready(&self, shard: &Shard<C>) {
         shard.returns.fetch_add(1, Ordering::SeqCst);
         if self.has_waiters.load(Ordering::SeqCst) {
-            self.wake_next(&mut self.inner.lock());
+            let next = self.next_in_line(&mut self.inner.lock());
+            if let Some(waker) = next {
+                waker.wake();
+            }
         }
     }
 
@@ -86,7 +89,10 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
                 self.has_waiters.store(false, Ordering::SeqCst);
             }
         } else if !served {
-            self.wake_next(&mut inner);
+            if let Some(waker) = self.next_in_line(&mut inner) {
+                drop(inner);
+                waker.wake();
+            }
         }
     }
 }
