@@ -536,6 +536,28 @@ fn the_hook_binary_links_no_nats_client() {
 }
 
 #[test]
+fn the_hook_binary_needs_no_shared_library_but_libc() {
+    // Each library the loader maps costs every start of the hook. SQLite's FTS5 wanted libm's
+    // `log`: the workspace builds SQLite without it (.cargo/config.toml).
+    let dynamic = Command::new("readelf")
+        .arg("--dynamic")
+        .arg(BIN)
+        .output()
+        .expect("readelf reads a binary's dynamic section: apt-get install binutils");
+    let needed: Vec<String> = text(&dynamic.stdout)
+        .lines()
+        .filter(|line| line.contains("(NEEDED)"))
+        .filter_map(|line| line.split('[').nth(1)?.split(']').next().map(str::to_string))
+        .collect();
+    for library in &needed {
+        assert!(
+            library.starts_with("libc.so") || library.starts_with("ld-linux"),
+            "sluice-hook needs {library} (all: {needed:?})"
+        );
+    }
+}
+
+#[test]
 fn the_relay_binary_has_a_command_line_too() {
     let relay = Path::new(BIN).with_file_name("sluice-relay");
     let help = Command::new(&relay).arg("--help").output().unwrap();
