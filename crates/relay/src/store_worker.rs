@@ -136,6 +136,8 @@ impl StoreWorker {
         std::thread::Builder::new()
             .name("sluice-store".to_string())
             .spawn(move || {
+                let mut store = store;
+                background_checkpoints(&mut store);
                 // Built here: a runtime dropped inside another one's task would panic.
                 if let Err(error) = store.set_busy_timeout(BUSY_STEP) {
                     tracing::warn!(
@@ -387,6 +389,17 @@ async fn append_group(store: &mut Store, group: Vec<(Incoming, Reply<()>)>) {
     }
 }
 
+/// The store's WAL checkpoints go to a thread of their own, off the path of a hook waiting
+/// for its answer; failing that, SQLite keeps doing them in the commits.
+fn background_checkpoints(store: &mut Store) {
+    if let Err(error) = store.checkpoint_in_background() {
+        tracing::warn!(
+            error = error_chain(&error),
+            "cannot checkpoint the store in the background"
+        );
+    }
+}
+
 /// A removed or replaced store file is a ghost no other process sees: open a new store at
 /// the path and move the waiting events into it. True when it did.
 fn reopen_if_gone(store: &mut Store, path: &std::path::Path, max_bytes: u64) -> bool {
@@ -403,6 +416,7 @@ fn reopen_if_gone(store: &mut Store, path: &std::path::Path, max_bytes: u64) -> 
             Ok(moved) => {
                 tracing::error!(path = %path.display(), moved, "the store's file was removed: reopened it");
                 let _ = fresh.set_busy_timeout(BUSY_STEP);
+                background_checkpoints(&mut fresh);
                 *store = fresh;
                 return true;
             }
