@@ -547,7 +547,13 @@ fn the_hook_binary_needs_no_shared_library_but_libc() {
     let needed: Vec<String> = text(&dynamic.stdout)
         .lines()
         .filter(|line| line.contains("(NEEDED)"))
-        .filter_map(|line| line.split('[').nth(1)?.split(']').next().map(str::to_string))
+        .filter_map(|line| {
+            line.split('[')
+                .nth(1)?
+                .split(']')
+                .next()
+                .map(str::to_string)
+        })
         .collect();
     for library in &needed {
         assert!(
