@@ -23,7 +23,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::wal::CheckpointMode;
@@ -177,8 +177,17 @@ pub struct Store {
     max_bytes: u64,
     /// Device and inode of the file opened, to notice it was removed or replaced.
     file: (u64, u64),
-    /// Set when the WAL outgrew its background checkpoints.
-    long_wal: Arc<AtomicBool>,
+    /// Shared with the checkpoint thread, if any.
+    checkpoints: Arc<Checkpoints>,
+}
+
+/// What a store's connection and its checkpoint thread share.
+#[derive(Debug, Default)]
+struct Checkpoints {
+    /// Set by a commit that found the WAL longer than the background checkpoints keep it.
+    long_wal: AtomicBool,
+    /// Held while a checkpoint runs, so that one run in a commit waits for the thread's.
+    running: Mutex<()>,
 }
 
 impl Store {
@@ -207,7 +216,7 @@ impl Store {
             path: path.to_path_buf(),
             max_bytes,
             file: (meta.dev(), meta.ino()),
-            long_wal: Arc::default(),
+            checkpoints: Arc::default(),
         })
     }
 
@@ -222,8 +231,8 @@ impl Store {
     /// committing call, as SQLite does by default every 1,000 pages, it stalled one append in
     /// a few hundred, with a hook waiting for the answer. A background checkpoint never waits
     /// for a lock, and appends go on meanwhile; but it cannot catch up with a burst that never
-    /// pauses, so past 4,000 pages (16 MiB) an append or a confirmation waits for one that
-    /// reaches the WAL's end, and the WAL stays bounded.
+    /// pauses, so past 4,000 pages (16 MiB) an append or a confirmation runs one itself, after
+    /// the thread's, and the WAL stays bounded.
     pub fn checkpoint_in_background(&mut self) -> Result<()> {
         let checkpointer = Connection::open(&self.path)?;
         checkpointer.set_db_config(
@@ -236,20 +245,25 @@ impl Store {
             return Ok(()); // nothing to checkpoint: leave SQLite's own way
         }
         let (ask, asked) = std::sync::mpsc::sync_channel::<()>(1);
+        let shared = Arc::clone(&self.checkpoints);
         std::thread::Builder::new()
             .name("sluice-checkpoint".to_string())
             .spawn(move || {
                 while asked.recv().is_ok() {
+                    let _running = shared
+                        .running
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
                     let _ = checkpointer.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE);
                 }
             })?;
-        let long = Arc::clone(&self.long_wal);
+        let shared = Arc::clone(&self.checkpoints);
         // Replaces SQLite's own checkpointing. An error returned here would fail the commit's
         // statement, though the commit stands: none is.
         self.conn.wal_hook(Some(
             move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
                 if pages >= INLINE_CHECKPOINT_PAGES {
-                    long.store(true, Ordering::Relaxed);
+                    shared.long_wal.store(true, Ordering::Relaxed);
                 } else if pages >= CHECKPOINT_PAGES {
                     let _ = ask.try_send(());
                 }
@@ -260,12 +274,20 @@ impl Store {
     }
 
     /// After a commit: a WAL the background checkpoints did not keep short is checkpointed
-    /// here, to its end (`FULL` waits out the background one), so the next commit restarts it.
+    /// here, once the thread's checkpoint (if one runs) is over. Passive, as SQLite's own: it
+    /// keeps no other writer waiting, and being this process's only writer's, it reaches the
+    /// WAL's end unless a reader elsewhere still needs part of it; the next commit then
+    /// starts the WAL over. Otherwise the next commit past the bound tries again.
     fn shorten_long_wal(&self) {
-        if self.long_wal.swap(false, Ordering::Relaxed) {
+        if self.checkpoints.long_wal.swap(false, Ordering::Relaxed) {
+            let _running = self
+                .checkpoints
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let _ = self
                 .conn
-                .wal_checkpoint_v2(None::<&str>, CheckpointMode::FULL);
+                .wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE);
         }
     }
 
@@ -338,10 +360,8 @@ impl Store {
         let mut rows = statement.query([])?;
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        while let Some(row) = rows.next()? {
-            if out.len() == limit {
-                break;
-            }
+        while out.len() < limit {
+            let Some(row) = rows.next()? else { break };
             let key = row.get(0)?;
             if skip.contains(&key) {
                 continue;
