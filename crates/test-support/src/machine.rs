@@ -37,10 +37,13 @@ impl Machine {
     ///
     /// # Panics
     ///
-    /// If the hook fails.
+    /// If the hook fails, or says it could not hand the event on (it exits 0 then too, so
+    /// as not to trouble Claude Code).
     pub fn hook(&self, n: usize) {
         let output = self.env.hook_with(&self.vars(), &prompt(n));
         assert!(output.status.success(), "{output:?}");
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(!said.contains("not delivered"), "event {n}: {said}");
     }
 
     /// Runs `sluice-hook ARGS` on this machine.
