@@ -79,6 +79,16 @@ impl NatsServer {
             let pid = rustix::process::Pid::from_child(child);
             rustix::process::kill_process(pid, rustix::process::Signal::STOP)
                 .expect("SIGSTOP to nats-server");
+            // kill(2) returns once the signal is queued; a thread running on another core
+            // goes on serving for a moment. Wait until every thread has stopped.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !thread_states(child.id()).iter().all(|&state| state == 'T') {
+                assert!(
+                    Instant::now() < deadline,
+                    "nats-server not stopped within 5 s of SIGSTOP"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
     }
 
@@ -144,6 +154,18 @@ impl NatsServer {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// The state letter of every thread of `pid` (`/proc/PID/task/*/stat`); none once it is gone.
+fn thread_states(pid: u32) -> Vec<char> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        // The name, in parentheses, may hold anything: the state follows the last ") ".
+        .filter_map(|stat| stat.rsplit_once(") ")?.1.chars().next())
+        .collect()
 }
 
 impl Drop for NatsServer {
@@ -215,5 +237,24 @@ impl NatsCluster {
             .filter(|k| *k < 3)
             .unwrap_or_else(|| panic!("no node {name}"));
         &mut self.nodes[k]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frozen_server_has_stopped_every_thread_when_freeze_returns() {
+        for _ in 0..5 {
+            let mut server = NatsServer::start();
+            let pid = server.child.as_ref().map(Child::id).expect("running");
+            server.freeze();
+            let states = thread_states(pid);
+            assert!(
+                !states.is_empty() && states.iter().all(|&s| s == 'T'),
+                "thread states right after freeze: {states:?}"
+            );
+        }
     }
 }
