@@ -33,13 +33,24 @@ fn assert_all_once_in_order(log: &Log, n: usize, lanes: usize) {
             assert!(before < k, "lane {}: {k} arrived after {before}", k % lanes);
         }
     }
-    let missing: Vec<usize> = (0..n).filter(|k| seen[*k] == 0).collect();
+    let missing = missing(log, n);
     assert!(missing.is_empty(), "lost: {} {missing:?}", missing.len());
     let twice: Vec<usize> = (0..n).filter(|k| seen[*k] > 1).collect();
     assert!(
         twice.is_empty(),
         "arrived under two event_ids (not a repeat): {twice:?}"
     );
+}
+
+/// The numbers of `0..n` that have not arrived.
+fn missing(log: &Log, n: usize) -> Vec<usize> {
+    let mut seen = vec![false; n];
+    for k in numbers(log) {
+        if let Some(seen) = seen.get_mut(k) {
+            *seen = true;
+        }
+    }
+    (0..n).filter(|k| !seen[*k]).collect()
 }
 
 /// `lanes` machines send `each` numbered events (lane `l` sends `k * lanes + l`, paced by
@@ -381,7 +392,15 @@ async fn a_bridge_on_a_durable_of_its_own_gives_a_second_dashboard_everything() 
     let total = lanes * each;
     for (log, bridge) in logs.iter().zip(&bridges) {
         let arrived = log.wait_for(total, Duration::from_secs(30)).await;
-        assert_eq!(arrived, total, "{}", bridge.log());
+        if arrived != total {
+            let relays: Vec<String> = machines.iter().map(Machine::relay_log).collect();
+            panic!(
+                "{arrived} of {total} arrived; missing {:?}\nthe bridge's log:\n{}\nthe relays' logs:\n{}",
+                missing(log, total),
+                bridge.log(),
+                relays.join("\n")
+            );
+        }
         assert_all_once_in_order(log, total, lanes);
         assert_eq!(
             log.duplicates_seen(),

@@ -46,6 +46,12 @@ impl Machine {
         assert!(!said.contains("not delivered"), "event {n}: {said}");
     }
 
+    /// What this machine's relay logged (`relay.log` in its state directory), for a failing
+    /// test to show.
+    pub fn relay_log(&self) -> String {
+        std::fs::read_to_string(self.env.state_dir().join("relay.log")).unwrap_or_default()
+    }
+
     /// Runs `sluice-hook ARGS` on this machine.
     pub fn run(&self, args: &[&str]) -> Output {
         self.env.run(args, &self.vars(), b"")
