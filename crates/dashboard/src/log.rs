@@ -120,6 +120,10 @@ pub struct AckStats {
 ///
 /// It also keeps the web view's history: the last [`DEFAULT_HISTORY`] events (or as many as
 /// [`with_history`](Self::with_history) says), numbered, for a page that opens late.
+///
+/// A log made by [`with_history`](Self::with_history) (or `default`) keeps every event and
+/// every id, as a test wants; one made by [`bounded`](Self::bounded), for a dashboard that
+/// runs for days, keeps only the web history and the last ids, and counts the rest.
 #[derive(Clone)]
 pub struct Log {
     /// Tells this log's numbering from another's (a page that reconnects to a dashboard
@@ -132,8 +136,17 @@ pub struct Log {
 }
 
 struct Events {
+    /// Every event kept, unless the log is bounded.
     list: Vec<Received>,
+    keep_all: bool,
+    /// Distinct events received (`list.len()` when every one is kept).
+    received: usize,
+    /// Distinct events received per namespace and event name.
+    kinds: HashMap<String, HashMap<String, usize>>,
     ids: HashSet<String>,
+    /// In a bounded log, the ids remembered, oldest first, and how many at most.
+    id_order: VecDeque<String>,
+    max_ids: Option<usize>,
     duplicates: u64,
     /// The last `capacity` events, numbered.
     history: VecDeque<Numbered>,
@@ -148,7 +161,12 @@ impl Events {
     fn with_history(capacity: usize) -> Self {
         Self {
             list: Vec::new(),
+            keep_all: true,
+            received: 0,
+            kinds: HashMap::new(),
             ids: HashSet::new(),
+            id_order: VecDeque::new(),
+            max_ids: None,
             duplicates: 0,
             history: VecDeque::new(),
             capacity,
@@ -211,6 +229,20 @@ impl Waiters {
     }
 }
 
+/// Counts `received` under its namespace and event name, allocating only for a new one.
+fn count_kind(kinds: &mut HashMap<String, HashMap<String, usize>>, received: &Received) {
+    let per_event = match kinds.get_mut(&received.namespace) {
+        Some(per_event) => per_event,
+        None => kinds.entry(received.namespace.clone()).or_default(),
+    };
+    match per_event.get_mut(&received.event) {
+        Some(count) => *count += 1,
+        None => {
+            per_event.insert(received.event.clone(), 1);
+        }
+    }
+}
+
 impl Default for Log {
     fn default() -> Self {
         Self::with_history(DEFAULT_HISTORY)
@@ -224,7 +256,24 @@ impl fmt::Debug for Log {
 }
 
 impl Log {
-    /// A log whose web history keeps the last `capacity` events.
+    /// A log that keeps the last `history` events for the web view and nothing else but
+    /// counts: [`events`](Self::events) is empty, while [`len`](Self::len),
+    /// [`count`](Self::count) and [`counters`](Self::counters) count everything. Repeats are
+    /// told by the last `ids` event ids (at least one): an event sent again after that many
+    /// others is kept again. Its memory stays bounded however long it runs, given bounded
+    /// events.
+    pub fn bounded(history: usize, ids: usize) -> Self {
+        let log = Self::with_history(history);
+        {
+            let mut events = log.events_lock();
+            events.keep_all = false;
+            events.max_ids = Some(ids.max(1));
+        }
+        log
+    }
+
+    /// A log whose web history keeps the last `capacity` events, and which keeps every
+    /// event besides.
     pub fn with_history(capacity: usize) -> Self {
         // Not a secret: only tells two logs apart, so the clock is enough.
         let epoch = std::time::SystemTime::now()
@@ -280,6 +329,14 @@ impl Log {
                 events.duplicates += 1;
                 return false;
             }
+            if let Some(max) = events.max_ids {
+                events.id_order.push_back(id.to_string());
+                if events.id_order.len() > max {
+                    if let Some(oldest) = events.id_order.pop_front() {
+                        events.ids.remove(&oldest);
+                    }
+                }
+            }
         }
         if let Some(feed) = self
             .feed
@@ -303,8 +360,12 @@ impl Log {
             }
             events.history.push_back(numbered);
         }
-        events.list.push(received);
-        self.waiters.reached(events.list.len());
+        events.received += 1;
+        count_kind(&mut events.kinds, &received);
+        if events.keep_all {
+            events.list.push(received);
+        }
+        self.waiters.reached(events.received);
         true
     }
 
@@ -331,8 +392,11 @@ impl Log {
         let mut events = self.events_lock();
         events.list.clear();
         events.list.shrink_to_fit();
+        events.received = 0;
+        events.kinds.clear();
         events.ids.clear();
         events.ids.shrink_to_fit();
+        events.id_order.clear();
         events.history.clear();
         events.sessions.clear();
     }
@@ -342,8 +406,8 @@ impl Log {
     pub async fn wait_for(&self, n: usize, timeout: std::time::Duration) -> usize {
         let reached = {
             let events = self.events_lock();
-            if events.list.len() >= n {
-                return events.list.len();
+            if events.received >= n {
+                return events.received;
             }
             let (waiter, reached) = oneshot::channel();
             let mut list = self
@@ -361,14 +425,15 @@ impl Log {
         self.len()
     }
 
-    /// All events kept, in arrival order, each once.
+    /// All events kept, in arrival order, each once; none in a [`bounded`](Self::bounded)
+    /// log.
     pub fn events(&self) -> Vec<Received> {
         self.events_lock().list.clone()
     }
 
     /// How many distinct events were received.
     pub fn len(&self) -> usize {
-        self.events_lock().list.len()
+        self.events_lock().received
     }
 
     /// Whether nothing was received yet.
@@ -394,19 +459,21 @@ impl Log {
     /// How many `event`s were received on `namespace`.
     pub fn count(&self, namespace: &str, event: &str) -> usize {
         self.events_lock()
-            .list
-            .iter()
-            .filter(|r| r.namespace == namespace && r.event == event)
-            .count()
+            .kinds
+            .get(namespace)
+            .and_then(|events| events.get(event))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Counts per (namespace, event).
     pub fn counts(&self) -> HashMap<(String, String), usize> {
+        let events = self.events_lock();
         let mut counts = HashMap::new();
-        for r in &self.events_lock().list {
-            *counts
-                .entry((r.namespace.clone(), r.event.clone()))
-                .or_default() += 1;
+        for (namespace, per_event) in &events.kinds {
+            for (event, count) in per_event {
+                counts.insert((namespace.clone(), event.clone()), *count);
+            }
         }
         counts
     }
@@ -472,6 +539,51 @@ mod tests {
             data: serde_json::json!({ "seq": seq, "data": { "event_id": event_id } }),
             ..event(seq)
         }
+    }
+
+    #[test]
+    fn a_bounded_log_counts_everything_and_keeps_only_its_history_and_last_ids() {
+        let log = Log::bounded(3, 4);
+        for seq in 0..10 {
+            assert!(log.push(identified(seq, &format!("e{seq}"))));
+        }
+        // A repeat of one of the last 4 ids is told; an older one is not remembered.
+        assert!(!log.push(identified(9, "e9")));
+        assert!(!log.push(identified(6, "e6")));
+        assert!(log.push(identified(5, "e5")));
+        log.push(Received {
+            event: "other".to_string(),
+            ..event(11)
+        });
+        assert!(log.events().is_empty(), "no event kept beyond the history");
+        assert_eq!(log.len(), 12);
+        assert_eq!(log.count("/", "claude_event"), 11);
+        assert_eq!(log.count("/", "other"), 1);
+        assert_eq!(log.count("/chat", "claude_event"), 0);
+        assert_eq!(log.counts().len(), 2);
+        assert_eq!(log.duplicates_seen(), 2);
+        let mut history = Vec::new();
+        log.follow(
+            |kept| history.extend(kept.iter().map(Numbered::seq)),
+            |_| false,
+        );
+        assert_eq!(history, [10, 11, 12], "the last 3, numbered");
+        let events = log.events_lock();
+        assert_eq!((events.ids.len(), events.id_order.len()), (4, 4));
+    }
+
+    #[test]
+    fn a_full_log_counts_as_it_keeps() {
+        let log = Log::default();
+        for seq in 0..5 {
+            log.push(identified(seq, &format!("e{seq}")));
+        }
+        log.push(identified(0, "e0"));
+        assert_eq!((log.len(), log.events().len()), (5, 5));
+        assert_eq!(log.count("/", "claude_event"), 5);
+        log.clear();
+        assert_eq!((log.len(), log.count("/", "claude_event")), (0, 0));
+        assert!(log.push(identified(0, "e0")), "ids forgotten by clear");
     }
 
     #[tokio::test(start_paused = true)]

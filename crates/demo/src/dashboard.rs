@@ -2,8 +2,12 @@
 
 use std::net::SocketAddr;
 
-use sluice_dashboard::{Dashboard, Received};
+use sluice_dashboard::{Dashboard, Log, Received, DEFAULT_HISTORY};
 use sluice_relay::config::Token;
+
+/// How many of the last event ids the dashboard remembers to tell a repeat: a relay sends an
+/// event again within seconds to minutes of the first time, well within this many events.
+const REMEMBERED_IDS: usize = 50_000;
 
 /// One line for a received event: time, subtype, session, and what happened.
 pub(crate) fn describe(received: &Received) -> String {
@@ -66,7 +70,9 @@ pub(crate) fn run(addr: SocketAddr, token: Option<Token>) -> i32 {
         return 1;
     };
     runtime.block_on(async {
-        let mut builder = Dashboard::builder();
+        // It runs for as long as someone watches: it keeps the web view's history and the
+        // ids needed to tell a relay's repeats, not every event.
+        let mut builder = Dashboard::builder().log(Log::bounded(DEFAULT_HISTORY, REMEMBERED_IDS));
         if let Some(token) = token {
             builder = builder.token(token.expose());
         }
