@@ -138,13 +138,13 @@ pub struct Log {
 struct Events {
     /// Every event kept, unless the log is bounded.
     list: Vec<Received>,
-    keep_all: bool,
     /// Distinct events received (`list.len()` when every one is kept).
     received: usize,
     /// Distinct events received per namespace and event name.
     kinds: HashMap<String, HashMap<String, usize>>,
     ids: HashSet<String>,
-    /// In a bounded log, the ids remembered, oldest first, and how many at most.
+    /// In a bounded log, the ids remembered, oldest first, and how many at most; `None`
+    /// keeps every event and every id.
     id_order: VecDeque<String>,
     max_ids: Option<usize>,
     duplicates: u64,
@@ -161,7 +161,6 @@ impl Events {
     fn with_history(capacity: usize) -> Self {
         Self {
             list: Vec::new(),
-            keep_all: true,
             received: 0,
             kinds: HashMap::new(),
             ids: HashSet::new(),
@@ -266,7 +265,6 @@ impl Log {
         let log = Self::with_history(history);
         {
             let mut events = log.events_lock();
-            events.keep_all = false;
             events.max_ids = Some(ids.max(1));
         }
         log
@@ -362,7 +360,7 @@ impl Log {
         }
         events.received += 1;
         count_kind(&mut events.kinds, &received);
-        if events.keep_all {
+        if events.max_ids.is_none() {
             events.list.push(received);
         }
         self.waiters.reached(events.received);
