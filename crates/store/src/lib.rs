@@ -660,6 +660,14 @@ mod tests {
     use super::*;
     use rusqlite::StatementStatus;
 
+    /// A fresh directory for one test's store.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sluice-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     /// How often SQLite compiled the cached statement `sql` again since it was cached.
     fn reprepared(store: &Store, sql: &str) -> i32 {
         let statement = store.conn.prepare_cached(sql).unwrap();
@@ -671,9 +679,7 @@ mod tests {
     /// a tenth of the relay's time per event.
     #[test]
     fn the_statements_run_per_event_are_compiled_once() {
-        let dir = std::env::temp_dir().join(format!("sluice-store-prepare-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("prepare");
         let mut store = Store::open(&dir.join("spool.db"), 1 << 20, Duration::ZERO).unwrap();
         for n in 0..5 {
             let id = format!("e{n}");
@@ -695,11 +701,6 @@ mod tests {
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
-}
-
-#[cfg(test)]
-mod checkpoint_tests {
-    use super::*;
 
     fn append_and_confirm(store: &mut Store, n: usize, payload: &str) {
         let id = format!("e{n}");
@@ -718,10 +719,7 @@ mod checkpoint_tests {
     /// thread does them, and a burst too long for it is still bounded.
     #[test]
     fn a_store_checkpointing_in_the_background_keeps_its_wal_bounded() {
-        let dir =
-            std::env::temp_dir().join(format!("sluice-store-checkpoint-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("checkpoint");
         let path = dir.join("spool.db");
         let mut store = Store::open(&path, 1 << 30, Duration::from_secs(1)).unwrap();
         store.checkpoint_in_background().unwrap();
