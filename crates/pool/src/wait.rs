@@ -119,13 +119,18 @@ where
         if self.is_closed() {
             return Plan::Closed;
         }
+        // A connection came back after the caller looked (a connect that landed counts its
+        // connection under this lock): no connect for it, it looks again below. (A second
+        // connection made for a lone caller would split what it sends in order over two.)
+        let came_back = self.returns() != seen;
         // One connect per waiting request at most: a caller polled again while its connect
         // is under way must not start another.
         let listed = waiter
             .as_ref()
             .is_some_and(|w| w.queued.load(Ordering::Acquire));
         let demand = inner.waiters.len() + usize::from(!listed);
-        if inner.live + inner.connecting < self.config.max_size
+        if !came_back
+            && inner.live + inner.connecting < self.config.max_size
             && inner.connecting < demand
             // The clock is read only after a failed connect.
             && inner.retry_at.is_none_or(|at| Instant::now() >= at)

@@ -171,3 +171,48 @@ async fn closing_while_tasks_on_several_threads_use_it_closes_every_connection()
         "{stats:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_caller_polled_as_its_connect_lands_makes_no_second_connection() {
+    // One caller, polled over and over (as a batch worker woken by new items is) while its
+    // connect finishes on the other thread. If it looks just before the connection lands and
+    // decides just after, it must see the connection, not start another: a second
+    // connection splits what one caller sends, in order, over two.
+    for round in 0..2_000 {
+        let made = Arc::new(AtomicUsize::new(0));
+        let mut pool = PoolLayer::builder(())
+            .max_size(5)
+            .build()
+            .unwrap()
+            .layer(connector(Arc::clone(&made)));
+        let handle = pool.handle();
+        std::future::poll_fn(|cx| {
+            let ready = pool.poll_ready(cx);
+            if ready.is_pending() {
+                cx.waker().wake_by_ref();
+            }
+            ready
+        })
+        .await
+        .unwrap();
+        assert_eq!(pool.call(round).await.unwrap(), round);
+        // A connect started by mistake lands on its own task: wait for it, bounded.
+        let settled = tokio::time::timeout(Duration::from_secs(5), async {
+            while handle.stats().connecting > 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(
+            settled.is_ok(),
+            "a connect never ended: {:?}",
+            handle.stats()
+        );
+        assert_eq!(
+            made.load(Ordering::SeqCst),
+            1,
+            "round {round}: {:?}",
+            handle.stats()
+        );
+    }
+}
