@@ -197,12 +197,11 @@ where
         }
         self.shared.ensure_maintenance();
         let started = *self.wait.get_or_insert_with(Instant::now);
-        let deadline = crate::config::after(started, self.shared.config.wait_timeout);
         let timer = match &mut self.timer {
             Some(timer) => timer,
-            None => self
-                .timer
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+            None => self.timer.insert(Box::pin(tokio::time::sleep_until(
+                crate::config::after(started, self.shared.config.wait_timeout),
+            ))),
         };
         // Registered with this task's waker already and not fired: it will wake this task.
         // (Polling it again would register the same waker again.)
@@ -219,6 +218,7 @@ where
         // timer driver's lock), so it is moved at most once per `wait_timeout`.
         // Polled outside tokio's budget: out of budget, `Sleep` would answer `Pending`
         // without registering, and the check above would then skip it for good.
+        let deadline = crate::config::after(started, self.shared.config.wait_timeout);
         while Pin::new(&mut tokio::task::unconstrained(timer.as_mut()))
             .poll(cx)
             .is_ready()

@@ -192,7 +192,12 @@ impl<M, Target, C, L> Shared<M, Target, C, L> {
 
     /// Takes the most recently used idle connection of this thread's shard out.
     pub(crate) fn checkout_local(&self) -> Option<Conn<C>> {
-        self.local_shard().1.pop_idle()
+        let (_, shard) = self.local_shard();
+        if shard.has_idle.load(Ordering::Relaxed) {
+            shard.pop_idle()
+        } else {
+            None
+        }
     }
 
     /// Takes an idle connection out of any shard, this thread's first, skipping those
