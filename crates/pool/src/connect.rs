@@ -101,7 +101,7 @@ where
                 inner.last_error = None;
                 inner.next_conn += 1;
                 let (home, shard) = self.local_shard();
-                let park = ParkWaker::park(self, inner.next_conn, home);
+                let park = ParkWaker::park(&self.core, inner.next_conn, home);
                 let now = Instant::now();
                 let conn = Box::new(Pooled {
                     conn,
@@ -130,6 +130,6 @@ where
                 inner.last_error = Some(Arc::new(error));
             }
         }
-        Self::wake_waiters(&mut inner, &self.has_waiters);
+        crate::wait::wake_waiters(&mut inner, &self.has_waiters);
     }
 }

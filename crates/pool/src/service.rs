@@ -199,9 +199,12 @@ where
         let started = *self.wait.get_or_insert_with(Instant::now);
         let timer = match &mut self.timer {
             Some(timer) => timer,
-            None => self.timer.insert(Box::pin(tokio::time::sleep_until(
-                crate::config::after(started, self.shared.config.wait_timeout),
-            ))),
+            None => self
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(crate::config::after(
+                    started,
+                    self.shared.config.wait_timeout,
+                )))),
         };
         // Registered with this task's waker already and not fired: it will wake this task.
         // (Polling it again would register the same waker again.)

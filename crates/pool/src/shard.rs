@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::connect::Connector;
 use crate::lifecycle::Lifecycle;
-use crate::shared::Shared;
+use crate::shared::{Core, Shared};
 use crate::stats::Eviction;
 
 /// A pooled connection, boxed: it moves between the shards, the services and their calls
@@ -184,7 +184,7 @@ fn thread_number() -> usize {
     })
 }
 
-impl<M, Target, C, L> Shared<M, Target, C, L> {
+impl<C, L> Core<C, L> {
     pub(crate) fn local_shard(&self) -> (usize, &Shard<C>) {
         let index = thread_number() % self.shards.len();
         (index, &self.shards[index])
@@ -332,7 +332,13 @@ where
             }
         }
     }
+}
 
+impl<C, L> Core<C, L>
+where
+    C: Send + 'static,
+    L: Lifecycle<C>,
+{
     /// The waker of connection `id` fired: back with the idle ones of its home shard, first
     /// in line, under the same lock, waking a waiter.
     pub(crate) fn unpark(&self, id: u64, state: &ParkState) {

@@ -66,9 +66,24 @@ pub(crate) struct Shared<M, Target, C, L> {
     pub(crate) config: Config,
     pub(crate) target: Target,
     pub(crate) connector: Mutex<M>,
+    /// What the connections' wakers share with the pool (see [`Core`]).
+    pub(crate) core: Arc<Core<C, L>>,
+    /// Tells the maintenance task to stop.
+    pub(crate) stopped: AtomicBool,
+    /// Whether the maintenance task was started.
+    pub(crate) maintained: AtomicBool,
+}
+
+/// The connections and the bookkeeping: what a connection's waker needs to bring it back.
+///
+/// The wakers hold it strongly, so that a wake costs no reference-count round trip (a
+/// `Weak` upgrade and its drop are two locked instructions, on every wake of a busy
+/// connection). A parked connection holds its waker, and the core holds the connection:
+/// [`Shared`]'s `Drop` empties the shards, which ends that cycle.
+pub(crate) struct Core<C, L> {
     pub(crate) lifecycle: Arc<L>,
     /// On cache lines of its own: written at every wait and wake, it would otherwise make
-    /// other threads reread the settings beside it, which they read at every request.
+    /// other threads reread the fields beside it, which they read at every request.
     pub(crate) inner: Padded<Mutex<Inner>>,
     pub(crate) shards: Box<[Shard<C>]>,
     /// Set by `close`, under `inner`'s lock; also read under a shard's lock when a connection
@@ -76,10 +91,22 @@ pub(crate) struct Shared<M, Target, C, L> {
     closed: AtomicBool,
     /// Whether anything waits; read without the lock when a connection goes back.
     pub(crate) has_waiters: AtomicBool,
-    /// Tells the maintenance task to stop.
-    pub(crate) stopped: AtomicBool,
-    /// Whether the maintenance task was started.
-    pub(crate) maintained: AtomicBool,
+}
+
+impl<M, Target, C, L> std::ops::Deref for Shared<M, Target, C, L> {
+    type Target = Core<C, L>;
+
+    fn deref(&self) -> &Core<C, L> {
+        &self.core
+    }
+}
+
+impl<M, Target, C, L> Drop for Shared<M, Target, C, L> {
+    fn drop(&mut self) {
+        // Frees the parked connections' wakers, which hold the core. (Nothing else is left
+        // to count them against: no `inner` lock needed.)
+        drop(self.core.drain(true));
+    }
 }
 
 impl<M, Target, C, L> fmt::Debug for Shared<M, Target, C, L> {
@@ -90,11 +117,27 @@ impl<M, Target, C, L> fmt::Debug for Shared<M, Target, C, L> {
     }
 }
 
-impl<M, Target, C, L> Shared<M, Target, C, L> {
+impl<C, L> Core<C, L> {
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
     }
+}
 
+impl<C, L: Lifecycle<C>> Core<C, L>
+where
+    C: Send + 'static,
+{
+    pub(crate) fn close_conn(&self, conn: C) {
+        let closing = self.lifecycle.close(conn);
+        // Closing may take a round trip; it must not hold up the caller. Without a runtime
+        // (a pool dropped at exit), the connection is simply dropped.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(closing);
+        }
+    }
+}
+
+impl<M, Target, C, L> Shared<M, Target, C, L> {
     pub(crate) fn stats(&self) -> Stats {
         let inner = self.inner.lock();
         let idle = self
@@ -137,23 +180,25 @@ where
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let shards = cores.min(config.max_size).clamp(1, 64);
         Arc::new(Self {
-            shards: (0..shards).map(|_| Shard::new()).collect(),
             config,
             target,
             connector: Mutex::new(connector),
-            lifecycle,
-            inner: Padded(Mutex::new(Inner {
-                live: 0,
-                connecting: 0,
-                waiters: VecDeque::new(),
-                next_conn: 0,
-                last_error: None,
-                failures: 0,
-                retry_at: None,
-                counts: Counts::default(),
-            })),
-            closed: AtomicBool::new(false),
-            has_waiters: AtomicBool::new(false),
+            core: Arc::new(Core {
+                lifecycle,
+                inner: Padded(Mutex::new(Inner {
+                    live: 0,
+                    connecting: 0,
+                    waiters: VecDeque::new(),
+                    next_conn: 0,
+                    last_error: None,
+                    failures: 0,
+                    retry_at: None,
+                    counts: Counts::default(),
+                })),
+                shards: (0..shards).map(|_| Shard::new()).collect(),
+                closed: AtomicBool::new(false),
+                has_waiters: AtomicBool::new(false),
+            }),
             stopped: AtomicBool::new(false),
             maintained: AtomicBool::new(false),
         })
@@ -167,19 +212,10 @@ where
             inner.live -= 1;
             inner.counts.evicted.count(reason);
             // A slot is free: a waiter may connect.
-            Self::wake_waiters(&mut inner, &self.has_waiters);
+            crate::wait::wake_waiters(&mut inner, &self.has_waiters);
         }
         tracing::debug!(target: "sluice_pool", reason = reason.as_str(), "connection evicted");
         self.close_conn(conn.conn);
-    }
-
-    pub(crate) fn close_conn(&self, conn: C) {
-        let closing = self.lifecycle.close(conn);
-        // Closing may take a round trip; it must not hold up the caller. Without a runtime
-        // (a pool dropped at exit), the connection is simply dropped.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(closing);
-        }
     }
 
     /// Checks whether a taken-out connection may be used now, by its age and flags.
@@ -206,7 +242,7 @@ where
             for _ in 0..idle.len() {
                 inner.counts.evicted.count(Eviction::Closed);
             }
-            Self::wake_waiters(&mut inner, &self.has_waiters);
+            crate::wait::wake_waiters(&mut inner, &self.has_waiters);
             idle
         };
         self.stop_maintenance();

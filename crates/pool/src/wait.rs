@@ -3,7 +3,7 @@
 //! becomes ready and tell the waiters.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
 
 use tokio::time::Instant;
@@ -12,7 +12,7 @@ use crate::connect::Connector;
 use crate::error::BoxError;
 use crate::lifecycle::Lifecycle;
 use crate::shard::{Park, ParkState, Shard};
-use crate::shared::{Inner, Shared};
+use crate::shared::{Core, Inner, Shared};
 
 /// What a request without a ready connection should do.
 pub(crate) enum Plan {
@@ -35,15 +35,16 @@ pub(crate) struct Waiter {
     queued: AtomicBool,
 }
 
-impl<M, Target, C, L> Shared<M, Target, C, L> {
-    pub(crate) fn wake_waiters(inner: &mut Inner, has_waiters: &AtomicBool) {
-        has_waiters.store(false, Ordering::Release);
-        for (waiter, waker) in inner.waiters.drain(..) {
-            waiter.queued.store(false, Ordering::Release);
-            waker.wake();
-        }
+/// Wakes every waiter, and empties the line.
+pub(crate) fn wake_waiters(inner: &mut Inner, has_waiters: &AtomicBool) {
+    has_waiters.store(false, Ordering::Release);
+    for (waiter, waker) in inner.waiters.drain(..) {
+        waiter.queued.store(false, Ordering::Release);
+        waker.wake();
     }
+}
 
+impl<C, L> Core<C, L> {
     /// Takes the first in line off the line; the caller wakes it once it let go of `inner`
     /// (a wake may have to rouse another thread, which should not wait for the lock).
     fn next_in_line(&self, inner: &mut Inner) -> Option<Waker> {
@@ -184,25 +185,24 @@ where
 /// A connection's own waker: a connection keeps only the waker of the last task that polled
 /// it, and that task may be gone, or no longer polling the pool, when the connection becomes
 /// ready. The pool polls it with this one instead, which brings the parked connection back
-/// to the idle ones and wakes the first waiter. It holds the pool weakly: the connection holds
-/// it, and the pool holds the connection.
-pub(crate) struct ParkWaker<M, Target, C, L> {
-    shared: Weak<Shared<M, Target, C, L>>,
+/// to the idle ones and wakes the first waiter. It holds the pool's [`Core`], not the whole
+/// pool (see there).
+pub(crate) struct ParkWaker<C, L> {
+    core: Arc<Core<C, L>>,
     id: u64,
     state: Arc<ParkState>,
 }
 
-impl<M, Target, C, L> ParkWaker<M, Target, C, L>
+impl<C, L> ParkWaker<C, L>
 where
-    M: Connector<Target, Response = C>,
-    Target: Clone + Send + Sync + 'static,
+    C: Send + 'static,
     L: Lifecycle<C>,
 {
-    /// The waker of connection `id` of `shared`.
-    pub(crate) fn park(shared: &Arc<Shared<M, Target, C, L>>, id: u64, home: usize) -> Park {
+    /// The waker of connection `id` of `core`.
+    pub(crate) fn park(core: &Arc<Core<C, L>>, id: u64, home: usize) -> Park {
         let state = Arc::new(ParkState::new(home));
         let waker = Waker::from(Arc::new(Self {
-            shared: Arc::downgrade(shared),
+            core: Arc::clone(core),
             id,
             state: Arc::clone(&state),
         }));
@@ -210,10 +210,9 @@ where
     }
 }
 
-impl<M, Target, C, L> Wake for ParkWaker<M, Target, C, L>
+impl<C, L> Wake for ParkWaker<C, L>
 where
-    M: Connector<Target, Response = C>,
-    Target: Clone + Send + Sync + 'static,
+    C: Send + 'static,
     L: Lifecycle<C>,
 {
     fn wake(self: Arc<Self>) {
@@ -221,8 +220,6 @@ where
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if let Some(shared) = self.shared.upgrade() {
-            shared.unpark(self.id, &self.state);
-        }
+        self.core.unpark(self.id, &self.state);
     }
 }

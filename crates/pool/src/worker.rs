@@ -82,7 +82,7 @@ where
                 VecDeque::new()
             };
             if !expired.is_empty() {
-                Self::wake_waiters(&mut inner, &self.has_waiters);
+                crate::wait::wake_waiters(&mut inner, &self.has_waiters);
             }
             (expired, to_check)
         };
@@ -113,7 +113,7 @@ where
                     let mut inner = self.inner.lock();
                     inner.live -= 1;
                     inner.counts.evicted.count(Eviction::HealthCheck);
-                    Self::wake_waiters(&mut inner, &self.has_waiters);
+                    crate::wait::wake_waiters(&mut inner, &self.has_waiters);
                 }
             }
         }

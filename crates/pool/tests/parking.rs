@@ -152,3 +152,76 @@ async fn a_connection_that_never_wakes_costs_a_wait_not_the_connection() {
     assert_eq!(started.elapsed(), Duration::from_secs(1));
     assert_eq!(pool.handle().stats().created, 1);
 }
+
+/// Busy for good after its first request, keeping the waker it was last polled with (as a
+/// socket keeps its reader's); counts itself out of `alive` when dropped.
+struct Stuck {
+    busy: bool,
+    waker: Option<std::task::Waker>,
+    alive: Arc<AtomicUsize>,
+}
+
+impl Service<u32> for Stuck {
+    type Response = u32;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<u32, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        if self.busy {
+            self.waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: u32) -> Self::Future {
+        self.busy = true;
+        std::future::ready(Ok(request))
+    }
+}
+
+impl Drop for Stuck {
+    fn drop(&mut self) {
+        self.alive.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_pool_dropped_with_a_busy_connection_set_aside_drops_it() {
+    let alive = Arc::new(AtomicUsize::new(0));
+    let connector = service_fn({
+        let alive = Arc::clone(&alive);
+        move |()| {
+            alive.fetch_add(1, Ordering::SeqCst);
+            let alive = Arc::clone(&alive);
+            std::future::ready(Ok::<_, Infallible>(Stuck {
+                busy: false,
+                waker: None,
+                alive,
+            }))
+        }
+    });
+    let mut pool = PoolLayer::builder(())
+        .max_size(2)
+        .build()
+        .unwrap()
+        .layer(connector);
+    let mut other = pool.clone();
+    let handle = pool.handle();
+    // Two connections, each set aside busy, holding the waker that would bring it back.
+    let (first, second) =
+        tokio::join!(async { pool.ready().await.unwrap().call(1).await }, async {
+            other.ready().await.unwrap().call(2).await
+        },);
+    assert_eq!((first.unwrap(), second.unwrap()), (1, 2));
+    assert_eq!(
+        (alive.load(Ordering::SeqCst), handle.stats().created),
+        (2, 2)
+    );
+    drop((pool, other, handle));
+    assert_eq!(
+        alive.load(Ordering::SeqCst),
+        0,
+        "the pool kept its connections alive"
+    );
+}
