@@ -14,6 +14,9 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// Implemented by `()`: no health check, and closing is dropping. Implement it for a type of
 /// yours to ping idle connections (e.g. a protocol-level ping) or to close them gracefully
 /// (drain writes, say goodbye), and pass it to [`Builder::lifecycle`](crate::Builder::lifecycle).
+///
+/// The pool drops it once the pool and every waker it gave a connection are gone: a
+/// connection still closing, or a waker clone kept elsewhere, keeps it a little longer.
 pub trait Lifecycle<C: Send + 'static>: Send + Sync + 'static {
     /// Checks an idle connection, every `health_check_interval`; an error evicts it.
     fn check(&self, conn: C) -> BoxFuture<Result<C, BoxError>> {

@@ -190,7 +190,10 @@ impl<C, L> Core<C, L> {
         (index, &self.shards[index])
     }
 
-    /// Takes the most recently used idle connection of this thread's shard out.
+    /// Takes the most recently used idle connection of this thread's shard out, if its flag
+    /// says it has one. A stale flag may miss one just put back: the caller then reads
+    /// [`returns`](Self::returns) and looks in every shard, which finds it or sees the count
+    /// moved (see `take_ready`).
     pub(crate) fn checkout_local(&self) -> Option<Conn<C>> {
         let (_, shard) = self.local_shard();
         if shard.has_idle.load(Ordering::Relaxed) {
@@ -225,7 +228,7 @@ impl<C, L> Core<C, L> {
     }
 
     /// Takes every idle connection out of every shard, and the parked ones too if `parked`;
-    /// the caller holds `inner`.
+    /// the caller holds `inner`, or is `Shared`'s drop (nothing is left to count them).
     pub(crate) fn drain(&self, parked: bool) -> Vec<Conn<C>> {
         let mut taken = Vec::new();
         for shard in &self.shards[..] {

@@ -79,7 +79,9 @@ pub(crate) struct Shared<M, Target, C, L> {
 /// The wakers hold it strongly, so that a wake costs no reference-count round trip (a
 /// `Weak` upgrade and its drop are two locked instructions, on every wake of a busy
 /// connection). A parked connection holds its waker, and the core holds the connection:
-/// [`Shared`]'s `Drop` empties the shards, which ends that cycle.
+/// [`Shared`]'s `Drop` empties the shards, which ends that cycle. What is left (the
+/// `Lifecycle`, the bookkeeping, the empty shards) lives on while a connection's waker does,
+/// kept by a connection being closed, say, or by a waker clone held elsewhere.
 pub(crate) struct Core<C, L> {
     pub(crate) lifecycle: Arc<L>,
     /// On cache lines of its own: written at every wait and wake, it would otherwise make

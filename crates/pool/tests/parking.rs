@@ -186,9 +186,21 @@ impl Drop for Stuck {
     }
 }
 
+/// Counts itself out of `alive` when dropped: the pool's core holds it.
+struct Held(Arc<AtomicUsize>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl sluice_pool::Lifecycle<Stuck> for Held {}
+
 #[tokio::test]
 async fn a_pool_dropped_with_a_busy_connection_set_aside_drops_it() {
-    let alive = Arc::new(AtomicUsize::new(0));
+    // The lifecycle below, and the connections as they are made.
+    let alive = Arc::new(AtomicUsize::new(1));
     let connector = service_fn({
         let alive = Arc::clone(&alive);
         move |()| {
@@ -203,6 +215,7 @@ async fn a_pool_dropped_with_a_busy_connection_set_aside_drops_it() {
     });
     let mut pool = PoolLayer::builder(())
         .max_size(2)
+        .lifecycle(Held(Arc::clone(&alive)))
         .build()
         .unwrap()
         .layer(connector);
@@ -216,12 +229,12 @@ async fn a_pool_dropped_with_a_busy_connection_set_aside_drops_it() {
     assert_eq!((first.unwrap(), second.unwrap()), (1, 2));
     assert_eq!(
         (alive.load(Ordering::SeqCst), handle.stats().created),
-        (2, 2)
+        (3, 2)
     );
     drop((pool, other, handle));
     assert_eq!(
         alive.load(Ordering::SeqCst),
         0,
-        "the pool kept its connections alive"
+        "the pool kept its connections or its lifecycle alive"
     );
 }
